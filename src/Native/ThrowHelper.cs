@@ -1,0 +1,21 @@
+using System.Diagnostics.CodeAnalysis;
+
+namespace UnmanagedPool.Native;
+
+/// <summary>Cold throw sites, kept out of line so the callers stay small enough to inline.</summary>
+internal static unsafe class ThrowHelper
+{
+    [DoesNotReturn]
+    public static void ThrowNotHandedOut(NetMemRef page) =>
+        throw new InvalidOperationException(page.IsNull
+            ? "The page reference is null."
+            : $"Page 0x{(nint)page.Address:x} is not handed out (state {page.State}).");
+
+    [DoesNotReturn]
+    public static void ThrowRefUnderflow(NetMemRef page) =>
+        throw new InvalidOperationException($"Page 0x{(nint)page.Address:x}: page reference count underflow (put_page on a page with no reference).");
+
+    [DoesNotReturn]
+    public static void ThrowForeignPage(nint address, string why) =>
+        throw new InvalidOperationException($"Page 0x{address:x} {why}.");
+}
