@@ -1,0 +1,1168 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Tracing;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using UnmanagedPool.Internal;
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool;
+
+/// <summary>
+/// A pool of native pages recycled instead of freed: the Linux kernel's <c>page_pool</c> (net/core/page_pool.c).
+/// </summary>
+/// <remarks>
+/// <para>
+/// One thread is the pool's consumer (the kernel's NAPI context): the creating thread, or the one that called
+/// <see cref="BindConsumer"/>. It allocates from a 128-entry alloc cache with no atomic operation, refills it
+/// from the ring 64 at a time, and falls back to taking 64 pages in bulk from the <see cref="PageProvider"/>.
+/// Any other thread may allocate and put too: it goes through a per-CPU cache in front of the lock-free ring,
+/// paying one CAS for the cache and, once per batch, one for the ring.
+/// </para>
+/// <para>
+/// Page ownership follows the kernel: <c>pp_magic</c> carries <see cref="NetMemRef.PpSignature"/> and <c>pp</c>
+/// names the pool while the pool holds the page; <c>pp_ref_count</c> counts the references users hold (0 while
+/// the page sits in a cache or the ring). Accounting: <c>Hold - Release == InFlight</c>.
+/// </para>
+/// </remarks>
+public sealed unsafe partial class PagePool : IDisposable
+{
+    /// <summary>Entries in the consumer's alloc cache (the kernel's <c>PP_ALLOC_CACHE_SIZE</c>).</summary>
+    public const int AllocCacheSize = 128;
+
+    /// <summary>Pages moved per refill from the ring or the provider (the kernel's <c>PP_ALLOC_CACHE_REFILL</c>).</summary>
+    public const int AllocCacheRefill = 64;
+
+    /// <summary>Interval between release retries after <see cref="Dispose"/> with pages in flight (the kernel's HZ).</summary>
+    internal static TimeSpan ReleaseRetryInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Interval between "stalled pool shutdown" warnings (the kernel's 60 s).</summary>
+    internal static TimeSpan StalledWarningInterval { get; set; } = TimeSpan.FromSeconds(60);
+
+    private const int StateAlive = 0;
+    private const int StateDestroying = 1;
+    private const int StateFreed = 2;
+
+    private static long s_lastId;
+    private static readonly ConcurrentDictionary<long, PagePool> s_pools = new();
+
+    // ---- consumer-only state (the alloc cache); touched by the consumer thread alone, no atomics ----
+    private readonly nint[] _cache = new nint[AllocCacheSize];
+    private int _cacheCount;
+    private PoolCounters _stats;
+    private readonly bool _debug;
+
+    // ---- shared state ----
+    private int _state;                 // StateAlive → StateDestroying → StateFreed
+    private int _consumerThreadId;
+    private int _nid;
+    private readonly nint _pp;          // this pool's identity in NetMem.Pp: a GCHandle to the pool
+    private GCHandle _ppHandle;
+    private readonly PtrRing _ring;
+    private readonly PerCpuCache[] _perCpu;
+    private PoolCounters _shared;       // rare counters from any thread: Interlocked only
+    private long _release;              // pages_state_release_cnt: Interlocked, any thread releases
+    private long _destroyCount;
+    private long _destroyStartedTicks;
+    private long _lastStallWarningTicks;
+    private Timer? _retryTimer;
+    private PagePoolConsumer? _consumer;
+
+    private readonly int _order;
+    private readonly PagePoolFlags _flags;
+    private readonly bool _dmaMap;
+    private readonly bool _dmaSync;
+    private readonly DmaDirection _dmaDir;
+    private readonly int _maxLen;
+    private readonly int _offset;
+    private readonly IDmaMapper _mapper;
+    private readonly PageProvider _provider;
+    private readonly bool _ownsProvider;
+    private readonly Action<NetMemRef, object?>? _initCallback;
+    private readonly object? _initArg;
+
+    /// <summary>The kernel's <c>page_pool_create</c>: validates <paramref name="options"/> as <c>page_pool_init</c> does.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentException">An option is invalid; <see cref="ArgumentException.ParamName"/> names it.</exception>
+    public PagePool(PagePoolOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Validate(options);
+
+        Options = options.Clone();
+        _order = options.Order;
+        _flags = options.Flags;
+        _dmaMap = (options.Flags & PagePoolFlags.DmaMap) != 0;
+        _dmaSync = (options.Flags & PagePoolFlags.DmaSyncDev) != 0;
+        _dmaDir = options.DmaDirection;
+        _maxLen = options.MaxLen;
+        _offset = options.Offset;
+        _mapper = options.DmaMapper ?? IdentityDmaMapper.Instance;
+        _initCallback = options.InitCallback;
+        _initArg = options.InitArg;
+        _nid = options.NumaNode;
+        _debug = options.DebugMode;
+        _provider = options.Provider ?? new PageProvider();
+        _ownsProvider = options.Provider == null;
+        PoolSize = Math.Min(options.PoolSize, PagePoolOptions.MaxPoolSize);
+        _ring = new PtrRing(PoolSize);
+        int cpus = Math.Max(1, Environment.ProcessorCount);
+        _perCpu = new PerCpuCache[cpus];
+        for (int i = 0; i < cpus; i++)
+            _perCpu[i] = new PerCpuCache();
+
+        _consumerThreadId = Environment.CurrentManagedThreadId;
+        _ppHandle = GCHandle.Alloc(this, GCHandleType.Normal);
+        _pp = GCHandle.ToIntPtr(_ppHandle);
+        Id = Interlocked.Increment(ref s_lastId);
+        Name = options.Name ?? $"page_pool-{Id}";
+        s_pools[Id] = this;
+        OnCreated();
+
+        var log = PagePoolEventSource.Log;
+        if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Lifecycle))
+            log.PoolCreated(Id, Name, _order, PoolSize, (int)_flags, _nid);
+    }
+
+    /// <summary>The pool's id (the kernel's <c>pool->user.id</c>), unique in the process, starting at 1.</summary>
+    public long Id { get; }
+
+    /// <summary>The pool's name (<see cref="PagePoolOptions.Name"/>, or <c>page_pool-ID</c>).</summary>
+    public string Name { get; }
+
+    /// <summary>A copy of the options the pool was created with.</summary>
+    public PagePoolOptions Options { get; }
+
+    /// <summary>Ring capacity actually used (the clamped <see cref="PagePoolOptions.PoolSize"/>).</summary>
+    public int PoolSize { get; }
+
+    /// <summary>Allocation order of every buffer.</summary>
+    public int Order => _order;
+
+    /// <summary>Bytes per buffer: <c>4096 &lt;&lt; Order</c>.</summary>
+    public int BufferSize => PageConstants.PageSize << _order;
+
+    /// <summary>The NUMA node the pool allocates on (-1 for none); changed by <see cref="UpdateNid"/>.</summary>
+    public int Nid => Volatile.Read(ref _nid);
+
+    /// <summary>The provider the pool takes pages from.</summary>
+    public PageProvider Provider => _provider;
+
+    /// <summary>Managed thread id of the consumer thread.</summary>
+    public int ConsumerThreadId => Volatile.Read(ref _consumerThreadId);
+
+    /// <summary>Whether <see cref="Dispose"/> has been called.</summary>
+    public bool IsDisposed => Volatile.Read(ref _state) != StateAlive;
+
+    /// <summary>Whether the pool has released its last page and freed its resources after <see cref="Dispose"/>.</summary>
+    public bool IsFreed => Volatile.Read(ref _state) == StateFreed;
+
+    /// <summary>Whether debug checks are on for this pool.</summary>
+    public bool DebugMode => _debug;
+
+    /// <summary>The opaque value this pool writes into <see cref="NetMem.Pp"/>.</summary>
+    public nint PpHandle => _pp;
+
+    /// <summary>Live pools in the process (created and not yet freed), for statistics and tools.</summary>
+    public static ICollection<PagePool> LivePools => s_pools.Values;
+
+    /// <summary>The pool named by a page's <see cref="NetMem.Pp"/>, or null when the page is not a live pool's.</summary>
+    public static PagePool? FromPage(NetMemRef page)
+    {
+        if (page.IsNull || !page.IsPagePool)
+            return null;
+        nint pp = page.Value.Pp;
+        if (pp == 0)
+            return null;
+        foreach (var pool in s_pools.Values)
+            if (pool._pp == pp)
+                return pool;
+        return null;
+    }
+
+    // =====================================================================================================
+    // Consumer binding
+    // =====================================================================================================
+
+    /// <summary>
+    /// Makes the calling thread the pool's consumer (the kernel's NAPI context) and returns a handle whose
+    /// methods run the fast path with no per-call thread check. The previous consumer must be quiescent:
+    /// the alloc cache passes to the new thread as it is. Handles bound earlier become invalid.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public PagePoolConsumer BindConsumer()
+    {
+        ThrowIfDisposed();
+        int tid = Environment.CurrentManagedThreadId;
+        // Volatile: other threads read the consumer id to decide whether allowDirect may be honoured.
+        Volatile.Write(ref _consumerThreadId, tid);
+        var handle = new PagePoolConsumer(this, tid, _debug);
+        _consumer = handle;
+        return handle;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool OnConsumerThread() => Environment.CurrentManagedThreadId == Volatile.Read(ref _consumerThreadId);
+
+    internal bool IsCurrentHandle(PagePoolConsumer handle) => ReferenceEquals(_consumer, handle) && handle.ThreadId == Volatile.Read(ref _consumerThreadId);
+
+    // =====================================================================================================
+    // Allocation
+    // =====================================================================================================
+
+    /// <summary>
+    /// The kernel's <c>page_pool_alloc_pages</c>: one buffer with <c>pp_ref_count</c> 1, or
+    /// <see cref="NetMemRef.Null"/> when memory is exhausted. From the consumer thread it runs the alloc-cache
+    /// fast path; from any other thread it goes through that thread's per-CPU cache and the ring.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public NetMemRef AllocPage() => OnConsumerThread() ? ConsumerAlloc() : SharedAlloc();
+
+    /// <summary>
+    /// Bulk allocation: fills <paramref name="pages"/> with buffers, each with <c>pp_ref_count</c> 1.
+    /// </summary>
+    /// <returns>How many were allocated: fewer than asked only when memory ran out.</returns>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public int AllocPages(Span<NetMemRef> pages)
+    {
+        if (OnConsumerThread())
+            return ConsumerAllocBulk(pages);
+        for (int i = 0; i < pages.Length; i++)
+        {
+            NetMemRef page = SharedAlloc();
+            if (page.IsNull)
+                return i;
+            pages[i] = page;
+        }
+        return pages.Length;
+    }
+
+    /// <summary>Consumer thread only: the fast path.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal NetMemRef ConsumerAlloc()
+    {
+        int count = _cacheCount;
+        if (count > 0)
+        {
+            count--;
+            _cacheCount = count;
+            NetMem* d = (NetMem*)Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_cache), count);
+            _stats.Fast++;
+            d->PpRefCount = 1;
+            if (_debug)
+                DebugOnAlloc(d);
+            return new NetMemRef(d);
+        }
+        return ConsumerAllocSlow();
+    }
+
+    /// <summary>Consumer thread only: bulk allocation.</summary>
+    internal int ConsumerAllocBulk(Span<NetMemRef> pages)
+    {
+        int done = 0;
+        while (done < pages.Length)
+        {
+            int count = _cacheCount;
+            if (count == 0)
+            {
+                NetMemRef page = ConsumerAllocSlow();
+                if (page.IsNull)
+                    break;
+                pages[done++] = page;
+                continue;
+            }
+            int n = Math.Min(count, pages.Length - done);
+            ref nint cache = ref MemoryMarshal.GetArrayDataReference(_cache);
+            for (int i = 0; i < n; i++)
+            {
+                NetMem* d = (NetMem*)Unsafe.Add(ref cache, --count);
+                d->PpRefCount = 1;
+                if (_debug)
+                    DebugOnAlloc(d);
+                pages[done++] = new NetMemRef(d);
+            }
+            _cacheCount = count;
+            _stats.Fast += n;
+        }
+        return done;
+    }
+
+    /// <summary>Consumer thread only: the alloc cache is empty. Refill from the ring, else from the provider.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NetMemRef ConsumerAllocSlow()
+    {
+        ThrowIfDisposed();
+        if (RefillAllocCache())
+        {
+            NetMem* d = (NetMem*)_cache[--_cacheCount];
+            _stats.Refill++;
+            d->PpRefCount = 1;
+            if (_debug)
+                DebugOnAlloc(d);
+            return new NetMemRef(d);
+        }
+        return AllocPagesSlow(ref _stats, _cache, ref _cacheCount);
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_refill_alloc_cache</c>: moves up to 64 pages from the ring (or, when it is empty,
+    /// from the per-CPU caches) into the alloc cache, releasing pages of another NUMA node (waive).
+    /// </summary>
+    private bool RefillAllocCache()
+    {
+        Span<nint> batch = stackalloc nint[AllocCacheRefill];
+        int n = _ring.DequeueBurst(batch);
+        if (n == 0)
+        {
+            n = StealFromPerCpuCaches(batch);
+            if (n == 0)
+            {
+                _stats.Empty++;
+                return false;
+            }
+        }
+        int nid = _nid;
+        int i = 0;
+        for (; i < n; i++)
+        {
+            NetMem* d = (NetMem*)batch[i];
+            if (nid >= 0 && d->Nid != nid)
+            {
+                // NUMA mismatch: release this one and let the slow path allocate on the right node.
+                _stats.Waive++;
+                ReturnPage(d);
+                i++;
+                break;
+            }
+            _cache[_cacheCount++] = (nint)d;
+        }
+        if (i < n)
+        {
+            // Put back what the waive left unread, so nothing is lost.
+            int back = _ring.EnqueueBurst(batch[i..n]);
+            for (int j = i + back; j < n; j++)
+                ReturnPage((NetMem*)batch[j]);
+        }
+        return _cacheCount > 0;
+    }
+
+    /// <summary>Moves pages parked in per-CPU caches into <paramref name="batch"/> (consumer refill when the ring is empty).</summary>
+    private int StealFromPerCpuCaches(Span<nint> batch)
+    {
+        int n = 0;
+        foreach (PerCpuCache c in _perCpu)
+        {
+            if (n == batch.Length)
+                break;
+            if (Volatile.Read(ref c.Count) == 0 || !c.TryAcquire())
+                continue;
+            int take = Math.Min(c.Count, batch.Length - n);
+            for (int k = 0; k < take; k++)
+                batch[n++] = c.Items[--c.Count];
+            c.Release();
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// The kernel's <c>__page_pool_alloc_pages_slow</c>: takes a bulk of pages (one for order &gt; 0) from the
+    /// provider into <paramref name="cache"/>, sets them up for the pool, and returns one of them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NetMemRef AllocPagesSlow(ref PoolCounters stats, nint[] cache, ref int cacheCount)
+    {
+        int want = _order == 0 ? Math.Min(AllocCacheRefill, cache.Length - cacheCount) : 1;
+        if (want <= 0)
+            want = 1;
+        Span<NetMemRef> fresh = stackalloc NetMemRef[AllocCacheRefill];
+        fresh = fresh[..want];
+        int got = TakeFromProvider(fresh);
+        if (got == 0)
+            return default;
+
+        int usable = 0;
+        for (int i = 0; i < got; i++)
+        {
+            NetMem* d = fresh[i].Descriptor;
+            if (!SetupPage(d))
+                continue;
+            cache[cacheCount++] = (nint)d;
+            usable++;
+        }
+        if (usable == 0)
+            return default;
+        stats.Hold += usable;
+        if (_order > 0)
+            stats.SlowHighOrder++;
+        else
+            stats.Slow++;
+
+        var log = PagePoolEventSource.Log;
+        if (log.IsEnabled())
+            TraceHold(log, cache, cacheCount, usable, ref stats);
+
+        NetMem* page = (NetMem*)cache[--cacheCount];
+        page->PpRefCount = 1;
+        if (_debug)
+            DebugOnAlloc(page);
+        return new NetMemRef(page);
+    }
+
+    private int TakeFromProvider(Span<NetMemRef> fresh)
+    {
+        try
+        {
+            return _provider.TakeBulk(fresh, _order, _nid);
+        }
+        catch (ObjectDisposedException)
+        {
+            return 0;
+        }
+    }
+
+    private void TraceHold(PagePoolEventSource log, nint[] cache, int cacheCount, int usable, ref PoolCounters stats)
+    {
+        if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.SlowPath))
+            log.SlowPathRefill(Id, usable, _order);
+        if (log.IsEnabled(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState))
+        {
+            long hold = TotalHold() ;
+            for (int i = cacheCount - usable; i < cacheCount; i++)
+            {
+                var page = new NetMemRef((NetMem*)cache[i]);
+                log.StateHold(Id, (ulong)page.Address, hold, page.Index);
+            }
+        }
+    }
+
+    /// <summary>The kernel's <c>page_pool_set_pp_info</c> plus DMA mapping; false when mapping failed (page given back).</summary>
+    private bool SetupPage(NetMem* d)
+    {
+        var page = new NetMemRef(d);
+        if (_dmaMap)
+        {
+            if (!_mapper.Map(page.Address, (nuint)page.Size, _dmaDir, out ulong dma))
+            {
+                page.PutPage();
+                return false;
+            }
+            d->DmaAddr = dma;
+            if (_dmaSync)
+                _mapper.SyncForDevice(dma + (ulong)_offset, (nuint)_maxLen, _dmaDir);
+        }
+        d->PpMagic = NetMemRef.PpSignature;
+        d->Pp = _pp;
+        d->PpRefCount = 0;
+        _initCallback?.Invoke(page, _initArg);
+        if (_debug)
+            DebugOnHold(d);
+        return true;
+    }
+
+    /// <summary>Allocation from a thread other than the consumer: per-CPU cache, then ring, then provider.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NetMemRef SharedAlloc()
+    {
+        ThrowIfDisposed();
+        PerCpuCache? c = AcquirePerCpu();
+        if (c == null)
+            return SharedAllocUncached();
+        try
+        {
+            NetMem* d;
+            if (c.Count > 0)
+            {
+                d = (NetMem*)c.Items[--c.Count];
+                c.Stats.Fast++;
+            }
+            else
+            {
+                int n = _ring.DequeueBurst(c.Items.AsSpan(0, PerCpuCache.Batch));
+                int nid = _nid;
+                int kept = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    NetMem* p = (NetMem*)c.Items[i];
+                    if (nid >= 0 && p->Nid != nid)
+                    {
+                        c.Stats.Waive++;
+                        ReturnPage(p);
+                    }
+                    else
+                    {
+                        c.Items[kept++] = (nint)p;
+                    }
+                }
+                c.Count = kept;
+                if (kept > 0)
+                {
+                    d = (NetMem*)c.Items[--c.Count];
+                    c.Stats.Refill++;
+                }
+                else
+                {
+                    c.Stats.Empty++;
+                    NetMemRef fresh = AllocPagesSlow(ref c.Stats, c.Items, ref c.Count);
+                    return fresh;
+                }
+            }
+            d->PpRefCount = 1;
+            if (_debug)
+                DebugOnAlloc(d);
+            return new NetMemRef(d);
+        }
+        finally
+        {
+            c.Release();
+        }
+    }
+
+    /// <summary>Every per-CPU cache is busy: take one page straight from the ring, else one from the provider.</summary>
+    private NetMemRef SharedAllocUncached()
+    {
+        if (_ring.TryDequeue(out nint p))
+        {
+            Interlocked.Increment(ref _shared.Refill);
+            NetMem* d = (NetMem*)p;
+            d->PpRefCount = 1;
+            if (_debug)
+                DebugOnAlloc(d);
+            return new NetMemRef(d);
+        }
+        Interlocked.Increment(ref _shared.Empty);
+        NetMemRef fresh = default;
+        if (TakeFromProvider(new Span<NetMemRef>(ref fresh)) == 0)
+            return default;
+        if (!SetupPage(fresh.Descriptor))
+            return default;
+        Interlocked.Increment(ref _shared.Hold);
+        Interlocked.Increment(ref _order > 0 ? ref _shared.SlowHighOrder : ref _shared.Slow);
+        fresh.Value.PpRefCount = 1;
+        if (_debug)
+            DebugOnAlloc(fresh.Descriptor);
+        return fresh;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private PerCpuCache? AcquirePerCpu()
+    {
+        PerCpuCache[] caches = _perCpu;
+        int start = (int)((uint)Thread.GetCurrentProcessorId() % (uint)caches.Length);
+        PerCpuCache c = caches[start];
+        if (c.TryAcquire())
+            return c;
+        return AcquirePerCpuContended(start);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private PerCpuCache? AcquirePerCpuContended(int start)
+    {
+        PerCpuCache[] caches = _perCpu;
+        for (int i = 1; i < caches.Length; i++)
+        {
+            PerCpuCache c = caches[(start + i) % caches.Length];
+            if (c.TryAcquire())
+                return c;
+        }
+        return null;
+    }
+
+    // =====================================================================================================
+    // Put and recycle
+    // =====================================================================================================
+
+    /// <summary>
+    /// The kernel's <c>page_pool_put_page</c>: drops one <c>pp_ref_count</c> reference; the last one recycles the
+    /// page (into the alloc cache when <paramref name="allowDirect"/> and on the consumer thread, else through the
+    /// per-CPU cache and the ring), or releases it when someone else holds a page reference.
+    /// </summary>
+    /// <param name="page">A page of this pool.</param>
+    /// <param name="dmaSyncSize">Bytes the device may have written, synced for the device on recycle (DmaSyncDev); -1 for <see cref="PagePoolOptions.MaxLen"/>.</param>
+    /// <param name="allowDirect">Recycle into the alloc cache; honoured only on the consumer thread.</param>
+    /// <exception cref="InvalidOperationException">
+    /// The page is not a page-pool page, belongs to another pool, or has no reference left (a double put).
+    /// The pool is unchanged.
+    /// </exception>
+    public void PutPage(NetMemRef page, int dmaSyncSize = -1, bool allowDirect = false)
+    {
+        NetMem* d = CheckOwned(page);
+        if (!UnrefAndTest(d))
+            return;
+        if (allowDirect && OnConsumerThread())
+            RecycleDirectUnrefed(d, dmaSyncSize);
+        else
+            RecycleUnrefed(d, dmaSyncSize);
+    }
+
+    /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address anywhere inside the page.</summary>
+    /// <exception cref="InvalidOperationException">The address is in no live page of a region, or see the other overload.</exception>
+    public void PutPage(byte* address, int dmaSyncSize = -1, bool allowDirect = false) =>
+        PutPage(ResolveAddress(address), dmaSyncSize, allowDirect);
+
+    /// <summary>The kernel's <c>page_pool_put_full_page</c>: <see cref="PutPage(NetMemRef, int, bool)"/> syncing <see cref="PagePoolOptions.MaxLen"/> bytes.</summary>
+    public void PutFullPage(NetMemRef page, bool allowDirect = false) => PutPage(page, -1, allowDirect);
+
+    /// <summary><see cref="PutFullPage(NetMemRef, bool)"/> for a raw address.</summary>
+    public void PutFullPage(byte* address, bool allowDirect = false) => PutPage(ResolveAddress(address), -1, allowDirect);
+
+    /// <summary>
+    /// The kernel's <c>page_pool_recycle_direct</c>: <see cref="PutFullPage(NetMemRef, bool)"/> with direct
+    /// recycling, which is honoured only on the consumer thread (elsewhere the page takes the ring path). For a
+    /// check-free fast path, use the <see cref="PagePoolConsumer"/> handle.
+    /// </summary>
+    public void RecycleDirect(NetMemRef page) => PutPage(page, -1, allowDirect: true);
+
+    /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address (the kernel's netmem-or-page form).</summary>
+    public void RecycleDirect(byte* address) => PutPage(ResolveAddress(address), -1, allowDirect: true);
+
+    /// <summary>
+    /// The kernel's <c>page_pool_put_netmem_bulk</c>: puts many pages, recycling those whose last reference
+    /// this drops through the ring in one batch. All pages are checked before any is put.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">One page is invalid (see <see cref="PutPage(NetMemRef, int, bool)"/>); none was put.</exception>
+    public void PutPages(ReadOnlySpan<NetMemRef> pages)
+    {
+        foreach (NetMemRef page in pages)
+            CheckOwned(page);
+        Span<nint> recyclable = stackalloc nint[PerCpuCache.Capacity];
+        while (!pages.IsEmpty)
+        {
+            int n = 0;
+            int used = 0;
+            for (; used < pages.Length && n < recyclable.Length; used++)
+            {
+                NetMem* d = pages[used].Descriptor;
+                if (!UnrefAndTest(d))
+                    continue;
+                if (!CanRecycle(d, -1))
+                    continue;
+                recyclable[n++] = (nint)d;
+            }
+            pages = pages[used..];
+            RecycleInRingBulk(recyclable[..n]);
+        }
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_unref_netmem</c>: drops <paramref name="nr"/> references at once.
+    /// </summary>
+    /// <returns>References left; 0 means the caller dropped the last one and now owns the page alone (it must then put or release it with one reference restored, as the kernel resets pp_ref_count to 1).</returns>
+    /// <exception cref="InvalidOperationException">Not this pool's page, or fewer than <paramref name="nr"/> references held.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="nr"/> is not positive.</exception>
+    public long UnrefPage(NetMemRef page, long nr)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(nr);
+        NetMem* d = CheckOwned(page);
+        return UnrefNetmem(d, nr);
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_release_page</c>/<c>page_pool_return_page</c>: takes a page the caller owns
+    /// (its only pool reference) out of the pool for good: unmaps it, clears pp_magic and pp, and gives it back
+    /// to the provider once no page reference remains.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Not this pool's page, or not held by exactly one reference.</exception>
+    public void ReleasePage(NetMemRef page)
+    {
+        NetMem* d = CheckOwned(page);
+        // Volatile: another holder might be dropping a reference right now; we need the current count.
+        if (Volatile.Read(ref d->PpRefCount) != 1)
+            PoolThrowHelper.ThrowNotSoleOwner(page);
+        d->PpRefCount = 0;
+        ReturnPage(d);
+    }
+
+    /// <summary><see cref="ReleasePage(NetMemRef)"/> for a raw address.</summary>
+    public void ReleasePage(byte* address) => ReleasePage(ResolveAddress(address));
+
+    /// <summary>Takes an extra pool reference on a page (the kernel's <c>page_pool_ref_netmem</c>).</summary>
+    /// <exception cref="InvalidOperationException">Not this pool's page, or not currently referenced.</exception>
+    public void RefPage(NetMemRef page)
+    {
+        NetMem* d = CheckOwned(page);
+        // Interlocked: other holders may drop references concurrently.
+        Interlocked.Increment(ref d->PpRefCount);
+    }
+
+    /// <summary>
+    /// Validates that <paramref name="page"/> is this pool's and referenced; returns its descriptor. Every put
+    /// starts here: the checks are the kernel's pp_magic/pp tests plus a reference-count underflow test.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal NetMem* CheckOwned(NetMemRef page)
+    {
+        NetMem* d = page.Descriptor;
+        if (d == null || (d->PpMagic & NetMemRef.PpMagicMask) != NetMemRef.PpSignature || d->Pp != _pp)
+            PoolThrowHelper.ThrowNotOurs(page, _pp, Id);
+        if (d->PpRefCount <= 0)
+            PoolThrowHelper.ThrowDoublePut(page);
+        return d;
+    }
+
+    private static NetMemRef ResolveAddress(byte* address)
+    {
+        NetMemRef page = NetMemRef.FromAddress(address);
+        if (page.IsNull)
+            PoolThrowHelper.ThrowForeignAddress(address);
+        return page;
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_unref_and_test</c>: drops one reference; true when it was the last. The common
+    /// single-owner case reads the count and writes zero without an atomic operation.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool UnrefAndTest(NetMem* d)
+    {
+        long count = d->PpRefCount;
+        if (count == 1)
+        {
+            // We hold the only reference: nobody else can touch the count now.
+            d->PpRefCount = 0;
+            return true;
+        }
+        return UnrefSlow(d, 1) == 0;
+    }
+
+    private static long UnrefNetmem(NetMem* d, long nr)
+    {
+        long count = d->PpRefCount;
+        if (count == nr)
+        {
+            d->PpRefCount = 0;
+            return 0;
+        }
+        return UnrefSlow(d, nr);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static long UnrefSlow(NetMem* d, long nr)
+    {
+        // Interlocked: several holders of one page (fragments, shared packets) drop references concurrently;
+        // exactly one of them sees zero.
+        long left = Interlocked.Add(ref d->PpRefCount, -nr);
+        if (left < 0)
+        {
+            Interlocked.Add(ref d->PpRefCount, nr);
+            PoolThrowHelper.ThrowDoublePut(new NetMemRef(d));
+        }
+        return left;
+    }
+
+    /// <summary>
+    /// The kernel's <c>__page_pool_page_can_be_recycled</c> plus the sync for device: true when the page may
+    /// go back to a cache; otherwise the page has been released (released_refcnt, or the pool is destroying).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool CanRecycle(NetMem* d, int dmaSyncSize)
+    {
+        // Volatile: _state flips once, from any thread, in Dispose; a late put must see it and release.
+        if (d->RefCount != 1 || Volatile.Read(ref _state) != StateAlive)
+        {
+            ReleaseUnrecyclable(d);
+            return false;
+        }
+        if (_dmaSync)
+            SyncForDevice(d, dmaSyncSize);
+        if (_debug)
+            DebugOnPut(d);
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReleaseUnrecyclable(NetMem* d)
+    {
+        if (d->RefCount != 1)
+            Interlocked.Increment(ref _shared.ReleasedRefcnt);
+        ReturnPage(d);
+    }
+
+    private void SyncForDevice(NetMem* d, int dmaSyncSize)
+    {
+        uint size = dmaSyncSize < 0 ? (uint)_maxLen : Math.Min((uint)dmaSyncSize, (uint)_maxLen);
+        _mapper.SyncForDevice(d->DmaAddr + (ulong)_offset, size, _dmaDir);
+    }
+
+    /// <summary>Consumer thread only: the last reference was dropped; recycle into the alloc cache.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void RecycleDirectUnrefed(NetMem* d, int dmaSyncSize)
+    {
+        if (!CanRecycle(d, dmaSyncSize))
+            return;
+        int count = _cacheCount;
+        if ((uint)count < AllocCacheSize)
+        {
+            Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_cache), count) = (nint)d;
+            _cacheCount = count + 1;
+            _stats.Cached++;
+            return;
+        }
+        _stats.CacheFull++;
+        RecycleInRing(d);
+    }
+
+    /// <summary>Any thread: the last reference was dropped; recycle through the per-CPU cache and the ring.</summary>
+    internal void RecycleUnrefed(NetMem* d, int dmaSyncSize)
+    {
+        if (CanRecycle(d, dmaSyncSize))
+            RecycleInRing(d);
+    }
+
+    /// <summary>The kernel's <c>page_pool_recycle_in_ring</c>, fronted by the per-CPU cache.</summary>
+    private void RecycleInRing(NetMem* d)
+    {
+        PerCpuCache? c = AcquirePerCpu();
+        if (c == null)
+        {
+            if (_ring.TryEnqueue((nint)d))
+            {
+                Interlocked.Increment(ref _shared.Ring);
+            }
+            else
+            {
+                Interlocked.Increment(ref _shared.RingFull);
+                ReturnPage(d);
+            }
+            return;
+        }
+        c.Items[c.Count++] = (nint)d;
+        c.Stats.Ring++;
+        if (c.Count == PerCpuCache.Capacity)
+            FlushPerCpu(c);
+        c.Release();
+        // Volatile: a Dispose that drained this cache while we held it would have missed our page.
+        if (Volatile.Read(ref _state) != StateAlive)
+            DrainAfterDispose();
+    }
+
+    /// <summary>Recycles a batch through one per-CPU cache: one CAS for the cache, one per ring batch.</summary>
+    private void RecycleInRingBulk(ReadOnlySpan<nint> pages)
+    {
+        if (pages.IsEmpty)
+            return;
+        PerCpuCache? c = AcquirePerCpu();
+        if (c == null)
+        {
+            int enq = _ring.EnqueueBurst(pages);
+            Interlocked.Add(ref _shared.Ring, enq);
+            if (enq < pages.Length)
+            {
+                Interlocked.Add(ref _shared.RingFull, pages.Length - enq);
+                for (int i = enq; i < pages.Length; i++)
+                    ReturnPage((NetMem*)pages[i]);
+            }
+            return;
+        }
+        foreach (nint p in pages)
+        {
+            c.Items[c.Count++] = p;
+            c.Stats.Ring++;
+            if (c.Count == PerCpuCache.Capacity)
+                FlushPerCpu(c);
+        }
+        c.Release();
+        if (Volatile.Read(ref _state) != StateAlive)
+            DrainAfterDispose();
+    }
+
+    /// <summary>Owner of <paramref name="c"/> only: moves the oldest half of the cache to the ring in one batch.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FlushPerCpu(PerCpuCache c)
+    {
+        int n = PerCpuCache.Batch;
+        int enq = _ring.EnqueueBurst(c.Items.AsSpan(0, n));
+        if (enq < n)
+        {
+            int rejected = n - enq;
+            // Ring full: these pages leave the ring path and go back to the provider (ring_full, not ring).
+            c.Stats.RingFull += rejected;
+            c.Stats.Ring -= rejected;
+            for (int i = enq; i < n; i++)
+                ReturnPage((NetMem*)c.Items[i]);
+            var log = PagePoolEventSource.Log;
+            if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Ring))
+                log.RingFull(Id, rejected);
+        }
+        Array.Copy(c.Items, n, c.Items, 0, c.Count - n);
+        c.Count -= n;
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_return_page</c>: unmaps the page, clears its pool fields, counts the release and
+    /// drops the pool's page reference (the page goes back to the provider unless someone else holds one).
+    /// </summary>
+    internal void ReturnPage(NetMem* d)
+    {
+        var page = new NetMemRef(d);
+        if (_debug)
+            DebugOnRelease(d);
+        if (_dmaMap)
+            _mapper.Unmap(d->DmaAddr, (nuint)page.Size, _dmaDir);
+        d->PpMagic = 0;
+        d->Pp = 0;
+        d->DmaAddr = 0;
+        d->PpRefCount = 0;
+        // Interlocked: releases happen on any thread (ring full, late puts, shared pages, destroy).
+        long release = Interlocked.Increment(ref _release);
+        var log = PagePoolEventSource.Log;
+        if (log.IsEnabled(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState))
+            log.StateRelease(Id, (ulong)page.Address, release, page.Index);
+        page.PutPage();
+        // Volatile: see CanRecycle; the last page back after Dispose frees the pool.
+        if (Volatile.Read(ref _state) == StateDestroying)
+            TryFreeAfterRelease();
+    }
+
+    // =====================================================================================================
+    // Statistics
+    // =====================================================================================================
+
+    /// <summary>The kernel's <c>page_pool_get_stats</c>: every counter summed over the caches.</summary>
+    public PagePoolStats GetStats()
+    {
+        PoolCounters sum = default;
+        // Plain reads of counters other threads increment: 64-bit reads are never torn, and a slightly stale
+        // sum is what the kernel's per-CPU statistics give too.
+        _stats.AddTo(ref sum);
+        _shared.AddTo(ref sum);
+        long pooled = _cacheCount + _ring.Count;
+        foreach (PerCpuCache c in _perCpu)
+        {
+            c.Stats.AddTo(ref sum);
+            pooled += c.Count;
+        }
+        return new PagePoolStats
+        {
+            AllocFast = sum.Fast,
+            AllocSlow = sum.Slow,
+            AllocSlowHighOrder = sum.SlowHighOrder,
+            AllocEmpty = sum.Empty,
+            AllocRefill = sum.Refill,
+            AllocWaive = sum.Waive,
+            RecycleCached = sum.Cached,
+            RecycleCacheFull = sum.CacheFull,
+            RecycleRing = sum.Ring,
+            RecycleRingFull = sum.RingFull,
+            RecycleReleasedRefcnt = sum.ReleasedRefcnt,
+            Hold = sum.Hold,
+            Release = Volatile.Read(ref _release),
+            Pooled = IsFreed ? 0 : pooled,
+            BufferSize = BufferSize,
+        };
+    }
+
+    private long TotalHold()
+    {
+        long hold = _stats.Hold + _shared.Hold;
+        foreach (PerCpuCache c in _perCpu)
+            hold += c.Stats.Hold;
+        return hold;
+    }
+
+    /// <summary>Pages taken from the provider and not given back (<c>Hold - Release</c>).</summary>
+    public long InFlight => TotalHold() - Volatile.Read(ref _release);
+
+    // =====================================================================================================
+    // NUMA
+    // =====================================================================================================
+
+    /// <summary>
+    /// The kernel's <c>page_pool_update_nid</c>: pages are allocated on <paramref name="nid"/> from now on. The
+    /// alloc cache is released and the per-CPU caches are drained into the ring, where refill releases pages of
+    /// the old node (waive). Consumer thread only, as the kernel calls it from NAPI context.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="nid"/> is below -1 or above 63.</exception>
+    /// <exception cref="InvalidOperationException">Called from a thread other than the consumer.</exception>
+    public void UpdateNid(int nid)
+    {
+        if (nid is < -1 or > 63)
+            throw new ArgumentOutOfRangeException(nameof(nid), nid, "A NUMA node is -1 or 0..63.");
+        ThrowIfDisposed();
+        if (!OnConsumerThread())
+            PoolThrowHelper.ThrowNotConsumer(Id, "UpdateNid");
+        var log = PagePoolEventSource.Log;
+        if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Lifecycle))
+            log.UpdateNid(Id, _nid, nid);
+        // Volatile: other threads' refills read the node.
+        Volatile.Write(ref _nid, nid);
+        while (_cacheCount > 0)
+            ReturnPage((NetMem*)_cache[--_cacheCount]);
+        foreach (PerCpuCache c in _perCpu)
+        {
+            c.AcquireSpinning();
+            int enq = _ring.EnqueueBurst(c.Items.AsSpan(0, c.Count));
+            for (int i = enq; i < c.Count; i++)
+                ReturnPage((NetMem*)c.Items[i]);
+            c.Count = 0;
+            c.Release();
+        }
+    }
+
+    // =====================================================================================================
+    // Destroy
+    // =====================================================================================================
+
+    /// <summary>
+    /// The kernel's <c>page_pool_destroy</c>: no allocation afterwards; the caches and the ring are emptied. When
+    /// pages are still in flight the pool stays alive until the last one comes back (it is released, never
+    /// recycled), retrying every second and warning "stalled pool shutdown" every 60 s. Call it from the
+    /// consumer thread, or when the consumer no longer runs.
+    /// </summary>
+    public void Dispose()
+    {
+        // Interlocked: Dispose may race with itself from several threads; one proceeds.
+        if (Interlocked.CompareExchange(ref _state, StateDestroying, StateAlive) != StateAlive)
+            return;
+        Interlocked.Exchange(ref _destroyStartedTicks, Stopwatch.GetTimestamp());
+        _lastStallWarningTicks = Stopwatch.GetTimestamp();
+        OnDestroying();
+        while (_cacheCount > 0)
+            ReturnPage((NetMem*)_cache[--_cacheCount]);
+        ReleaseAttempt();
+        if (!IsFreed)
+        {
+            var timer = new Timer(static s => ((PagePool)s!).ReleaseRetry(), this, Timeout.Infinite, Timeout.Infinite);
+            _retryTimer = timer;
+            timer.Change(ReleaseRetryInterval, ReleaseRetryInterval);
+            // The last page may have come back between ReleaseAttempt and the timer's creation.
+            TryFreeAfterRelease();
+        }
+    }
+
+    /// <summary>The kernel's <c>page_pool_release</c>: empties ring and per-CPU caches; frees the pool when nothing is in flight.</summary>
+    private void ReleaseAttempt()
+    {
+        DrainAfterDispose();
+        long destroyCount = Interlocked.Increment(ref _destroyCount);
+        var log = PagePoolEventSource.Log;
+        if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Lifecycle))
+        {
+            long hold = TotalHold();
+            long release = Volatile.Read(ref _release);
+            log.Release(Id, hold - release, hold, release, destroyCount);
+        }
+        TryFreeAfterRelease();
+    }
+
+    private void DrainAfterDispose()
+    {
+        Span<nint> batch = stackalloc nint[AllocCacheRefill];
+        int n;
+        while ((n = _ring.DequeueBurst(batch)) > 0)
+            for (int i = 0; i < n; i++)
+                ReturnPage((NetMem*)batch[i]);
+        foreach (PerCpuCache c in _perCpu)
+        {
+            if (Volatile.Read(ref c.Count) == 0 || !c.TryAcquire())
+                continue;
+            while (c.Count > 0)
+                ReturnPage((NetMem*)c.Items[--c.Count]);
+            c.Release();
+        }
+    }
+
+    private void ReleaseRetry()
+    {
+        if (IsFreed)
+            return;
+        ReleaseAttempt();
+        if (IsFreed)
+            return;
+        long now = Stopwatch.GetTimestamp();
+        if (Stopwatch.GetElapsedTime(Volatile.Read(ref _lastStallWarningTicks), now) >= StalledWarningInterval)
+        {
+            Volatile.Write(ref _lastStallWarningTicks, now);
+            long seconds = (long)Stopwatch.GetElapsedTime(Volatile.Read(ref _destroyStartedTicks), now).TotalSeconds;
+            long inflight = InFlight;
+            StalledShutdownRaised?.Invoke(this, new StalledShutdownEventArgs(Id, inflight, seconds));
+            var log = PagePoolEventSource.Log;
+            if (log.IsEnabled(EventLevel.Warning, PagePoolEventSource.Keywords.Lifecycle))
+                log.StalledShutdown(Id, inflight, seconds, DescribeLeaks());
+        }
+    }
+
+    /// <summary>Raised (on a timer thread) with each "stalled pool shutdown" warning.</summary>
+    public event EventHandler<StalledShutdownEventArgs>? StalledShutdownRaised;
+
+    private void TryFreeAfterRelease()
+    {
+        // Hold no longer moves once destroying (no allocation), so InFlight only falls.
+        if (InFlight != 0)
+            return;
+        // Interlocked: the last releasing thread and the retry timer may both get here; one frees.
+        if (Interlocked.CompareExchange(ref _state, StateFreed, StateDestroying) != StateDestroying)
+            return;
+        _retryTimer?.Dispose();
+        s_pools.TryRemove(Id, out _);
+        OnFreed();
+        var log = PagePoolEventSource.Log;
+        if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Lifecycle))
+            log.PoolDestroyed(Id, TotalHold(), Volatile.Read(ref _release));
+        if (_ownsProvider)
+            _provider.Dispose();
+        if (_ppHandle.IsAllocated)
+            _ppHandle.Free();
+    }
+
+    private void ThrowIfDisposed()
+    {
+        // Volatile: Dispose may have run on another thread.
+        if (Volatile.Read(ref _state) != StateAlive)
+            PoolThrowHelper.ThrowDisposed(Id);
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"PagePool {Id} '{Name}' order {_order}";
+
+    private static void Validate(PagePoolOptions o)
+    {
+        if ((o.Flags & ~PagePoolFlags.All) != 0)
+            throw new ArgumentException($"Unknown flag bits 0x{(int)(o.Flags & ~PagePoolFlags.All):x}.", nameof(PagePoolOptions.Flags));
+        if (o.Order is < 0 or > PageConstants.MaxOrder)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.Order), o.Order, $"Order must be 0..{PageConstants.MaxOrder}.");
+        if (o.PoolSize < 1)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.PoolSize), o.PoolSize, "The ring needs at least one slot.");
+        if (o.NumaNode is < -1 or > 63)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.NumaNode), o.NumaNode, "A NUMA node is -1 or 0..63.");
+        if (!Enum.IsDefined(o.DmaDirection))
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.DmaDirection), o.DmaDirection, "Unknown DMA direction.");
+        if ((o.Flags & PagePoolFlags.DmaMap) != 0 && o.DmaDirection is not (DmaDirection.FromDevice or DmaDirection.Bidirectional))
+            throw new ArgumentException("DmaMap needs DmaDirection FromDevice or Bidirectional (a pool's pages are written by the device).", nameof(PagePoolOptions.DmaDirection));
+        if ((o.Flags & PagePoolFlags.DmaSyncDev) != 0)
+        {
+            if ((o.Flags & PagePoolFlags.DmaMap) == 0)
+                throw new ArgumentException("DmaSyncDev needs DmaMap: only mapped pages can be synced.", nameof(PagePoolOptions.Flags));
+            if (o.MaxLen <= 0)
+                throw new ArgumentException("DmaSyncDev needs MaxLen > 0.", nameof(PagePoolOptions.MaxLen));
+        }
+        int size = PageConstants.PageSize << Math.Clamp(o.Order, 0, PageConstants.MaxOrder);
+        if (o.MaxLen < 0 || o.MaxLen > size)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.MaxLen), o.MaxLen, $"MaxLen must be 0..{size}.");
+        if (o.Offset < 0 || o.Offset >= size || (long)o.Offset + o.MaxLen > size)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.Offset), o.Offset, $"Offset + MaxLen must fit in the {size}-byte buffer.");
+    }
+
+    // ---- hooks implemented by the debug/hardening part of the pool ----
+    partial void OnCreated();
+    partial void OnDestroying();
+    partial void OnFreed();
+    private partial void DebugOnAlloc(NetMem* d);
+    private partial void DebugOnPut(NetMem* d);
+    private partial void DebugOnHold(NetMem* d);
+    private partial void DebugOnRelease(NetMem* d);
+    private partial string DescribeLeaks();
+}
+
+/// <summary>Arguments of <see cref="PagePool.StalledShutdownRaised"/>.</summary>
+public sealed class StalledShutdownEventArgs(long poolId, long inFlight, long seconds) : EventArgs
+{
+    /// <summary>The pool's id.</summary>
+    public long PoolId { get; } = poolId;
+
+    /// <summary>Pages still in flight.</summary>
+    public long InFlight { get; } = inFlight;
+
+    /// <summary>Seconds since <see cref="PagePool.Dispose"/>.</summary>
+    public long Seconds { get; } = seconds;
+}

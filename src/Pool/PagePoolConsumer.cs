@@ -1,0 +1,109 @@
+using System.Runtime.CompilerServices;
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool;
+
+/// <summary>
+/// The consumer thread's handle on a <see cref="PagePool"/> (returned by <see cref="PagePool.BindConsumer"/>):
+/// holding it proves the NAPI-like context, so its methods run the alloc-cache fast path with no per-call
+/// thread check. Use it only on the thread that bound it; in debug mode every call verifies that.
+/// </summary>
+public sealed unsafe class PagePoolConsumer
+{
+    private readonly PagePool _pool;
+    private readonly bool _verify;
+
+    internal PagePoolConsumer(PagePool pool, int threadId, bool verify)
+    {
+        _pool = pool;
+        ThreadId = threadId;
+        _verify = verify;
+    }
+
+    /// <summary>The pool.</summary>
+    public PagePool Pool => _pool;
+
+    /// <summary>Managed thread id of the thread that bound this handle.</summary>
+    public int ThreadId { get; }
+
+    /// <summary>Whether this is still the pool's current consumer handle.</summary>
+    public bool IsBound => _pool.IsCurrentHandle(this);
+
+    /// <summary>
+    /// The kernel's <c>page_pool_alloc_pages</c> in NAPI context: one buffer from the alloc cache (refilled from the
+    /// ring, else from the provider), or <see cref="NetMemRef.Null"/> when memory is exhausted.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public NetMemRef AllocPage()
+    {
+        if (_verify)
+            Verify();
+        return _pool.ConsumerAlloc();
+    }
+
+    /// <summary>Bulk allocation on the consumer thread; returns how many were allocated.</summary>
+    public int AllocPages(Span<NetMemRef> pages)
+    {
+        if (_verify)
+            Verify();
+        return _pool.ConsumerAllocBulk(pages);
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_recycle_direct</c>: drops the page's reference and, when it was the last,
+    /// recycles the page into the alloc cache (the ring when the cache is full).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Not this pool's page, or already put.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void RecycleDirect(NetMemRef page)
+    {
+        if (_verify)
+            Verify();
+        NetMem* d = _pool.CheckOwned(page);
+        if (PagePool.UnrefAndTest(d))
+            _pool.RecycleDirectUnrefed(d, -1);
+    }
+
+    /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address inside the page.</summary>
+    public void RecycleDirect(byte* address) => RecycleDirect(Resolve(address));
+
+    /// <summary>
+    /// The kernel's <c>page_pool_put_page</c> in NAPI context: as <see cref="PagePool.PutPage(NetMemRef, int, bool)"/>
+    /// with the consumer context already proven.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void PutPage(NetMemRef page, int dmaSyncSize = -1, bool allowDirect = true)
+    {
+        if (_verify)
+            Verify();
+        NetMem* d = _pool.CheckOwned(page);
+        if (!PagePool.UnrefAndTest(d))
+            return;
+        if (allowDirect)
+            _pool.RecycleDirectUnrefed(d, dmaSyncSize);
+        else
+            _pool.RecycleUnrefed(d, dmaSyncSize);
+    }
+
+    /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address inside the page.</summary>
+    public void PutPage(byte* address, int dmaSyncSize = -1, bool allowDirect = true) => PutPage(Resolve(address), dmaSyncSize, allowDirect);
+
+    private static NetMemRef Resolve(byte* address)
+    {
+        NetMemRef page = NetMemRef.FromAddress(address);
+        if (page.IsNull)
+            PoolThrowHelper.ThrowForeignAddress(address);
+        return page;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Verify()
+    {
+        if (Environment.CurrentManagedThreadId != ThreadId)
+            throw new InvalidOperationException(
+                $"PagePool {_pool.Id}: consumer handle bound to thread {ThreadId} used on thread {Environment.CurrentManagedThreadId}.");
+        if (!_pool.IsCurrentHandle(this))
+            throw new InvalidOperationException($"PagePool {_pool.Id}: this consumer handle was replaced by a later BindConsumer.");
+    }
+}

@@ -1,0 +1,76 @@
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool;
+
+/// <summary>
+/// Parameters of a <see cref="PagePool"/>: the kernel's <c>struct page_pool_params</c>. Validated by the pool's
+/// constructor the way <c>page_pool_init</c> validates them.
+/// </summary>
+public sealed class PagePoolOptions
+{
+    /// <summary>Default ring size (the kernel drivers' common 1024).</summary>
+    public const int DefaultPoolSize = 1024;
+
+    /// <summary>Largest ring size; larger values are clamped.</summary>
+    public const int MaxPoolSize = 16384;
+
+    /// <summary>The kernel's <c>pool_size</c>: capacity of the recycling ring; clamped to <see cref="MaxPoolSize"/>.</summary>
+    public int PoolSize { get; set; } = DefaultPoolSize;
+
+    /// <summary>The kernel's <c>order</c>: each buffer is 2^Order contiguous 4 KiB pages (0..10).</summary>
+    public int Order { get; set; }
+
+    /// <summary>The kernel's <c>flags</c>.</summary>
+    public PagePoolFlags Flags { get; set; }
+
+    /// <summary>The kernel's <c>nid</c>: NUMA node for new pages, -1 for none.</summary>
+    public int NumaNode { get; set; } = -1;
+
+    /// <summary>The kernel's <c>dma_dir</c>. With <see cref="PagePoolFlags.DmaMap"/>, FromDevice or Bidirectional.</summary>
+    public DmaDirection DmaDirection { get; set; } = DmaDirection.FromDevice;
+
+    /// <summary>The kernel's <c>max_len</c>: most bytes synced for the device on recycle (DmaSyncDev).</summary>
+    public int MaxLen { get; set; }
+
+    /// <summary>The kernel's <c>offset</c>: where the device starts writing in each page (DmaSyncDev).</summary>
+    public int Offset { get; set; }
+
+    /// <summary>The device's mapper (the kernel's <c>dev</c>); <see cref="IdentityDmaMapper"/> when null.</summary>
+    public IDmaMapper? DmaMapper { get; set; }
+
+    /// <summary>The kernel's <c>init_callback</c>: called for each page the pool takes from its provider.</summary>
+    public Action<NetMemRef, object?>? InitCallback { get; set; }
+
+    /// <summary>The kernel's <c>init_arg</c>, passed to <see cref="InitCallback"/>.</summary>
+    public object? InitArg { get; set; }
+
+    /// <summary>A name for statistics, events and tools (the kernel names pools by their netdev and queue).</summary>
+    public string? Name { get; set; }
+
+    /// <summary>
+    /// The page provider to take pages from; when null the pool creates its own and frees it on final release.
+    /// A shared provider lets several pools draw from one set of regions.
+    /// </summary>
+    public PageProvider? Provider { get; set; }
+
+    /// <summary>
+    /// Debug checks: the consumer handle verifies its thread on every call, and the debug hooks (poisoning, leak
+    /// tracking) run. Defaults to on when the environment variable <c>UNMANAGEDPOOL_DEBUG</c> is 1 or true.
+    /// </summary>
+    public bool DebugMode { get; set; } = PagePoolEnvironment.DebugFromEnvironment;
+
+    /// <summary>Returns a shallow copy.</summary>
+    public PagePoolOptions Clone() => (PagePoolOptions)MemberwiseClone();
+}
+
+/// <summary>Settings read from the environment once per process.</summary>
+public static class PagePoolEnvironment
+{
+    /// <summary>Name of the variable that turns debug mode on without rebuilding.</summary>
+    public const string DebugVariable = "UNMANAGEDPOOL_DEBUG";
+
+    /// <summary>Whether <see cref="DebugVariable"/> asks for debug mode (1, true, yes or on).</summary>
+    public static bool DebugFromEnvironment { get; } = Environment.GetEnvironmentVariable(DebugVariable) is { } v &&
+        (v == "1" || v.Equals("true", StringComparison.OrdinalIgnoreCase) || v.Equals("yes", StringComparison.OrdinalIgnoreCase) || v.Equals("on", StringComparison.OrdinalIgnoreCase)
+         || v.Equals("paranoid", StringComparison.OrdinalIgnoreCase));
+}
