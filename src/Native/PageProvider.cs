@@ -119,6 +119,9 @@ public sealed unsafe class PageProvider : IDisposable
                     _failedAllocations++;
                     break;
                 }
+                // At least one block leaves the slab below: it is no longer empty, whatever stops the loop.
+                if (_cachedEmpty == slab)
+                    _cachedEmpty = null;
                 while (taken < pages.Length && slab.FreeCount > 0)
                 {
                     int block = slab.Free[--slab.FreeCount];
@@ -140,8 +143,6 @@ public sealed unsafe class PageProvider : IDisposable
                 }
                 if (slab.FreeCount == 0)
                     RemoveFromPartial(slab);
-                if (_cachedEmpty == slab)
-                    _cachedEmpty = null;
             }
         done:
             _pagesInUse += (long)taken << order;
