@@ -692,6 +692,9 @@ public sealed unsafe partial class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal NetMem* CheckOwned(NetMemRef page)
     {
+        // A freed pool may have given its regions back to the OS: never touch a descriptor then.
+        if (_state == StateFreed)
+            PoolThrowHelper.ThrowDisposed(Id);
         NetMem* d = page.Descriptor;
         if (d == null || (d->PpMagic & NetMemRef.PpMagicMask) != NetMemRef.PpSignature || d->Pp != _pp)
             PoolThrowHelper.ThrowNotOurs(page, _pp, Id);

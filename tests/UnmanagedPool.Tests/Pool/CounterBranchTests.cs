@@ -169,6 +169,6 @@ public unsafe class CounterBranchTests
         pool.ReleasePage(page);
         StatsAssert.Moved(before, pool.GetStats(), ("Release", 1));
         Assert.Equal(PageState.Free, page.State);
-        Assert.Equal(0, page.Value.PpMagic);
+        Assert.Equal(0UL, page.Value.PpMagic);
     }
 }

@@ -63,7 +63,7 @@ internal static class OtherThread
         t.Start();
         t.Join();
         if (error != null)
-            throw new AggregateException(error);
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
     }
 
     public static T Run<T>(Func<T> body)

@@ -1,0 +1,74 @@
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool.Tests.Pool;
+
+public unsafe class ConsumerTests
+{
+    [Fact]
+    public void Bind_consumer_moves_the_napi_context_to_the_calling_thread()
+    {
+        using var pool = new PagePool(new PagePoolOptions());
+        Assert.Equal(Environment.CurrentManagedThreadId, pool.ConsumerThreadId);
+        var page = pool.AllocPage();
+        OtherThread.Run(() =>
+        {
+            var consumer = pool.BindConsumer();
+            Assert.True(consumer.IsBound);
+            Assert.Equal(Environment.CurrentManagedThreadId, pool.ConsumerThreadId);
+            pool.RecycleDirect(page); // the pool's own method: honoured here now
+        });
+        Assert.Equal(1, pool.GetStats().RecycleCached);
+    }
+
+    [Fact]
+    public void In_debug_mode_a_consumer_handle_used_on_another_thread_throws()
+    {
+        using var pool = new PagePool(new PagePoolOptions { DebugMode = true });
+        var consumer = pool.BindConsumer();
+        var page = consumer.AllocPage();
+        var e = Assert.Throws<InvalidOperationException>(() => OtherThread.Run(() => consumer.RecycleDirect(page)));
+        Assert.Contains("used on thread", e.Message);
+        Assert.Equal(1, page.Value.PpRefCount);
+        var replaced = pool.BindConsumer();
+        Assert.False(consumer.IsBound);
+        Assert.Throws<InvalidOperationException>(() => consumer.AllocPage());
+        replaced.RecycleDirect(page);
+    }
+
+    [Fact]
+    public void The_consumer_handle_accepts_raw_addresses_anywhere_inside_the_page()
+    {
+        using var pool = new PagePool(new PagePoolOptions());
+        var consumer = pool.BindConsumer();
+        var page = consumer.AllocPage();
+        consumer.RecycleDirect(page.Address + 4095);
+        Assert.Equal(0, page.Value.PpRefCount);
+        var again = consumer.AllocPage();
+        Assert.Equal(page, again);
+        consumer.PutPage(again.Address + 17, dmaSyncSize: 64, allowDirect: false);
+        Assert.Equal(1, pool.GetStats().RecycleRing);
+    }
+
+    [Fact]
+    public void Allocation_from_another_thread_goes_through_the_per_cpu_cache_and_the_ring()
+    {
+        using var pool = new PagePool(new PagePoolOptions());
+        var pages = OtherThread.Run(() =>
+        {
+            var list = new NetMemRef[100];
+            for (int i = 0; i < list.Length; i++)
+                list[i] = pool.AllocPage();
+            return list;
+        });
+        Assert.All(pages, p => Assert.False(p.IsNull));
+        Assert.Equal(100, pages.Select(p => (nint)p.Descriptor).Distinct().Count());
+        var s = pool.GetStats();
+        Assert.True(s.AllocSlow >= 2);
+        Assert.Equal(0, s.RecycleCached);
+        OtherThread.Run(() => { foreach (var p in pages) pool.PutPage(p); });
+        var again = OtherThread.Run(() => pool.AllocPage());
+        Assert.Contains(again, pages);
+        pool.PutPage(again);
+        Assert.Equal(pool.GetStats().Pooled, pool.GetStats().InFlight);
+    }
+}

@@ -1,0 +1,117 @@
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool.Tests.Pool;
+
+[Collection(nameof(PoolTimingCollection))]
+public unsafe class DisposeTests
+{
+    [Fact]
+    public void Dispose_with_pages_in_flight_keeps_the_pool_until_another_thread_returns_the_last_page()
+    {
+        var pool = new PagePool(new PagePoolOptions());
+        var held = new NetMemRef[100];
+        Assert.Equal(100, pool.AllocPages(held));
+        pool.PutPage(pool.AllocPage()); // something in the per-CPU cache/ring too
+        pool.Dispose();
+        Assert.True(pool.IsDisposed);
+        Assert.False(pool.IsFreed);
+        Assert.Equal(100, pool.GetStats().InFlight);
+        Assert.Equal(0, pool.GetStats().Pooled);
+
+        var releasedBefore = pool.GetStats().Release;
+        OtherThread.Run(() =>
+        {
+            for (int i = 0; i < 99; i++)
+                pool.PutPage(held[i], allowDirect: true);
+        });
+        Assert.False(pool.IsFreed);
+        Assert.Equal(99, pool.GetStats().Release - releasedBefore);
+        Assert.Equal(0, pool.GetStats().RecycleCached);
+        OtherThread.Run(() => pool.PutPage(held[99]));
+        Assert.True(pool.IsFreed);
+        Assert.Equal(0, pool.GetStats().InFlight);
+        Assert.DoesNotContain(pool, PagePool.LivePools);
+        Assert.Equal(0, pool.Provider.PagesInUse);
+        Assert.Equal(0, pool.Provider.RegionCount);
+    }
+
+    [Fact]
+    public void A_page_put_after_dispose_is_released_never_recycled()
+    {
+        var pool = new PagePool(new PagePoolOptions());
+        var consumer = pool.BindConsumer();
+        var a = consumer.AllocPage();
+        var b = consumer.AllocPage();
+        pool.Dispose();
+        consumer.RecycleDirect(a);
+        Assert.Equal(PageState.Free, a.State);
+        Assert.Equal(0UL, a.Value.PpMagic);
+        var before = pool.GetStats();
+        pool.PutPages(new[] { b });
+        Assert.Equal(before.RecycleRing, pool.GetStats().RecycleRing);
+        Assert.True(pool.IsFreed);
+        Assert.Throws<ObjectDisposedException>(() => pool.PutPage(b));
+    }
+
+    [Fact]
+    public void A_stalled_shutdown_raises_a_warning_with_id_inflight_and_seconds()
+    {
+        var savedRetry = PagePool.ReleaseRetryInterval;
+        var savedWarn = PagePool.StalledWarningInterval;
+        PagePool.ReleaseRetryInterval = TimeSpan.FromMilliseconds(20);
+        PagePool.StalledWarningInterval = TimeSpan.FromMilliseconds(50);
+        try
+        {
+            var pool = new PagePool(new PagePoolOptions());
+            var page = pool.AllocPage();
+            var warned = new ManualResetEventSlim();
+            StalledShutdownEventArgs? args = null;
+            pool.StalledShutdownRaised += (_, e) => { args = e; warned.Set(); };
+            pool.Dispose();
+            Assert.True(warned.Wait(TimeSpan.FromSeconds(10)), "no stalled-shutdown warning");
+            Assert.Equal(pool.Id, args!.PoolId);
+            Assert.Equal(1, args.InFlight);
+            Assert.True(args.Seconds >= 0);
+            pool.PutPage(page);
+            Assert.True(pool.IsFreed);
+        }
+        finally
+        {
+            PagePool.ReleaseRetryInterval = savedRetry;
+            PagePool.StalledWarningInterval = savedWarn;
+        }
+    }
+
+    [Fact]
+    public void Dispose_twice_is_harmless()
+    {
+        var pool = new PagePool(new PagePoolOptions());
+        pool.RecycleDirect(pool.AllocPage());
+        pool.Dispose();
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+    }
+
+    [Fact]
+    public void A_shared_provider_outlives_its_pools()
+    {
+        using var provider = new PageProvider();
+        var a = new PagePool(new PagePoolOptions { Provider = provider });
+        var b = new PagePool(new PagePoolOptions { Provider = provider });
+        var pa = a.AllocPage();
+        var pb = b.AllocPage();
+        Assert.Equal(128, provider.PagesInUse);
+        a.RecycleDirect(pa);
+        a.Dispose();
+        Assert.Equal(64, provider.PagesInUse);
+        b.RecycleDirect(pb);
+        b.Dispose();
+        Assert.Equal(0, provider.PagesInUse);
+        var p = provider.Take();
+        Assert.False(p.IsNull);
+        provider.Give(p);
+    }
+}
+
+[CollectionDefinition(nameof(PoolTimingCollection), DisableParallelization = true)]
+public sealed class PoolTimingCollection;
