@@ -231,7 +231,7 @@ public sealed unsafe class PageProvider : IDisposable
     private void Validate(NetMemRef page)
     {
         if (page.IsNull)
-            throw new InvalidOperationException("Cannot give back a null page.");
+            throw new InvalidOperationException("Cannot give back a null page (address 0x0).");
         if (!RegionRegistry.IsDescriptor(page.Descriptor, out nuint regionBase, out _))
             ThrowHelper.ThrowForeignPage((nint)page.Descriptor, "is not a descriptor of any live region");
         PageRegion? region = RegionRegistry.Find((nint)regionBase);

@@ -10,9 +10,10 @@ namespace UnmanagedPool.Native;
 /// <c>vmemmap</c> finds a <c>struct page</c>. The pages that hold the table are never handed out.
 /// </summary>
 /// <remarks>
-/// The memory is owned by a <see cref="SafeHandle"/>, so a region that is never disposed is still freed by its
-/// finalizer; it is registered for <see cref="NetMemRef.FromAddress(void*)"/> from construction until
-/// disposal.
+/// The memory is owned by a <see cref="SafeHandle"/> and registered for <see cref="NetMemRef.FromAddress(void*)"/>
+/// from construction until <see cref="Dispose"/>. The registry holds the region while it is registered, so a
+/// region is freed only by Dispose, never behind the back of a reader that may still resolve its addresses.
+/// Disposing a region while another thread resolves addresses inside it is the caller's race to avoid.
 /// </remarks>
 public sealed unsafe class PageRegion : IDisposable
 {

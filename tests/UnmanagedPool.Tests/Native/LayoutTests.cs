@@ -29,12 +29,15 @@ public sealed class LayoutTests
         (typeof(NetMem), nameof(NetMem.RegionShift), 58),
         (typeof(NetMem), nameof(NetMem.Nid), 59),
         (typeof(NetMem), nameof(NetMem.PageIndex), 60),
+        (typeof(UnmanagedPool.Internal.PtrRing.Indexes), nameof(UnmanagedPool.Internal.PtrRing.Indexes.Head), 128),
+        (typeof(UnmanagedPool.Internal.PtrRing.Indexes), nameof(UnmanagedPool.Internal.PtrRing.Indexes.Tail), 192),
     ];
 
     /// <summary>Expected sizes: (struct, size).</summary>
     private static readonly (Type Type, int Size)[] s_sizes =
     [
         (typeof(NetMem), 64),
+        (typeof(UnmanagedPool.Internal.PtrRing.Indexes), 384),
     ];
 
     /// <summary>The assemblies whose explicit structs must all be in the table.</summary>
