@@ -51,6 +51,14 @@ public sealed unsafe partial class PagePool : IDisposable
     private int _cacheCount;
     private PoolCounters _stats;
     private readonly bool _debug;
+    // The consumer's own front of the ring for puts without allowDirect: filled with plain stores, flushed to
+    // the ring in batches (one CAS per batch). Consumer thread only.
+    private readonly nint[] _putBuffer = new nint[PerCpuCache.Capacity];
+    private int _putCount;
+    // Non-zero sends the consumer's fast paths to their slow twins: debug mode, DMA sync, or Dispose. One load
+    // on the fast path covers all three conditions.
+    private int _allocBlocked;
+    private int _recycleBlocked;
 
     // ---- shared state ----
     private int _state;                 // StateAlive → StateDestroying → StateFreed
@@ -102,6 +110,8 @@ public sealed unsafe partial class PagePool : IDisposable
         _initArg = options.InitArg;
         _nid = options.NumaNode;
         _debug = options.DebugMode;
+        _allocBlocked = _debug ? 1 : 0;
+        _recycleBlocked = _debug || _dmaSync ? 1 : 0;
         _provider = options.Provider ?? new PageProvider();
         _ownsProvider = options.Provider == null;
         PoolSize = Math.Min(options.PoolSize, PagePoolOptions.MaxPoolSize);
@@ -243,18 +253,56 @@ public sealed unsafe partial class PagePool : IDisposable
     internal NetMemRef ConsumerAlloc()
     {
         int count = _cacheCount;
-        if (count > 0)
+        if (count > 0 && _allocBlocked == 0)
         {
             count--;
             _cacheCount = count;
             NetMem* d = (NetMem*)Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_cache), count);
             _stats.Fast++;
             d->PpRefCount = 1;
-            if (_debug)
-                DebugOnAlloc(d);
             return new NetMemRef(d);
         }
         return ConsumerAllocSlow();
+    }
+
+    /// <summary>
+    /// Consumer thread only: recycle_direct when everything is ordinary (a single-reference page of this pool,
+    /// room in the alloc cache, no debug, no DMA sync, not disposed). False sends the caller to the full path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool TryConsumerRecycleFast(NetMemRef page)
+    {
+        NetMem* d = page.Descriptor;
+        int count = _cacheCount;
+        if (_recycleBlocked == 0 && d != null && (uint)count < AllocCacheSize
+            && (d->PpMagic & NetMemRef.PpMagicMask) == NetMemRef.PpSignature && d->Pp == _pp
+            && d->PpRefCount == 1 && d->RefCount == 1)
+        {
+            d->PpRefCount = 0;
+            Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_cache), count) = (nint)d;
+            _cacheCount = count + 1;
+            _stats.Cached++;
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>Consumer thread only: the full recycle_direct path (checks, references, sync, cache or ring).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal void ConsumerRecycleDirectSlow(NetMemRef page, int dmaSyncSize)
+    {
+        NetMem* d = CheckOwned(page);
+        if (UnrefAndTest(d))
+            RecycleDirectUnrefed(d, dmaSyncSize);
+    }
+
+    /// <summary>Consumer thread only: a put without allowDirect (the ring path through the consumer's put buffer).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void ConsumerPutRing(NetMemRef page, int dmaSyncSize)
+    {
+        NetMem* d = CheckOwned(page);
+        if (UnrefAndTest(d) && CanRecycle(d, dmaSyncSize))
+            ConsumerRecycleInRing(d);
     }
 
     /// <summary>Consumer thread only: bulk allocation.</summary>
@@ -293,6 +341,16 @@ public sealed unsafe partial class PagePool : IDisposable
     private NetMemRef ConsumerAllocSlow()
     {
         ThrowIfDisposed();
+        if (_cacheCount > 0)
+        {
+            // Debug mode: the fast path is blocked so that every allocation passes the checks here.
+            NetMem* p = (NetMem*)_cache[--_cacheCount];
+            _stats.Fast++;
+            p->PpRefCount = 1;
+            if (_debug)
+                DebugOnAlloc(p);
+            return new NetMemRef(p);
+        }
         if (RefillAllocCache())
         {
             NetMem* d = (NetMem*)_cache[--_cacheCount];
@@ -313,6 +371,12 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         Span<nint> batch = stackalloc nint[AllocCacheRefill];
         int n = _ring.DequeueBurst(batch);
+        if (n == 0 && _putCount > 0)
+        {
+            n = Math.Min(_putCount, batch.Length);
+            for (int k = 0; k < n; k++)
+                batch[k] = _putBuffer[--_putCount];
+        }
         if (n == 0)
         {
             n = StealFromPerCpuCaches(batch);
@@ -589,10 +653,17 @@ public sealed unsafe partial class PagePool : IDisposable
         NetMem* d = CheckOwned(page);
         if (!UnrefAndTest(d))
             return;
-        if (allowDirect && OnConsumerThread())
-            RecycleDirectUnrefed(d, dmaSyncSize);
+        if (OnConsumerThread())
+        {
+            if (allowDirect)
+                RecycleDirectUnrefed(d, dmaSyncSize);
+            else if (CanRecycle(d, dmaSyncSize))
+                ConsumerRecycleInRing(d);
+        }
         else
+        {
             RecycleUnrefed(d, dmaSyncSize);
+        }
     }
 
     /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address anywhere inside the page.</summary>
@@ -802,7 +873,19 @@ public sealed unsafe partial class PagePool : IDisposable
             return;
         }
         _stats.CacheFull++;
-        RecycleInRing(d);
+        ConsumerRecycleInRing(d);
+    }
+
+    /// <summary>Consumer thread only: page_pool_recycle_in_ring through the consumer's put buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ConsumerRecycleInRing(NetMem* d)
+    {
+        int count = _putCount;
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_putBuffer), count) = (nint)d;
+        _stats.Ring++;
+        if (++count == PerCpuCache.Capacity)
+            count = FlushToRing(_putBuffer, count, ref _stats);
+        _putCount = count;
     }
 
     /// <summary>Any thread: the last reference was dropped; recycle through the per-CPU cache and the ring.</summary>
@@ -870,25 +953,30 @@ public sealed unsafe partial class PagePool : IDisposable
     }
 
     /// <summary>Owner of <paramref name="c"/> only: moves the oldest half of the cache to the ring in one batch.</summary>
+    private void FlushPerCpu(PerCpuCache c) => c.Count = FlushToRing(c.Items, c.Count, ref c.Stats);
+
+    /// <summary>
+    /// Owner of <paramref name="items"/> only: moves the oldest half to the ring in one batch; pages the ring
+    /// cannot take are released (ring_full, and no longer counted as ring). Returns the new count.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void FlushPerCpu(PerCpuCache c)
+    private int FlushToRing(nint[] items, int count, ref PoolCounters stats)
     {
         int n = PerCpuCache.Batch;
-        int enq = _ring.EnqueueBurst(c.Items.AsSpan(0, n));
+        int enq = _ring.EnqueueBurst(items.AsSpan(0, n));
         if (enq < n)
         {
             int rejected = n - enq;
-            // Ring full: these pages leave the ring path and go back to the provider (ring_full, not ring).
-            c.Stats.RingFull += rejected;
-            c.Stats.Ring -= rejected;
+            stats.RingFull += rejected;
+            stats.Ring -= rejected;
             for (int i = enq; i < n; i++)
-                ReturnPage((NetMem*)c.Items[i]);
+                ReturnPage((NetMem*)items[i]);
             var log = PagePoolEventSource.Log;
             if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Ring))
                 log.RingFull(Id, rejected);
         }
-        Array.Copy(c.Items, n, c.Items, 0, c.Count - n);
-        c.Count -= n;
+        Array.Copy(items, n, items, 0, count - n);
+        return count - n;
     }
 
     /// <summary>
@@ -929,7 +1017,7 @@ public sealed unsafe partial class PagePool : IDisposable
         // sum is what the kernel's per-CPU statistics give too.
         _stats.AddTo(ref sum);
         _shared.AddTo(ref sum);
-        long pooled = _cacheCount + _ring.Count;
+        long pooled = _cacheCount + _putCount + _ring.Count;
         foreach (PerCpuCache c in _perCpu)
         {
             c.Stats.AddTo(ref sum);
@@ -991,6 +1079,10 @@ public sealed unsafe partial class PagePool : IDisposable
         Volatile.Write(ref _nid, nid);
         while (_cacheCount > 0)
             ReturnPage((NetMem*)_cache[--_cacheCount]);
+        int moved = _ring.EnqueueBurst(_putBuffer.AsSpan(0, _putCount));
+        for (int i = moved; i < _putCount; i++)
+            ReturnPage((NetMem*)_putBuffer[i]);
+        _putCount = 0;
         foreach (PerCpuCache c in _perCpu)
         {
             c.AcquireSpinning();
@@ -1017,11 +1109,16 @@ public sealed unsafe partial class PagePool : IDisposable
         // Interlocked: Dispose may race with itself from several threads; one proceeds.
         if (Interlocked.CompareExchange(ref _state, StateDestroying, StateAlive) != StateAlive)
             return;
+        // Volatile: the consumer's fast paths must see the pool closed and take their checked slow twins.
+        Volatile.Write(ref _allocBlocked, 1);
+        Volatile.Write(ref _recycleBlocked, 1);
         Interlocked.Exchange(ref _destroyStartedTicks, Stopwatch.GetTimestamp());
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         OnDestroying();
         while (_cacheCount > 0)
             ReturnPage((NetMem*)_cache[--_cacheCount]);
+        while (_putCount > 0)
+            ReturnPage((NetMem*)_putBuffer[--_putCount]);
         ReleaseAttempt();
         if (!IsFreed)
         {

@@ -58,11 +58,16 @@ public sealed unsafe class PagePoolConsumer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void RecycleDirect(NetMemRef page)
     {
+        if (!_pool.TryConsumerRecycleFast(page))
+            RecycleDirectSlow(page, -1);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void RecycleDirectSlow(NetMemRef page, int dmaSyncSize)
+    {
         if (_verify)
             Verify();
-        NetMem* d = _pool.CheckOwned(page);
-        if (PagePool.UnrefAndTest(d))
-            _pool.RecycleDirectUnrefed(d, -1);
+        _pool.ConsumerRecycleDirectSlow(page, dmaSyncSize);
     }
 
     /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address inside the page.</summary>
@@ -75,15 +80,15 @@ public sealed unsafe class PagePoolConsumer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void PutPage(NetMemRef page, int dmaSyncSize = -1, bool allowDirect = true)
     {
+        if (allowDirect)
+        {
+            if (!_pool.TryConsumerRecycleFast(page))
+                RecycleDirectSlow(page, dmaSyncSize);
+            return;
+        }
         if (_verify)
             Verify();
-        NetMem* d = _pool.CheckOwned(page);
-        if (!PagePool.UnrefAndTest(d))
-            return;
-        if (allowDirect)
-            _pool.RecycleDirectUnrefed(d, dmaSyncSize);
-        else
-            _pool.RecycleUnrefed(d, dmaSyncSize);
+        _pool.ConsumerPutRing(page, dmaSyncSize);
     }
 
     /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address inside the page.</summary>
