@@ -10,10 +10,26 @@ namespace UnmanagedPool.PoolLoadChild;
 /// (slow path, refill), keeps a standing set in use, recycles most directly, hands some to another thread that
 /// puts them through the ring, and releases a few (page state release, then fresh holds). Every half second a
 /// short-lived pool is created and destroyed (release events). Prints <c>pid N</c> and <c>ready</c>.
+/// <c>--idle [seconds]</c> only waits, without loading the pool library.
 /// </summary>
 public static class Program
 {
     public static int Main(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "--idle")
+        {
+            // A .NET process that never loads the pool library (PoolStat's "library not loaded" error).
+            Console.WriteLine($"pid {Environment.ProcessId}");
+            Console.WriteLine("ready");
+            Console.Out.Flush();
+            Thread.Sleep(TimeSpan.FromSeconds(args.Length > 1 && double.TryParse(args[1], System.Globalization.CultureInfo.InvariantCulture, out double idle) ? idle : 30));
+            return 0;
+        }
+        return RunLoad(args);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static int RunLoad(string[] args)
     {
         double seconds = args.Length > 0 && double.TryParse(args[0], System.Globalization.CultureInfo.InvariantCulture, out double s) ? s : 30;
         var stop = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
