@@ -491,11 +491,12 @@ public sealed unsafe partial class PagePool : IDisposable
             log.SlowPathRefill(Id, usable, _order);
         if (log.IsEnabled(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState))
         {
-            long hold = TotalHold() ;
+            // The kernel reports each page with the hold count it took: number the new pages up to the total.
+            long hold = TotalHold() - usable;
             for (int i = cacheCount - usable; i < cacheCount; i++)
             {
                 var page = new NetMemRef((NetMem*)cache[i]);
-                log.StateHold(Id, (ulong)page.Address, hold, page.Index);
+                log.StateHold(Id, (ulong)page.Address, ++hold, page.Index);
             }
         }
     }

@@ -1,4 +1,5 @@
 using System.Diagnostics.Tracing;
+using System.Runtime.CompilerServices;
 
 namespace UnmanagedPool;
 
@@ -10,7 +11,7 @@ namespace UnmanagedPool;
 /// first, so nothing is paid while nobody listens.
 /// </summary>
 [EventSource(Name = SourceName)]
-public sealed class PagePoolEventSource : EventSource
+public sealed unsafe partial class PagePoolEventSource : EventSource
 {
     /// <summary>The event source name to give <c>dotnet-trace --providers</c>.</summary>
     public const string SourceName = "UnmanagedPool-PagePool";
@@ -34,6 +35,13 @@ public sealed class PagePoolEventSource : EventSource
 
         /// <summary>Ring full.</summary>
         public const EventKeywords Ring = (EventKeywords)0x8;
+
+        /// <summary>
+        /// Periodic statistics: while a session enables this keyword at Informational, every live pool's
+        /// counters are written once per interval (<see cref="PoolStats"/>, then <see cref="StatsSnapshot"/>).
+        /// The interval is the enable argument <c>IntervalSec</c> (default 1).
+        /// </summary>
+        public const EventKeywords Stats = (EventKeywords)0x10;
     }
 
     /// <summary>Event ids, stable across versions.</summary>
@@ -57,12 +65,29 @@ public sealed class PagePoolEventSource : EventSource
         public const int RingFull = 8;
         /// <summary><see cref="SlowPathRefill"/>.</summary>
         public const int SlowPathRefill = 9;
+        /// <summary><see cref="PoolStats"/>.</summary>
+        public const int PoolStats = 10;
+        /// <summary><see cref="StatsSnapshot"/>.</summary>
+        public const int StatsSnapshot = 11;
     }
 
     /// <summary>A pool was created.</summary>
     [Event(EventIds.PoolCreated, Level = EventLevel.Informational, Keywords = Keywords.Lifecycle)]
-    public void PoolCreated(long poolId, string name, int order, int poolSize, int flags, int nid) =>
-        WriteEvent(EventIds.PoolCreated, poolId, name, order, poolSize, flags, nid);
+    public void PoolCreated(long poolId, string name, int order, int poolSize, int flags, int nid)
+    {
+        name ??= string.Empty;
+        fixed (char* pName = name)
+        {
+            EventData* data = stackalloc EventData[6];
+            Set(ref data[0], &poolId);
+            SetString(ref data[1], pName, name);
+            Set(ref data[2], &order);
+            Set(ref data[3], &poolSize);
+            Set(ref data[4], &flags);
+            Set(ref data[5], &nid);
+            WriteEventCore(EventIds.PoolCreated, 6, data);
+        }
+    }
 
     /// <summary>A pool freed its last resources (after every in-flight page came back).</summary>
     [Event(EventIds.PoolDestroyed, Level = EventLevel.Informational, Keywords = Keywords.Lifecycle)]
@@ -71,35 +96,151 @@ public sealed class PagePoolEventSource : EventSource
 
     /// <summary>The kernel's <c>page_pool_release</c>: a destroy attempt, with inflight = hold - release.</summary>
     [Event(EventIds.Release, Level = EventLevel.Informational, Keywords = Keywords.Lifecycle)]
-    public void Release(long poolId, long inflight, long hold, long release, long destroyCount) =>
-        WriteEvent(EventIds.Release, poolId, inflight, hold, release, destroyCount);
+    public void Release(long poolId, long inflight, long hold, long release, long destroyCount)
+    {
+        EventData* data = stackalloc EventData[5];
+        Set(ref data[0], &poolId);
+        Set(ref data[1], &inflight);
+        Set(ref data[2], &hold);
+        Set(ref data[3], &release);
+        Set(ref data[4], &destroyCount);
+        WriteEventCore(EventIds.Release, 5, data);
+    }
 
     /// <summary>The kernel's <c>page_pool_state_hold</c>: the pool took a page from its provider.</summary>
     [Event(EventIds.StateHold, Level = EventLevel.Verbose, Keywords = Keywords.PageState)]
     public void StateHold(long poolId, ulong pageAddress, long hold, long pageIndex) =>
-        WriteEvent(EventIds.StateHold, poolId, (long)pageAddress, hold, pageIndex);
+        WritePageState(EventIds.StateHold, poolId, pageAddress, hold, pageIndex);
 
     /// <summary>The kernel's <c>page_pool_state_release</c>: the pool gave a page back.</summary>
     [Event(EventIds.StateRelease, Level = EventLevel.Verbose, Keywords = Keywords.PageState)]
     public void StateRelease(long poolId, ulong pageAddress, long release, long pageIndex) =>
-        WriteEvent(EventIds.StateRelease, poolId, (long)pageAddress, release, pageIndex);
+        WritePageState(EventIds.StateRelease, poolId, pageAddress, release, pageIndex);
 
     /// <summary>The kernel's <c>page_pool_update_nid</c>.</summary>
     [Event(EventIds.UpdateNid, Level = EventLevel.Informational, Keywords = Keywords.Lifecycle)]
-    public void UpdateNid(long poolId, int poolNid, int newNid) =>
-        WriteEvent(EventIds.UpdateNid, poolId, poolNid, newNid);
+    public void UpdateNid(long poolId, int poolNid, int newNid)
+    {
+        EventData* data = stackalloc EventData[3];
+        Set(ref data[0], &poolId);
+        Set(ref data[1], &poolNid);
+        Set(ref data[2], &newNid);
+        WriteEventCore(EventIds.UpdateNid, 3, data);
+    }
 
     /// <summary>The kernel's "stalled pool shutdown" warning: pages are still in flight after a destroy.</summary>
     [Event(EventIds.StalledShutdown, Level = EventLevel.Warning, Keywords = Keywords.Lifecycle,
-        Message = "page_pool {0} stalled pool shutdown: id {0}, {1} inflight {2} sec")]
-    public void StalledShutdown(long poolId, long inflight, long seconds, string leaks) =>
-        WriteEvent(EventIds.StalledShutdown, poolId, inflight, seconds, leaks);
+        Message = "page_pool {0} stalled pool shutdown: {1} inflight {2} sec")]
+    public void StalledShutdown(long poolId, long inflight, long seconds, string leaks)
+    {
+        leaks ??= string.Empty;
+        fixed (char* pLeaks = leaks)
+        {
+            EventData* data = stackalloc EventData[4];
+            Set(ref data[0], &poolId);
+            Set(ref data[1], &inflight);
+            Set(ref data[2], &seconds);
+            SetString(ref data[3], pLeaks, leaks);
+            WriteEventCore(EventIds.StalledShutdown, 4, data);
+        }
+    }
 
     /// <summary>Pages were released because the ring was full.</summary>
     [Event(EventIds.RingFull, Level = EventLevel.Informational, Keywords = Keywords.Ring)]
-    public void RingFull(long poolId, int pages) => WriteEvent(EventIds.RingFull, poolId, pages);
+    public void RingFull(long poolId, int pages)
+    {
+        EventData* data = stackalloc EventData[2];
+        Set(ref data[0], &poolId);
+        Set(ref data[1], &pages);
+        WriteEventCore(EventIds.RingFull, 2, data);
+    }
 
     /// <summary>The slow path took pages from the provider.</summary>
     [Event(EventIds.SlowPathRefill, Level = EventLevel.Informational, Keywords = Keywords.SlowPath)]
-    public void SlowPathRefill(long poolId, int pages, int order) => WriteEvent(EventIds.SlowPathRefill, poolId, pages, order);
+    public void SlowPathRefill(long poolId, int pages, int order)
+    {
+        EventData* data = stackalloc EventData[3];
+        Set(ref data[0], &poolId);
+        Set(ref data[1], &pages);
+        Set(ref data[2], &order);
+        WriteEventCore(EventIds.SlowPathRefill, 3, data);
+    }
+
+    /// <summary>
+    /// One pool's counters (the kernel's <c>page_pool_get_stats</c> plus hold/release, as netlink
+    /// <c>page-pool-get</c> and <c>ethtool -S</c> show them), written periodically under <see cref="Keywords.Stats"/>.
+    /// </summary>
+    [Event(EventIds.PoolStats, Level = EventLevel.Informational, Keywords = Keywords.Stats)]
+    public void PoolStats(long sequence, long poolId, string name, long allocFast, long allocSlow,
+        long allocSlowHighOrder, long allocEmpty, long allocRefill, long allocWaive, long recycleCached,
+        long recycleCacheFull, long recycleRing, long recycleRingFull, long recycleReleasedRefcnt, long hold,
+        long release, long inflight, long pooled, int bufferSize, int order, int nid, bool destroying)
+    {
+        int destroyingValue = destroying ? 1 : 0;
+        name ??= string.Empty;
+        fixed (char* pName = name)
+        {
+            EventData* data = stackalloc EventData[22];
+            Set(ref data[0], &sequence);
+            Set(ref data[1], &poolId);
+            SetString(ref data[2], pName, name);
+            Set(ref data[3], &allocFast);
+            Set(ref data[4], &allocSlow);
+            Set(ref data[5], &allocSlowHighOrder);
+            Set(ref data[6], &allocEmpty);
+            Set(ref data[7], &allocRefill);
+            Set(ref data[8], &allocWaive);
+            Set(ref data[9], &recycleCached);
+            Set(ref data[10], &recycleCacheFull);
+            Set(ref data[11], &recycleRing);
+            Set(ref data[12], &recycleRingFull);
+            Set(ref data[13], &recycleReleasedRefcnt);
+            Set(ref data[14], &hold);
+            Set(ref data[15], &release);
+            Set(ref data[16], &inflight);
+            Set(ref data[17], &pooled);
+            Set(ref data[18], &bufferSize);
+            Set(ref data[19], &order);
+            Set(ref data[20], &nid);
+            // EventSource writes bool as a 4-byte Win32 BOOL.
+            Set(ref data[21], &destroyingValue);
+            WriteEventCore(EventIds.PoolStats, 22, data);
+        }
+    }
+
+    /// <summary>Ends one round of <see cref="PoolStats"/> events: <paramref name="pools"/> pools were written.</summary>
+    [Event(EventIds.StatsSnapshot, Level = EventLevel.Informational, Keywords = Keywords.Stats)]
+    public void StatsSnapshot(long sequence, int pools)
+    {
+        EventData* data = stackalloc EventData[2];
+        Set(ref data[0], &sequence);
+        Set(ref data[1], &pools);
+        WriteEventCore(EventIds.StatsSnapshot, 2, data);
+    }
+
+    [NonEvent]
+    private void WritePageState(int eventId, long poolId, ulong pageAddress, long counter, long pageIndex)
+    {
+        EventData* data = stackalloc EventData[4];
+        Set(ref data[0], &poolId);
+        Set(ref data[1], &pageAddress);
+        Set(ref data[2], &counter);
+        Set(ref data[3], &pageIndex);
+        WriteEventCore(eventId, 4, data);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Set<T>(ref EventData data, T* value) where T : unmanaged
+    {
+        data = default; // clears the reserved field too
+        data.DataPointer = (nint)value;
+        data.Size = sizeof(T);
+    }
+
+    private static void SetString(ref EventData data, char* chars, string value)
+    {
+        data = default;
+        data.DataPointer = (nint)chars;
+        data.Size = (value.Length + 1) * sizeof(char);
+    }
 }
