@@ -369,7 +369,8 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </summary>
     private bool RefillAllocCache()
     {
-        Span<nint> batch = stackalloc nint[AllocCacheRefill];
+        // Called with the alloc cache empty: pages land straight in it, with no intermediate copy.
+        Span<nint> batch = _cache.AsSpan(0, AllocCacheRefill);
         int n = _ring.DequeueBurst(batch);
         if (n == 0 && _putCount > 0)
         {
@@ -387,28 +388,26 @@ public sealed unsafe partial class PagePool : IDisposable
             }
         }
         int nid = _nid;
-        int i = 0;
-        for (; i < n; i++)
+        if (nid >= 0)
         {
-            NetMem* d = (NetMem*)batch[i];
-            if (nid >= 0 && d->Nid != nid)
+            for (int i = 0; i < n; i++)
             {
-                // NUMA mismatch: release this one and let the slow path allocate on the right node.
+                NetMem* d = (NetMem*)batch[i];
+                if (d->Nid == nid)
+                    continue;
+                // NUMA mismatch: release this one and let the slow path allocate on the right node; what the
+                // waive left unread goes back to the ring, so nothing is lost.
                 _stats.Waive++;
                 ReturnPage(d);
-                i++;
+                int back = _ring.EnqueueBurst(batch[(i + 1)..n]);
+                for (int j = i + 1 + back; j < n; j++)
+                    ReturnPage((NetMem*)batch[j]);
+                n = i;
                 break;
             }
-            _cache[_cacheCount++] = (nint)d;
         }
-        if (i < n)
-        {
-            // Put back what the waive left unread, so nothing is lost.
-            int back = _ring.EnqueueBurst(batch[i..n]);
-            for (int j = i + back; j < n; j++)
-                ReturnPage((NetMem*)batch[j]);
-        }
-        return _cacheCount > 0;
+        _cacheCount = n;
+        return n > 0;
     }
 
     /// <summary>Moves pages parked in per-CPU caches into <paramref name="batch"/> (consumer refill when the ring is empty).</summary>
@@ -434,6 +433,7 @@ public sealed unsafe partial class PagePool : IDisposable
     /// provider into <paramref name="cache"/>, sets them up for the pool, and returns one of them.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
+    [SkipLocalsInit] // the stack buffer is written before it is read
     private NetMemRef AllocPagesSlow(ref PoolCounters stats, nint[] cache, ref int cacheCount)
     {
         int want = _order == 0 ? Math.Min(AllocCacheRefill, cache.Length - cacheCount) : 1;
@@ -693,6 +693,7 @@ public sealed unsafe partial class PagePool : IDisposable
     /// this drops through the ring in one batch. All pages are checked before any is put.
     /// </summary>
     /// <exception cref="InvalidOperationException">One page is invalid (see <see cref="PutPage(NetMemRef, int, bool)"/>); none was put.</exception>
+    [SkipLocalsInit] // the stack buffer is written before it is read
     public void PutPages(ReadOnlySpan<NetMemRef> pages)
     {
         foreach (NetMemRef page in pages)
@@ -1146,6 +1147,7 @@ public sealed unsafe partial class PagePool : IDisposable
         TryFreeAfterRelease();
     }
 
+    [SkipLocalsInit] // the stack buffer is written before it is read
     private void DrainAfterDispose()
     {
         Span<nint> batch = stackalloc nint[AllocCacheRefill];
