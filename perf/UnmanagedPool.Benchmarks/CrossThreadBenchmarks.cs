@@ -56,11 +56,28 @@ public unsafe class CrossThreadBenchmarks
     private void WorkerLoop()
     {
         var spin = new SpinWait();
+        var burst = new NetMemRef[32];
         while (true)
         {
             int mode = _mode;
             if (mode < 0)
                 return;
+            if (mode == 3)
+            {
+                int n = 0;
+                while (n < burst.Length && _toWorker.TryRead(out nint b))
+                    burst[n++] = new NetMemRef((NetMem*)b);
+                if (n > 0)
+                {
+                    _pool.PutPages(burst.AsSpan(0, n));
+                    spin = default;
+                }
+                else
+                {
+                    spin.SpinOnce(sleep1Threshold: -1);
+                }
+                continue;
+            }
             if (_toWorker.TryRead(out nint item))
             {
                 if (mode == 1)
@@ -123,37 +140,65 @@ public unsafe class CrossThreadBenchmarks
         Drain();
     }
 
-    /// <summary>A bounded single-producer single-consumer ring used only to hand pages to the worker.</summary>
+    /// <summary>
+    /// A bounded single-producer single-consumer ring used only to hand pages to the worker. Each side keeps its
+    /// index on its own object (its own cache lines) and a cached copy of the other side's index, so a transfer
+    /// touches the other side's line only when the cached copy runs out.
+    /// </summary>
     private sealed class SpscChannel(int capacity)
     {
         private readonly nint[] _items = new nint[capacity];
-        private long _head;     // written by the reader (same object as _tail: some false sharing, equal for both pools)
-        private long _tail;     // written by the writer
+        private readonly Side _writer = new();
+        private readonly Side _reader = new();
 
-        public bool IsEmpty => Volatile.Read(ref _head) == Volatile.Read(ref _tail);
+        public bool IsEmpty => Volatile.Read(ref _reader.Index) == Volatile.Read(ref _writer.Index);
 
         public bool TryWrite(nint item)
         {
-            // Volatile: the reader publishes _head after consuming a slot; the writer publishes _tail after filling one.
-            long tail = _tail;
-            if (tail - Volatile.Read(ref _head) >= _items.Length)
-                return false;
+            long tail = _writer.Index;
+            if (tail - _writer.OtherCached >= _items.Length)
+            {
+                // Volatile (acquire): the reader publishes its index after it has read the slot.
+                _writer.OtherCached = Volatile.Read(ref _reader.Index);
+                if (tail - _writer.OtherCached >= _items.Length)
+                    return false;
+            }
             _items[tail % _items.Length] = item;
-            Volatile.Write(ref _tail, tail + 1);
+            // Volatile (release): the slot write happens before the reader sees the new index.
+            Volatile.Write(ref _writer.Index, tail + 1);
             return true;
         }
 
         public bool TryRead(out nint item)
         {
-            long head = _head;
-            if (head == Volatile.Read(ref _tail))
+            long head = _reader.Index;
+            if (head == _reader.OtherCached)
             {
-                item = 0;
-                return false;
+                // Volatile (acquire): pairs with the writer's release.
+                _reader.OtherCached = Volatile.Read(ref _writer.Index);
+                if (head == _reader.OtherCached)
+                {
+                    item = 0;
+                    return false;
+                }
             }
             item = _items[head % _items.Length];
-            Volatile.Write(ref _head, head + 1);
+            // Volatile (release): the slot has been read before the writer may reuse it.
+            Volatile.Write(ref _reader.Index, head + 1);
             return true;
+        }
+
+        /// <summary>One side's state, padded so the two sides never share a cache line.</summary>
+        private sealed class Side
+        {
+#pragma warning disable CS0169 // padding
+            private long _p0, _p1, _p2, _p3, _p4, _p5, _p6, _p7;
+#pragma warning restore CS0169
+            public long Index;
+            public long OtherCached;
+#pragma warning disable CS0169
+            private long _q0, _q1, _q2, _q3, _q4, _q5, _q6, _q7;
+#pragma warning restore CS0169
         }
     }
 }

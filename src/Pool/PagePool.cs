@@ -360,12 +360,25 @@ public sealed unsafe partial class PagePool : IDisposable
                 DebugOnAlloc(d);
             return new NetMemRef(d);
         }
-        return AllocPagesSlow(ref _stats, _cache, ref _cacheCount);
+        NetMemRef fresh = AllocPagesSlow(ref _stats, _cache, ref _cacheCount);
+        if (!fresh.IsNull)
+            return fresh;
+        // The provider is out of pages: before failing, take what other threads parked in per-CPU caches.
+        int stolen = StealFromPerCpuCaches(_cache.AsSpan(0, AllocCacheRefill));
+        if (stolen == 0)
+            return default;
+        _cacheCount = stolen;
+        _stats.Refill++;
+        NetMem* parked = (NetMem*)_cache[--_cacheCount];
+        parked->PpRefCount = 1;
+        if (_debug)
+            DebugOnAlloc(parked);
+        return new NetMemRef(parked);
     }
 
     /// <summary>
     /// The kernel's <c>page_pool_refill_alloc_cache</c>: moves up to 64 pages from the ring (or, when it is empty,
-    /// from the per-CPU caches) into the alloc cache, releasing pages of another NUMA node (waive).
+    /// from the consumer's own put buffer) into the alloc cache, releasing pages of another NUMA node (waive).
     /// </summary>
     private bool RefillAllocCache()
     {
@@ -380,12 +393,8 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         if (n == 0)
         {
-            n = StealFromPerCpuCaches(batch);
-            if (n == 0)
-            {
-                _stats.Empty++;
-                return false;
-            }
+            _stats.Empty++;
+            return false;
         }
         int nid = _nid;
         if (nid >= 0)
@@ -410,7 +419,11 @@ public sealed unsafe partial class PagePool : IDisposable
         return n > 0;
     }
 
-    /// <summary>Moves pages parked in per-CPU caches into <paramref name="batch"/> (consumer refill when the ring is empty).</summary>
+    /// <summary>
+    /// Moves pages parked in per-CPU caches into <paramref name="batch"/>: the consumer's last resort when the
+    /// ring is empty and the provider has nothing left. Not a routine refill: it would make the consumer fight
+    /// the putting threads for their cache lines.
+    /// </summary>
     private int StealFromPerCpuCaches(Span<nint> batch)
     {
         int n = 0;
@@ -713,7 +726,16 @@ public sealed unsafe partial class PagePool : IDisposable
                 recyclable[n++] = (nint)d;
             }
             pages = pages[used..];
-            RecycleInRingBulk(recyclable[..n]);
+            if (OnConsumerThread())
+            {
+                // The consumer's own put buffer: plain stores, flushed to the ring in batches.
+                foreach (nint p in recyclable[..n])
+                    ConsumerRecycleInRing((NetMem*)p);
+            }
+            else
+            {
+                RecycleInRingBulk(recyclable[..n]);
+            }
         }
     }
 

@@ -94,15 +94,34 @@ public unsafe class CounterBranchTests
         var consumer = pool.BindConsumer();
         var pages = new NetMemRef[64];
         consumer.AllocPages(pages); // the whole first bulk: the alloc cache is now empty
-        var first = pages.AsSpan(0, 32).ToArray();
-        pool.PutPages(first);       // recycled through the per-CPU cache in front of the ring
+        OtherThread.Run(() => pool.PutPages(pages)); // 64 puts: the per-CPU cache flushes 32 to the ring
         var before = pool.GetStats();
         var again = new NetMemRef[32];
         Assert.Equal(32, consumer.AllocPages(again));
         StatsAssert.Moved(before, pool.GetStats(), ("AllocRefill", 1), ("AllocFast", 31));
-        Assert.Equal(first.Select(p => (nint)p.Descriptor).Order(), again.Select(p => (nint)p.Descriptor).Order());
+        Assert.All(again, p => Assert.Contains(p, pages));
         pool.PutPages(again);
-        pool.PutPages(pages.AsSpan(32));
+    }
+
+    [Fact]
+    public void The_consumer_takes_pages_parked_in_per_cpu_caches_only_when_the_provider_is_exhausted()
+    {
+        // One 64 KiB region at most: 15 usable pages.
+        using var provider = new PageProvider(regionShift: 16, memoryLimit: 1 << 16);
+        using var pool = new PagePool(new PagePoolOptions { Provider = provider });
+        var pages = new NetMemRef[15];
+        Assert.Equal(15, pool.AllocPages(pages));
+        Assert.True(pool.AllocPage().IsNull);
+        OtherThread.Run(() => pool.PutPages(pages.AsSpan(0, 10))); // parked in a per-CPU cache
+        var before = pool.GetStats();
+        var page = pool.AllocPage();
+        Assert.False(page.IsNull);
+        Assert.Contains(page, pages.AsSpan(0, 10).ToArray());
+        var after = pool.GetStats();
+        Assert.Equal(1, after.AllocRefill - before.AllocRefill);
+        Assert.Equal(1, after.AllocEmpty - before.AllocEmpty);
+        pool.RecycleDirect(page);
+        pool.PutPages(pages.AsSpan(10));
     }
 
     [Fact]
