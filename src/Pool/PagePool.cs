@@ -739,6 +739,17 @@ public sealed unsafe partial class PagePool : IDisposable
         }
     }
 
+    /// <summary><see cref="PutPages(ReadOnlySpan{NetMemRef})"/> for raw addresses, each anywhere inside its page.</summary>
+    /// <exception cref="InvalidOperationException">An address is in no live page, or a page is invalid; none was put.</exception>
+    [SkipLocalsInit] // the stack buffer is written before it is read
+    public void PutPages(ReadOnlySpan<nint> addresses)
+    {
+        Span<NetMemRef> pages = addresses.Length <= 64 ? stackalloc NetMemRef[addresses.Length] : new NetMemRef[addresses.Length];
+        for (int i = 0; i < addresses.Length; i++)
+            pages[i] = ResolveAddress((byte*)addresses[i]);
+        PutPages(pages);
+    }
+
     /// <summary>
     /// The kernel's <c>page_pool_unref_netmem</c>: drops <paramref name="nr"/> references at once.
     /// </summary>
@@ -751,6 +762,9 @@ public sealed unsafe partial class PagePool : IDisposable
         NetMem* d = CheckOwned(page);
         return UnrefNetmem(d, nr);
     }
+
+    /// <summary><see cref="UnrefPage(NetMemRef, long)"/> for a raw address inside the page.</summary>
+    public long UnrefPage(byte* address, long nr) => UnrefPage(ResolveAddress(address), nr);
 
     /// <summary>
     /// The kernel's <c>page_pool_release_page</c>/<c>page_pool_return_page</c>: takes a page the caller owns

@@ -71,4 +71,19 @@ public unsafe class ConsumerTests
         pool.PutPage(again);
         Assert.Equal(pool.GetStats().Pooled, pool.GetStats().InFlight);
     }
+
+    [Fact]
+    public void Bulk_put_and_unref_accept_raw_addresses()
+    {
+        using var pool = new PagePool(new PagePoolOptions());
+        var pages = new NetMemRef[8];
+        pool.AllocPages(pages);
+        pool.RefPage(pages[0]);
+        Assert.Equal(1, pool.UnrefPage(pages[0].Address + 12, 1));
+        var addresses = pages.Select(p => (nint)p.Address + 5).ToArray();
+        pool.PutPages(addresses);
+        Assert.All(pages, p => Assert.Equal(0, p.Value.PpRefCount));
+        Assert.Throws<InvalidOperationException>(() => pool.PutPages(addresses));
+        Assert.Throws<InvalidOperationException>(() => pool.PutPages(new nint[] { 12345 }));
+    }
 }
