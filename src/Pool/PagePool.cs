@@ -278,12 +278,13 @@ public sealed unsafe partial class PagePool : IDisposable
             {
                 NetMem* d = (NetMem*)Unsafe.Add(ref cache, --count);
                 d->PpRefCount = 1;
-                if (_debug)
-                    DebugOnAlloc(d);
                 pages[done++] = new NetMemRef(d);
             }
             _cacheCount = count;
             _stats.Fast += n;
+            // After the cache is consistent: a corruption found here throws.
+            if (_debug)
+                DebugOnAllocBulk(pages[..done], done - n);
         }
         return done;
     }
@@ -411,14 +412,21 @@ public sealed unsafe partial class PagePool : IDisposable
 
     private int TakeFromProvider(Span<NetMemRef> fresh)
     {
+        int admitted = AdmitSlowPath(fresh.Length);
+        if (admitted == 0)
+            return 0;
+        int got;
         try
         {
-            return _provider.TakeBulk(fresh, _order, _nid);
+            got = _provider.TakeBulk(fresh[..admitted], _order, _nid);
         }
         catch (ObjectDisposedException)
         {
-            return 0;
+            got = 0;
         }
+        if (got == 0)
+            CountAllocFailed();
+        return got;
     }
 
     private void TraceHold(PagePoolEventSource log, nint[] cache, int cacheCount, int usable, ref PoolCounters stats)
@@ -799,6 +807,9 @@ public sealed unsafe partial class PagePool : IDisposable
             return;
         }
         _stats.CacheFull++;
+        // Plain read of a flag Trim sets from another thread: seeing it late only delays the trim.
+        if (_consumerTrimPending != 0)
+            ConsumerTrimDeferred();
         RecycleInRing(d);
     }
 
@@ -948,6 +959,9 @@ public sealed unsafe partial class PagePool : IDisposable
             Hold = sum.Hold,
             Release = Volatile.Read(ref _release),
             Pooled = IsFreed ? 0 : pooled,
+            AllocFailed = Volatile.Read(ref _allocFailed),
+            AllocOverLimit = Volatile.Read(ref _allocOverLimit),
+            Trimmed = Volatile.Read(ref _trimmed),
             BufferSize = BufferSize,
         };
     }
