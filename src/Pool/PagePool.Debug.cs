@@ -197,6 +197,9 @@ public sealed unsafe partial class PagePool
         return sb.ToString();
     }
 
+    /// <summary>The leak list the "stalled pool shutdown" warning carries.</summary>
+    internal string LeakDescriptionForTests() => DescribeLeaks();
+
     partial void OnDestroying() => StopIdleTrim();
 
     partial void OnFreed() => _debugState?.Pages.Clear();
