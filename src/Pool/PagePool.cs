@@ -628,7 +628,10 @@ public sealed unsafe partial class PagePool : IDisposable
     /// The kernel's <c>page_pool_put_netmem_bulk</c>: puts many pages, recycling those whose last reference
     /// this drops through the ring in one batch. All pages are checked before any is put.
     /// </summary>
-    /// <exception cref="InvalidOperationException">One page is invalid (see <see cref="PutPage(NetMemRef, int, bool)"/>); none was put.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// One page is invalid (see <see cref="PutPage(NetMemRef, int, bool)"/>); none was put. Or a page is listed more
+    /// times than it is referenced: the puts before the extra one went through.
+    /// </exception>
     public void PutPages(ReadOnlySpan<NetMemRef> pages)
     {
         foreach (NetMemRef page in pages)
@@ -641,6 +644,13 @@ public sealed unsafe partial class PagePool : IDisposable
             for (; used < pages.Length && n < recyclable.Length; used++)
             {
                 NetMem* d = pages[used].Descriptor;
+                if (d->PpRefCount <= 0)
+                {
+                    // Listed more times than referenced: it passed the check above more than once. Recycle what
+                    // this batch already unreferenced, so no page is lost, and refuse the extra put.
+                    RecycleInRingBulk(recyclable[..n]);
+                    PoolThrowHelper.ThrowDoublePut(pages[used]);
+                }
                 if (!UnrefAndTest(d))
                     continue;
                 if (!CanRecycle(d, -1))
