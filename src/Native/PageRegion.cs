@@ -213,6 +213,14 @@ public sealed unsafe class PageRegion : IDisposable
         {
             if (Locked)
                 LibC.MUnlock((void*)handle, _size);
+            // The C heap may keep a freed aligned block mapped (glibc raises its mmap threshold after freeing a
+            // large mapping): drop the physical pages first, so freeing a region always lowers the resident set,
+            // and withdraw the huge-page advice so khugepaged does not fill the freed range back in.
+            if (LibC.IsLinux)
+            {
+                LibC.MAdvise((void*)handle, _size, LibC.MADV_NOHUGEPAGE);
+                LibC.MAdvise((void*)handle, _size, LibC.MADV_DONTNEED);
+            }
             NativeMemory.AlignedFree((void*)handle);
             return true;
         }

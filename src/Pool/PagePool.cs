@@ -326,12 +326,13 @@ public sealed unsafe partial class PagePool : IDisposable
             {
                 NetMem* d = (NetMem*)Unsafe.Add(ref cache, --count);
                 d->PpRefCount = 1;
-                if (_debug)
-                    DebugOnAlloc(d);
                 pages[done++] = new NetMemRef(d);
             }
             _cacheCount = count;
             _stats.Fast += n;
+            // After the cache is consistent: a corruption found here throws.
+            if (_debug)
+                DebugOnAllocBulk(pages[..done], done - n);
         }
         return done;
     }
@@ -488,14 +489,21 @@ public sealed unsafe partial class PagePool : IDisposable
 
     private int TakeFromProvider(Span<NetMemRef> fresh)
     {
+        int admitted = AdmitSlowPath(fresh.Length);
+        if (admitted == 0)
+            return 0;
+        int got;
         try
         {
-            return _provider.TakeBulk(fresh, _order, _nid);
+            got = _provider.TakeBulk(fresh[..admitted], _order, _nid);
         }
         catch (ObjectDisposedException)
         {
-            return 0;
+            got = 0;
         }
+        if (got == 0)
+            CountAllocFailed();
+        return got;
     }
 
     private void TraceHold(PagePoolEventSource log, nint[] cache, int cacheCount, int usable, ref PoolCounters stats)
@@ -705,7 +713,10 @@ public sealed unsafe partial class PagePool : IDisposable
     /// The kernel's <c>page_pool_put_netmem_bulk</c>: puts many pages, recycling those whose last reference
     /// this drops through the ring in one batch. All pages are checked before any is put.
     /// </summary>
-    /// <exception cref="InvalidOperationException">One page is invalid (see <see cref="PutPage(NetMemRef, int, bool)"/>); none was put.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// One page is invalid (see <see cref="PutPage(NetMemRef, int, bool)"/>); none was put. Or a page is listed more
+    /// times than it is referenced: the puts before the extra one went through.
+    /// </exception>
     [SkipLocalsInit] // the stack buffer is written before it is read
     public void PutPages(ReadOnlySpan<NetMemRef> pages)
     {
@@ -719,6 +730,13 @@ public sealed unsafe partial class PagePool : IDisposable
             for (; used < pages.Length && n < recyclable.Length; used++)
             {
                 NetMem* d = pages[used].Descriptor;
+                if (d->PpRefCount <= 0)
+                {
+                    // Listed more times than referenced: it passed the check above more than once. Recycle what
+                    // this batch already unreferenced, so no page is lost, and refuse the extra put.
+                    RecycleInRingBulk(recyclable[..n]);
+                    PoolThrowHelper.ThrowDoublePut(pages[used]);
+                }
                 if (!UnrefAndTest(d))
                     continue;
                 if (!CanRecycle(d, -1))
@@ -911,6 +929,9 @@ public sealed unsafe partial class PagePool : IDisposable
             return;
         }
         _stats.CacheFull++;
+        // Plain read of a flag Trim sets from another thread: seeing it late only delays the trim.
+        if (_consumerTrimPending != 0)
+            ConsumerTrimDeferred();
         ConsumerRecycleInRing(d);
     }
 
@@ -1077,6 +1098,9 @@ public sealed unsafe partial class PagePool : IDisposable
             Hold = sum.Hold,
             Release = Volatile.Read(ref _release),
             Pooled = IsFreed ? 0 : pooled,
+            AllocFailed = Volatile.Read(ref _allocFailed),
+            AllocOverLimit = Volatile.Read(ref _allocOverLimit),
+            Trimmed = Volatile.Read(ref _trimmed),
             BufferSize = BufferSize,
         };
     }

@@ -59,6 +59,83 @@ public sealed class PagePoolOptions
     /// </summary>
     public bool DebugMode { get; set; } = PagePoolEnvironment.DebugFromEnvironment;
 
+    /// <summary>
+    /// How thorough debug mode is (used only while <see cref="DebugMode"/> is on; <see cref="PagePoolDebugLevel.Off"/>
+    /// then means <see cref="PagePoolDebugLevel.Simple"/>). Setting a level other than Off turns
+    /// <see cref="DebugMode"/> on. Defaults to the level <c>UNMANAGEDPOOL_DEBUG</c> asks for ("paranoid" for
+    /// <see cref="PagePoolDebugLevel.Paranoid"/>).
+    /// </summary>
+    public PagePoolDebugLevel DebugLevel
+    {
+        get => _debugLevel;
+        set
+        {
+            if (!Enum.IsDefined(value))
+                throw new ArgumentOutOfRangeException(nameof(DebugLevel), value, "Unknown debug level.");
+            _debugLevel = value;
+            if (value != PagePoolDebugLevel.Off)
+                DebugMode = true;
+        }
+    }
+
+    private PagePoolDebugLevel _debugLevel = PagePoolEnvironment.DebugLevelFromEnvironment;
+
+    /// <summary>
+    /// Pages kept in the ring and caches when the pool trims (<see cref="PagePool.Trim"/>, idle trimming); pages
+    /// above it are given back to the provider. Default <see cref="DefaultLowWaterMark"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Set to a negative value.</exception>
+    public int LowWaterMark
+    {
+        get => _lowWaterMark;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value, nameof(LowWaterMark));
+            _lowWaterMark = value;
+        }
+    }
+
+    private int _lowWaterMark = DefaultLowWaterMark;
+
+    /// <summary>Default <see cref="LowWaterMark"/>: one alloc cache's worth of pages (arbitrary).</summary>
+    public const int DefaultLowWaterMark = 128;
+
+    /// <summary>
+    /// After this long with no allocation the pool trims itself down to <see cref="LowWaterMark"/> and, when it owns
+    /// its provider, gives empty regions back to the OS. Null or zero: never trim on its own (the default).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Set to a negative value.</exception>
+    public TimeSpan? IdleTrimDelay
+    {
+        get => _idleTrimDelay;
+        set
+        {
+            if (value is { } v && v < TimeSpan.Zero)
+                throw new ArgumentOutOfRangeException(nameof(IdleTrimDelay), value, "The idle delay cannot be negative.");
+            _idleTrimDelay = value;
+        }
+    }
+
+    private TimeSpan? _idleTrimDelay;
+
+    /// <summary>
+    /// Most bytes of pages the pool holds at once (in flight with users and pooled: <c>InFlight * BufferSize</c>);
+    /// past it the slow path allocates nothing and <see cref="PagePool.AllocPage"/> returns
+    /// <see cref="NetMemRef.Null"/>, counted in <see cref="PagePoolStats.AllocOverLimit"/>. 0 for no limit.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Set to a negative value.</exception>
+    public long MemoryLimit
+    {
+        get => _memoryLimit;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value, nameof(MemoryLimit));
+            _memoryLimit = value;
+        }
+    }
+
+    private long _memoryLimit;
+
     /// <summary>Returns a shallow copy.</summary>
     public PagePoolOptions Clone() => (PagePoolOptions)MemberwiseClone();
 }
@@ -73,4 +150,24 @@ public static class PagePoolEnvironment
     public static bool DebugFromEnvironment { get; } = Environment.GetEnvironmentVariable(DebugVariable) is { } v &&
         (v == "1" || v.Equals("true", StringComparison.OrdinalIgnoreCase) || v.Equals("yes", StringComparison.OrdinalIgnoreCase) || v.Equals("on", StringComparison.OrdinalIgnoreCase)
          || v.Equals("paranoid", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The debug level <see cref="DebugVariable"/> asks for: see <see cref="ParseDebugLevel"/>.</summary>
+    public static PagePoolDebugLevel DebugLevelFromEnvironment { get; } = ParseDebugLevel(Environment.GetEnvironmentVariable(DebugVariable));
+
+    /// <summary>
+    /// Reads a value of <see cref="DebugVariable"/>: "paranoid" (or "2") is <see cref="PagePoolDebugLevel.Paranoid"/>;
+    /// 1, true, yes, on or simple is <see cref="PagePoolDebugLevel.Simple"/>; anything else (or null) is Off.
+    /// </summary>
+    public static PagePoolDebugLevel ParseDebugLevel(string? value)
+    {
+        if (value is null)
+            return PagePoolDebugLevel.Off;
+        value = value.Trim();
+        if (value == "2" || value.Equals("paranoid", StringComparison.OrdinalIgnoreCase))
+            return PagePoolDebugLevel.Paranoid;
+        if (value == "1" || value.Equals("true", StringComparison.OrdinalIgnoreCase) || value.Equals("yes", StringComparison.OrdinalIgnoreCase)
+            || value.Equals("on", StringComparison.OrdinalIgnoreCase) || value.Equals("simple", StringComparison.OrdinalIgnoreCase))
+            return PagePoolDebugLevel.Simple;
+        return PagePoolDebugLevel.Off;
+    }
 }

@@ -52,6 +52,15 @@ public readonly record struct PagePoolStats
     /// <summary>Pages sitting in the alloc cache, the per-CPU caches and the ring (approximate under load).</summary>
     public long Pooled { get; init; }
 
+    /// <summary>Slow-path takes that got no page from the provider (out of memory or an injected fault): the allocation returned null.</summary>
+    public long AllocFailed { get; init; }
+
+    /// <summary>Slow-path takes refused because the pool held <see cref="PagePoolOptions.MemoryLimit"/>: the allocation returned null.</summary>
+    public long AllocOverLimit { get; init; }
+
+    /// <summary>Pages given back to the provider by <see cref="PagePool.Trim"/> and idle trimming (counted in <see cref="Release"/> too).</summary>
+    public long Trimmed { get; init; }
+
     /// <summary>Bytes per buffer (4096 &lt;&lt; order).</summary>
     public int BufferSize { get; init; }
 }

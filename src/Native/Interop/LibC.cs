@@ -9,6 +9,7 @@ internal static unsafe partial class LibC
 
     public const int MADV_DONTNEED = 4;
     public const int MADV_HUGEPAGE = 14;
+    public const int MADV_NOHUGEPAGE = 15;
 
     private const long SYS_mbind_x64 = 237;
     private const long SYS_mbind_arm64 = 235;

@@ -1,0 +1,234 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using UnmanagedPool.Internal;
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool;
+
+// Giving memory back: Trim() down to the low-water mark, trimming when idle, and the memory limit. All of it runs
+// on slow paths (the provider refill, a full alloc cache) or on a timer; the fast path does no extra work.
+public sealed unsafe partial class PagePool
+{
+    private long _allocFailed;      // slow-path takes that got nothing from the provider: Interlocked, any thread
+    private long _allocOverLimit;   // slow-path takes refused by MemoryLimit: Interlocked, any thread
+    private long _trimmed;          // pages released by Trim: Interlocked, any thread
+    private int _consumerTrimPending; // 1 when a Trim from another thread left the alloc cache above its share
+    private int _consumerKeep;      // the alloc cache's share of the low-water mark for that deferred trim
+    private int _idleTimerStarted;  // 0 → 1 once, on the first slow path with IdleTrimDelay set
+    private Timer? _idleTimer;
+    private long _idleSignature = -1;
+    private long _idleSinceTicks;
+    private bool _idleTrimmed;
+    private readonly Lock _trimLock = new();
+
+    /// <summary>
+    /// Gives pages idle in the pool back to the provider, keeping <see cref="PagePoolOptions.LowWaterMark"/> pages,
+    /// then (when the pool created its own provider) gives empty regions back to the OS. Pages are kept region by
+    /// region, fullest first, so that the pages let go leave whole regions empty. Any thread: the ring and the per-CPU
+    /// caches are trimmed at once; the consumer's alloc cache is trimmed at once on the consumer thread, else by the
+    /// consumer itself the next time its alloc cache overflows.
+    /// </summary>
+    /// <returns>Pages given back to the provider.</returns>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public long Trim()
+    {
+        ThrowIfDisposed();
+        long released;
+        lock (_trimLock)
+            released = TrimLocked();
+        if (_ownsProvider)
+            _provider.Trim();
+        return released;
+    }
+
+    private long TrimLocked()
+    {
+        int keep = Options.LowWaterMark;
+        bool onConsumer = OnConsumerThread();
+        var pages = new List<nint>();
+        if (onConsumer)
+        {
+            for (int i = 0; i < _cacheCount; i++)
+                pages.Add(_cache[i]);
+            _cacheCount = 0;
+            for (int i = 0; i < _putCount; i++)
+                pages.Add(_putBuffer[i]);
+            _putCount = 0;
+        }
+        else
+        {
+            // Plain reads of consumer-only fields: only a hint of what the consumer keeps.
+            int cached = _cacheCount + _putCount;
+            int share = Math.Min(cached, keep);
+            keep -= share;
+            if (cached > share)
+            {
+                _consumerKeep = share;
+                // Volatile: the consumer reads the flag on its overflow path and then _consumerKeep.
+                Volatile.Write(ref _consumerTrimPending, 1);
+            }
+        }
+        foreach (PerCpuCache c in _perCpu)
+        {
+            // Volatile: Count is written by the cache's owner; a busy cache is skipped this time.
+            if (Volatile.Read(ref c.Count) == 0 || !c.TryAcquire())
+                continue;
+            for (int i = 0; i < c.Count; i++)
+                pages.Add(c.Items[i]);
+            c.Count = 0;
+            c.Release();
+        }
+        Span<nint> batch = stackalloc nint[AllocCacheRefill];
+        int n;
+        while ((n = _ring.DequeueBurst(batch)) > 0)
+            for (int i = 0; i < n; i++)
+                pages.Add(batch[i]);
+
+        long released = 0;
+        if (pages.Count > keep)
+        {
+            // Keep the pages of the regions holding the most pooled pages, so the rest empties whole regions.
+            var perRegion = new Dictionary<nint, int>();
+            foreach (nint p in pages)
+            {
+                nint region = new NetMemRef((NetMem*)p).RegionBase;
+                perRegion[region] = perRegion.GetValueOrDefault(region) + 1;
+            }
+            pages.Sort((a, b) =>
+            {
+                nint ra = new NetMemRef((NetMem*)a).RegionBase, rb = new NetMemRef((NetMem*)b).RegionBase;
+                int byCount = perRegion[rb].CompareTo(perRegion[ra]);
+                return byCount != 0 ? byCount : ra != rb ? ra.CompareTo(rb) : a.CompareTo(b);
+            });
+            for (int i = keep; i < pages.Count; i++)
+                ReturnPage((NetMem*)pages[i]);
+            released = pages.Count - keep;
+            pages.RemoveRange(keep, pages.Count - keep);
+            Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread
+        }
+
+        int next = 0;
+        if (onConsumer)
+        {
+            // Kept pages refill the alloc cache first, the rest go to the ring.
+            for (; next < pages.Count && _cacheCount < AllocCacheSize; next++)
+                _cache[_cacheCount++] = pages[next];
+        }
+        for (; next < pages.Count; next++)
+        {
+            if (!_ring.TryEnqueue(pages[next]))
+                ReturnPage((NetMem*)pages[next]);
+        }
+        // Volatile: a Dispose that ran while we held pages would have missed them.
+        if (Volatile.Read(ref _state) != StateAlive)
+            DrainAfterDispose();
+        return released;
+    }
+
+    /// <summary>Consumer thread only, on alloc-cache overflow: the trim another thread asked for.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ConsumerTrimDeferred()
+    {
+        // Volatile: pairs with the write in TrimLocked.
+        Volatile.Write(ref _consumerTrimPending, 0);
+        // The put buffer is the ring's front: its pages go first.
+        int fromPutBuffer = _putCount;
+        while (_putCount > 0)
+            ReturnPage((NetMem*)_putBuffer[--_putCount]);
+        Interlocked.Add(ref _trimmed, fromPutBuffer); // Interlocked: read by GetStats on any thread
+        int keep = Math.Min(_consumerKeep, _cacheCount);
+        int drop = _cacheCount - keep;
+        if (drop <= 0)
+            return;
+        // The oldest entries sit at the bottom of the cache: release those and slide the rest down.
+        for (int i = 0; i < drop; i++)
+            ReturnPage((NetMem*)_cache[i]);
+        Array.Copy(_cache, drop, _cache, 0, keep);
+        _cacheCount = keep;
+        Interlocked.Add(ref _trimmed, drop); // Interlocked: read by GetStats on any thread
+    }
+
+    /// <summary>
+    /// Every slow-path take from the provider passes here first: starts the idle-trim timer on the first one, and
+    /// enforces <see cref="PagePoolOptions.MemoryLimit"/> (approximately: threads racing in the slow path may pass it
+    /// by one bulk each).
+    /// </summary>
+    /// <returns>How many pages may be taken (0 refuses).</returns>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int AdmitSlowPath(int want)
+    {
+        if (Volatile.Read(ref _idleTimerStarted) == 0)
+            StartIdleTrim();
+        long limit = Options.MemoryLimit;
+        if (limit <= 0)
+            return want;
+        long room = limit / BufferSize - InFlight;
+        if (room <= 0)
+        {
+            Interlocked.Increment(ref _allocOverLimit); // Interlocked: any thread's slow path
+            return 0;
+        }
+        return (int)Math.Min(want, room);
+    }
+
+    private void CountAllocFailed() => Interlocked.Increment(ref _allocFailed); // Interlocked: any thread's slow path
+
+    private void StartIdleTrim()
+    {
+        // Interlocked: the consumer and other threads may reach their first slow path together; one starts it.
+        if (Interlocked.Exchange(ref _idleTimerStarted, 1) != 0)
+            return;
+        if (Options.IdleTrimDelay is not { } delay || delay <= TimeSpan.Zero)
+            return;
+        // Check four times per delay, so a pool idle for the delay is trimmed within 1.25 delays (arbitrary).
+        TimeSpan period = TimeSpan.FromTicks(Math.Max(delay.Ticks / 4, TimeSpan.TicksPerMillisecond));
+        _idleSinceTicks = Stopwatch.GetTimestamp();
+        var timer = new Timer(static s => ((PagePool)s!).IdleTick(), this, Timeout.Infinite, Timeout.Infinite);
+        // Volatile: StopIdleTrim (Dispose, any thread) reads the timer.
+        Volatile.Write(ref _idleTimer, timer);
+        timer.Change(period, period);
+        if (IsDisposed)
+            StopIdleTrim();
+    }
+
+    private void StopIdleTrim() =>
+        // Interlocked: Dispose and a late StartIdleTrim may both stop it; the timer is disposed once.
+        Interlocked.Exchange(ref _idleTimer, null)?.Dispose();
+
+    /// <summary>Timer thread: trims once the pool has allocated nothing for <see cref="PagePoolOptions.IdleTrimDelay"/>.</summary>
+    private void IdleTick()
+    {
+        if (IsDisposed || Options.IdleTrimDelay is not { } delay || !_trimLock.TryEnter())
+            return;
+        try
+        {
+            PagePoolStats s = GetStats();
+            long signature = s.AllocFast + s.AllocSlow + s.AllocSlowHighOrder + s.AllocRefill + s.AllocEmpty;
+            long now = Stopwatch.GetTimestamp();
+            if (signature != _idleSignature)
+            {
+                _idleSignature = signature;
+                _idleSinceTicks = now;
+                _idleTrimmed = false;
+                return;
+            }
+            if (_idleTrimmed || Stopwatch.GetElapsedTime(_idleSinceTicks, now) < delay)
+                return;
+            _idleTrimmed = true;
+            TrimLocked();
+        }
+        finally
+        {
+            _trimLock.Exit();
+        }
+        try
+        {
+            if (_ownsProvider && !IsDisposed)
+                _provider.Trim();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The pool was freed meanwhile and disposed its provider.
+        }
+    }
+}
