@@ -6,7 +6,7 @@ using UnmanagedPool.Native;
 namespace UnmanagedPool.Stress;
 
 /// <summary>A page a worker holds: the page, the cookie it wrote, and the pool it came from.</summary>
-internal struct HeldPage
+public struct HeldPage
 {
     public NetMemRef Page;
     public ulong Cookie;
@@ -15,6 +15,10 @@ internal struct HeldPage
     public int PoolIndex;
     /// <summary>For deferred returns: the worker's operation count at which the page goes back.</summary>
     public long Due;
+    /// <summary>For a fragment: its offset in the page.</summary>
+    public int FragOffset;
+    /// <summary>For a fragment: its size; 0 for a whole page.</summary>
+    public int FragSize;
 }
 
 /// <summary>Which latency a histogram holds.</summary>
@@ -202,6 +206,11 @@ internal sealed unsafe partial class StressWorker
     /// <summary>Checks the cookie and clears the ownership bit before the page goes back (see <see cref="OwnershipMap"/>).</summary>
     private void CheckBeforeReturn(in HeldPage h)
     {
+        if (h.FragSize > 0)
+        {
+            CheckFragmentBeforeReturn(h);
+            return;
+        }
         byte* a = h.Page.Address;
         ulong head = *(ulong*)a;
         ulong tail = *(ulong*)(a + h.Page.Size - sizeof(ulong));
@@ -220,6 +229,22 @@ internal sealed unsafe partial class StressWorker
         }
         if (h.PoolIndex >= 0)
             PutsByPool[h.PoolIndex]++;
+        PageOps++;
+    }
+
+    /// <summary>A fragment shares its page with others: only its own cookie is checked, the bitmap is not involved.</summary>
+    private void CheckFragmentBeforeReturn(in HeldPage h)
+    {
+        byte* a = h.Page.Address + h.FragOffset;
+        ulong head = *(ulong*)a;
+        ulong tail = *(ulong*)(a + h.FragSize - sizeof(ulong));
+        if (head != h.Cookie || tail != ~h.Cookie)
+        {
+            _run.Violations.Report(ViolationNames.CookieMismatch,
+                $"worker {_index}: fragment at 0x{(nint)a:x} (+{h.FragOffset}, {h.FragSize} B) came back with cookie 0x{head:x16}/0x{~tail:x16}, expected 0x{h.Cookie:x16}");
+            if (!_options.KeepGoing)
+                _run.RequestStop();
+        }
         PageOps++;
     }
 
