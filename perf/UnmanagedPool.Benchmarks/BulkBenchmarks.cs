@@ -1,0 +1,69 @@
+using BenchmarkDotNet.Attributes;
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool.Benchmarks;
+
+/// <summary>
+/// 64 pages taken and given back: <c>AllocPages</c>/<c>PutPages</c> of 64 against 64 single calls, on the consumer
+/// thread. Baseline: 64 single <c>AllocPage</c> + <c>PutPage</c> (the ring path that <c>PutPages</c> also takes).
+/// </summary>
+[MemoryDiagnoser]
+public class BulkBenchmarks
+{
+    private const int N = 64;
+    private PagePool _pool = null!;
+    private PagePoolConsumer _consumer = null!;
+    private readonly NetMemRef[] _pages = new NetMemRef[N];
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _pool = new PagePool(new PagePoolOptions { PoolSize = 4096, Name = "bench-bulk" });
+        _consumer = _pool.BindConsumer();
+        // Warm the pool so that no measured iteration reaches the provider.
+        for (int i = 0; i < 4; i++)
+        {
+            _consumer.AllocPages(_pages);
+            _pool.PutPages(_pages);
+        }
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _pool.Dispose();
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = N)]
+    public void SingleAllocPut()
+    {
+        NetMemRef[] pages = _pages;
+        for (int i = 0; i < pages.Length; i++)
+            pages[i] = _consumer.AllocPage();
+        for (int i = 0; i < pages.Length; i++)
+            _pool.PutPage(pages[i]);
+    }
+
+    [Benchmark(OperationsPerInvoke = N)]
+    public void BulkAllocPut()
+    {
+        _consumer.AllocPages(_pages);
+        _pool.PutPages(_pages);
+    }
+
+    [Benchmark(OperationsPerInvoke = N)]
+    public void SingleAllocRecycleDirect()
+    {
+        NetMemRef[] pages = _pages;
+        for (int i = 0; i < pages.Length; i++)
+            pages[i] = _consumer.AllocPage();
+        for (int i = 0; i < pages.Length; i++)
+            _consumer.RecycleDirect(pages[i]);
+    }
+
+    [Benchmark(OperationsPerInvoke = N)]
+    public void BulkAllocRecycleDirect()
+    {
+        NetMemRef[] pages = _pages;
+        _consumer.AllocPages(pages);
+        for (int i = 0; i < pages.Length; i++)
+            _consumer.RecycleDirect(pages[i]);
+    }
+}

@@ -1,0 +1,82 @@
+#if HAS_FRAGMENTS
+using System.Diagnostics;
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool.Stress;
+
+// The fragment and packet operations of the mix. They need the pool's fragment API
+// (PagePoolConsumer.AllocFrag(size, out offset), pp_ref_count per fragment, each fragment put back with PutPage),
+// so they build only with HAS_FRAGMENTS (dotnet build -p:StressFragments=true).
+internal sealed unsafe partial class StressWorker
+{
+    private const int MaxPacketFrags = 4;
+    private readonly HeldPage[] _packetFrags = new HeldPage[MaxPacketFrags];
+
+    /// <summary>A fragment just handed out: write the owner cookie at both ends of its bytes.</summary>
+    private HeldPage TakeFragment(NetMemRef page, int offset, int size)
+    {
+        UsedFragments = true;
+        ulong cookie = NextCookie();
+        byte* a = page.Address + offset;
+        *(ulong*)a = cookie;
+        *(ulong*)(a + size - sizeof(ulong)) = ~cookie;
+        PageOps++;
+        return new HeldPage { Page = page, Cookie = cookie, Pool = Pool, PoolIndex = -1, FragOffset = offset, FragSize = size };
+    }
+
+    /// <summary>A random fragment size: 16 B to 2 KiB, 8-byte aligned (the cookies need 16 B).</summary>
+    private int FragmentSize() => 16 + 8 * _random.NextInt((2048 - 16) / 8 + 1);
+
+    /// <summary>frag: one fragment, held like a page (put back later, here or by another thread).</summary>
+    private void DoFrag()
+    {
+        if (_heldCount >= _held.Length)
+        {
+            DoPut();
+            return;
+        }
+        int size = FragmentSize();
+        long t0 = Stopwatch.GetTimestamp();
+        NetMemRef page = Pool.AllocFrag(size, out int offset);
+        Latency[(int)LatencyKind.Alloc].Record(Stopwatch.GetTimestamp() - t0);
+        if (page.IsNull)
+        {
+            AllocFailed();
+            return;
+        }
+        _held[_heldCount++] = TakeFragment(page, offset, size);
+    }
+
+    /// <summary>
+    /// packet: a head fragment and up to three more (an skb with page frags), released together; one packet in
+    /// four is handed to another thread fragment by fragment, as a packet freed on another CPU.
+    /// </summary>
+    private void DoPacket()
+    {
+        HeldPage[] frags = _packetFrags;
+        int n = 1 + _random.NextInt(MaxPacketFrags);
+        int got = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int size = i == 0 ? 256 + 8 * _random.NextInt(32) : FragmentSize();
+            long t0 = Stopwatch.GetTimestamp();
+            NetMemRef page = Pool.AllocFrag(size, out int offset);
+            Latency[(int)LatencyKind.Alloc].Record(Stopwatch.GetTimestamp() - t0);
+            if (page.IsNull)
+            {
+                AllocFailed();
+                break;
+            }
+            frags[got++] = TakeFragment(page, offset, size);
+        }
+        StressWorker? other = (_random.Next() & 3) == 0 ? RandomOther() : null;
+        for (int i = 0; i < got; i++)
+        {
+            if (other != null && other.Inbox.Count < InboxLimit)
+                other.Inbox.Enqueue(frags[i]);
+            else
+                Give(frags[i], allowDirect: true);
+        }
+    }
+}
+#endif

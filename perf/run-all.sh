@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Regenerates perf/RESULTS.md and perf/plots/*.png from one run on this machine:
+#   1. the BenchmarkDotNet suite (short job; pass other BenchmarkDotNet arguments to override, e.g. --job medium),
+#   2. a 20 s stress run on 2 threads with 1 % injected allocation faults (perf/stress-20s.txt),
+#   3. perf/UnmanagedPool.Results, which reads BenchmarkDotNet.Artifacts/results and the stress outputs
+#      (perf/stress-20s.txt and, when present, perf/soak-10min.txt from a 10-minute soak).
+# Usage: perf/run-all.sh [extra BenchmarkDotNet arguments]
+#   FILTER='*Bulk*' perf/run-all.sh      runs only the matching benchmark classes
+# The 10-minute soak is separate (it takes 10 minutes):
+#   dotnet run -c Release --project perf/UnmanagedPool.Stress -- --threads 2 --duration 10m --seed 1 --fault-rate 0.01 --json perf/soak-10min.json > perf/soak-10min.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FILTER=${FILTER:-*}
+ARTIFACTS=BenchmarkDotNet.Artifacts
+JOB_ARGS=(--job short)
+if [[ $# -gt 0 ]]; then JOB_ARGS=("$@"); fi
+
+dotnet build perf/UnmanagedPool.Benchmarks -c Release -nologo -v q
+dotnet build perf/UnmanagedPool.Stress -c Release -nologo -v q
+dotnet build perf/UnmanagedPool.Results -c Release -nologo -v q
+
+rm -rf "$ARTIFACTS/results"
+dotnet run -c Release --no-build --project perf/UnmanagedPool.Benchmarks -- \
+  --filter "$FILTER" --artifacts "$ARTIFACTS" --exporters json github "${JOB_ARGS[@]}"
+
+# The stress run's exit code is kept: a violation fails this script after the results are written.
+set +e
+dotnet run -c Release --no-build --project perf/UnmanagedPool.Stress -- \
+  --threads 2 --duration 20s --seed 1 --fault-rate 0.01 --json perf/stress-20s.json > perf/stress-20s.txt
+stress_rc=$?
+set -e
+
+stress_files=(perf/stress-20s.txt)
+[[ -f perf/soak-10min.txt ]] && stress_files+=(perf/soak-10min.txt)
+dotnet run -c Release --no-build --project perf/UnmanagedPool.Results -- \
+  --artifacts "$ARTIFACTS/results" --out perf --command "perf/run-all.sh" "${stress_files[@]}"
+exit $stress_rc
