@@ -47,7 +47,10 @@ public sealed unsafe partial class PagePool : IDisposable
     private static readonly ConcurrentDictionary<long, PagePool> s_pools = new();
 
     // ---- consumer-only state (the alloc cache); touched by the consumer thread alone, no atomics ----
-    private readonly nint[] _cache = new nint[AllocCacheSize];
+    // Pinned, so the fast path indexes it through a raw pointer (no null or bounds check); the array field keeps
+    // it alive as long as the pool object is.
+    private readonly nint[] _cache = GC.AllocateArray<nint>(AllocCacheSize, pinned: true);
+    private readonly nint* _cacheData;
     private int _cacheCount;
     private PoolCounters _stats;
     private readonly bool _debug;
@@ -55,10 +58,11 @@ public sealed unsafe partial class PagePool : IDisposable
     // the ring in batches (one CAS per batch). Consumer thread only.
     private readonly nint[] _putBuffer = new nint[PerCpuCache.Capacity];
     private int _putCount;
-    // Non-zero sends the consumer's fast paths to their slow twins: debug mode, DMA sync, or Dispose. One load
-    // on the fast path covers all three conditions.
-    private int _allocBlocked;
-    private int _recycleBlocked;
+    // Limits folded into the fast paths' bounds tests, so one compare also covers debug mode, DMA sync and
+    // Dispose: alloc pops only while count > _allocFloor (0, or int.MaxValue when blocked); recycle pushes only
+    // while count < _recycleLimit (AllocCacheSize, or 0 when blocked).
+    private int _allocFloor;
+    private int _recycleLimit;
 
     // ---- shared state ----
     private int _state;                 // StateAlive → StateDestroying → StateFreed
@@ -110,8 +114,9 @@ public sealed unsafe partial class PagePool : IDisposable
         _initArg = options.InitArg;
         _nid = options.NumaNode;
         _debug = options.DebugMode;
-        _allocBlocked = _debug ? 1 : 0;
-        _recycleBlocked = _debug || _dmaSync ? 1 : 0;
+        _cacheData = (nint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_cache));
+        _allocFloor = _debug ? int.MaxValue : 0;
+        _recycleLimit = _debug || _dmaSync ? 0 : AllocCacheSize;
         _provider = options.Provider ?? new PageProvider();
         _ownsProvider = options.Provider == null;
         PoolSize = Math.Min(options.PoolSize, PagePoolOptions.MaxPoolSize);
@@ -253,13 +258,13 @@ public sealed unsafe partial class PagePool : IDisposable
     internal NetMemRef ConsumerAlloc()
     {
         int count = _cacheCount;
-        if (count > 0 && _allocBlocked == 0)
+        if (count > _allocFloor)
         {
             count--;
-            _cacheCount = count;
-            NetMem* d = (NetMem*)Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_cache), count);
-            _stats.Fast++;
+            NetMem* d = (NetMem*)_cacheData[count];
             d->PpRefCount = 1;
+            _cacheCount = count;
+            _stats.Fast++;
             return new NetMemRef(d);
         }
         return ConsumerAllocSlow();
@@ -274,12 +279,13 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         NetMem* d = page.Descriptor;
         int count = _cacheCount;
-        if (_recycleBlocked == 0 && d != null && (uint)count < AllocCacheSize
-            && (d->PpMagic & NetMemRef.PpMagicMask) == NetMemRef.PpSignature && d->Pp == _pp
+        // The exact signature (the pool writes it so); a page with the low magic bits set takes the full path.
+        if (count < _recycleLimit && d != null
+            && d->PpMagic == NetMemRef.PpSignature && d->Pp == _pp
             && d->PpRefCount == 1 && d->RefCount == 1)
         {
             d->PpRefCount = 0;
-            Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_cache), count) = (nint)d;
+            _cacheData[count] = (nint)d;
             _cacheCount = count + 1;
             _stats.Cached++;
             return true;
@@ -1172,8 +1178,8 @@ public sealed unsafe partial class PagePool : IDisposable
         if (Interlocked.CompareExchange(ref _state, StateDestroying, StateAlive) != StateAlive)
             return;
         // Volatile: the consumer's fast paths must see the pool closed and take their checked slow twins.
-        Volatile.Write(ref _allocBlocked, 1);
-        Volatile.Write(ref _recycleBlocked, 1);
+        Volatile.Write(ref _allocFloor, int.MaxValue);
+        Volatile.Write(ref _recycleLimit, 0);
         Interlocked.Exchange(ref _destroyStartedTicks, Stopwatch.GetTimestamp());
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         OnDestroying();
