@@ -747,6 +747,11 @@ public sealed unsafe partial class PagePool : IDisposable
             Interlocked.Add(ref d->PpRefCount, nr);
             PoolThrowHelper.ThrowDoublePut(new NetMemRef(d));
         }
+        if (left > FragBiasFloor && FragOverReleased(d, left))
+        {
+            Interlocked.Add(ref d->PpRefCount, nr);
+            FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
+        }
         return left;
     }
 
@@ -1017,6 +1022,7 @@ public sealed unsafe partial class PagePool : IDisposable
         Interlocked.Exchange(ref _destroyStartedTicks, Stopwatch.GetTimestamp());
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         OnDestroying();
+        FreeFrags();
         while (_cacheCount > 0)
             ReturnPage((NetMem*)_cache[--_cacheCount]);
         ReleaseAttempt();
