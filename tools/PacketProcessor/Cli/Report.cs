@@ -65,6 +65,7 @@ public static class Report
         Row("dropped: backlog full", q => q.PassBacklogDrops);
         Row("dropped: tx error", q => q.TxErrors);
         Row("ring empty (no buffers)", q => q.RxNoBuffers);
+        Row("polls paused (flow control)", q => q.RxPaused);
         if (r.Options.Program is ProgramKind.Count or ProgramKind.UdpFilter)
             Row(r.Options.Port != 0 ? $"matched (UDP port {r.Options.Port})" : "matched (UDP)", q => q.Matched);
         sb.AppendLine();
@@ -145,6 +146,7 @@ public static class Report
                 w.WriteNumber("passBacklogDrops", q.PassBacklogDrops);
                 w.WriteNumber("txErrors", q.TxErrors);
                 w.WriteNumber("rxNoBuffers", q.RxNoBuffers);
+                w.WriteNumber("rxPaused", q.RxPaused);
                 w.WriteNumber("matched", q.Matched);
                 w.WriteNumber("inFlight", q.InFlight);
                 if (q.Pool is { } s)

@@ -170,6 +170,7 @@ public sealed class Processor : IDisposable
                 PassBacklogDrops = c.PassBacklogDrops,
                 TxErrors = c.TxErrors,
                 RxNoBuffers = c.RxNoBuffers,
+                RxPaused = c.RxPaused,
                 Matched = q.Matched,
                 Pool = q.FinalPoolStats,
                 InFlight = q.InFlight,

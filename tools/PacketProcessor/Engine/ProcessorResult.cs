@@ -18,6 +18,7 @@ public sealed class QueueResult
     public long PassBacklogDrops { get; init; }
     public long TxErrors { get; init; }
     public long RxNoBuffers { get; init; }
+    public long RxPaused { get; init; }
     public long Matched { get; init; }
     /// <summary>Page-pool statistics after the pool was released; null for array buffers.</summary>
     public PagePoolStats? Pool { get; init; }

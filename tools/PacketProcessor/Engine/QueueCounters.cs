@@ -25,6 +25,8 @@ internal sealed class QueueCounters
     public long TxErrors;
     /// <summary>Polls that found no posted buffer (the pool could not refill the ring).</summary>
     public long RxNoBuffers;
+    /// <summary>Polls skipped because the pass backlog or a redirect inbox had no room for a whole budget (flow control).</summary>
+    public long RxPaused;
 
     /// <summary>All drops: program drops, aborts, and every kind of error drop.</summary>
     public long AllDrops => Drop + Aborted + RedirectErrors + PassBacklogDrops + TxErrors;

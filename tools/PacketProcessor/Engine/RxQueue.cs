@@ -58,8 +58,14 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         {
             int work = Poll();
             work += DrainInboxes(RefillBatch);
-            if (work == 0 && waits)
-                nic.WaitForTraffic(10);
+            if (work == 0)
+            {
+                if (waits)
+                    nic.WaitForTraffic(10);
+                else
+                    // Paused behind a thread that has to run first (the worker, another queue): let it.
+                    Thread.Yield();
+            }
         }
         // Phase 1: no queue receives any more, every redirect is published.
         phases.SignalAndWait();
@@ -98,6 +104,13 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
     /// <summary>One NAPI poll: up to the budget of frames through the program, then TX and redirect flushes and the refill.</summary>
     internal int Poll()
     {
+        if (!DownstreamHasRoom())
+        {
+            // Flow control (a NIC's pause frames): the stack's backlog or a redirect target's inbox cannot take a
+            // whole budget, so leave the frames at the "wire" rather than drop them after receiving.
+            Counters.RxPaused++;
+            return 0;
+        }
         int n = Math.Min(Math.Min(RefillBatch, _posted), _ring.Length - _head);
         if (n == 0)
         {
@@ -165,6 +178,16 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         PassRing.Publish();
         RefillRing();
         return done;
+    }
+
+    private bool DownstreamHasRoom()
+    {
+        if (!PassRing.HasRoom(RefillBatch))
+            return false;
+        foreach (QueueBase q in _queues)
+            if (!q.Inboxes[Index].HasRoom(RefillBatch))
+                return false;
+        return true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

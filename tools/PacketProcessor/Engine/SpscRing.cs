@@ -52,6 +52,17 @@ internal sealed class SpscRing<T>
         return true;
     }
 
+    /// <summary>Producer only: whether <paramref name="count"/> more items fit (looks at the consumer's progress only when needed).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool HasRoom(int count)
+    {
+        if (_p.Local + count - _p.Cached <= _items.Length)
+            return true;
+        // Volatile: acquire the consumer's released slots (as in TryWrite).
+        _p.Cached = Volatile.Read(ref _c.Shared);
+        return _p.Local + count - _p.Cached <= _items.Length;
+    }
+
     /// <summary>Producer only: makes every written item visible to the consumer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Publish()
