@@ -55,13 +55,18 @@ public static class Program
         };
         pool.AcceptOnlyFromAmong("pagepool", "arraypool");
         var ring = new Option<int>("--ring") { Description = "RX descriptors per queue (a power of two).", DefaultValueFactory = _ => 512 };
+        var xdpFrames = new Option<bool>("--xdp-frames")
+        {
+            Description = "Redirected page-pool frames travel as XdpFrames returned with Xdp.ReturnFrameBulk (true, the kernel's way) or as bare pages returned with PagePool.PutPages (false).",
+            DefaultValueFactory = _ => true,
+        };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
         var quiet = new Option<bool>("--quiet") { Description = "No progress line." };
 
         var root = new RootCommand(
             "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.")
         {
-            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, json, quiet,
+            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, json, quiet,
         };
         root.Validators.Add(r =>
         {
@@ -92,6 +97,7 @@ public static class Program
                 MalformedPerMille = r.GetValue(malformed),
                 Pool = r.GetValue(pool) == "arraypool" ? BufferPoolKind.ArrayPool : BufferPoolKind.PagePool,
                 RingSize = r.GetValue(ring),
+                XdpFrames = r.GetValue(xdpFrames),
             };
             return Execute(options, r.GetValue(json), r.GetValue(quiet), Console.Out, Console.Error);
         });

@@ -17,12 +17,14 @@ internal unsafe struct PagePoolBuffers : IBufferOps
     private NetMemRef[] _scratch;
     private Packet[] _freePackets;
     private int _freeCount;
+    private bool _xdpFrames;
 
     public readonly int BufferSize => PageConstants.PageSize;
 
     public void Attach(QueueBase queue)
     {
         _queue = queue;
+        _xdpFrames = queue.RedirectAsXdpFrames;
         var pool = new PagePool(new PagePoolOptions { Name = $"rx{queue.Index}", PoolSize = QueueBase.PoolRingSize });
         queue.Pool = pool;
         _consumer = pool.BindConsumer();
@@ -77,27 +79,55 @@ internal unsafe struct PagePoolBuffers : IBufferOps
         return _freeCount > 0;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public readonly bool TryToRedirect(ref RxBuf b, out RedirectItem item)
     {
+        if (!_xdpFrames)
+        {
+            item = new RedirectItem { Ptr = b.Ptr, Page = b.Page, Len = b.Len, Origin = b.Origin };
+            return true;
+        }
         // The kernel's xdp_convert_buff_to_frame: the frame's descriptor goes into the headroom.
-        XdpBuff buff = default;
-        buff.Init(PageConstants.PageSize, _mem);
-        buff.Prepare(b.Ptr, RxBuf.Headroom, b.Len, metaValid: false);
+        XdpBuff buff;
+        buff.DataHardStart = b.Ptr;
+        buff.Data = b.Ptr + RxBuf.Headroom;
+        buff.DataEnd = buff.Data + b.Len;
+        buff.DataMeta = buff.Data + 1;
+        buff.FrameSize = PageConstants.PageSize;
+        buff.Mem = _mem;
         item = new RedirectItem { Frame = buff.ToFrame(), Len = b.Len, Origin = b.Origin };
         return !item.Frame.IsNull;
     }
 
-    public readonly RxBuf TxView(in RedirectItem item) =>
-        new() { Ptr = item.Frame.Data - RxBuf.Headroom, Len = item.Frame.Length, Origin = item.Origin };
+    public readonly RxBuf TxView(in RedirectItem item) => _xdpFrames
+        ? new() { Ptr = item.Frame.Data - RxBuf.Headroom, Len = item.Frame.Length, Origin = item.Origin }
+        : new() { Ptr = item.Ptr, Page = item.Page, Len = item.Len, Origin = item.Origin };
 
     public readonly void ReturnRedirected(Span<RedirectItem> items, QueueBase[] queues)
     {
-        Span<XdpFrame> frames = stackalloc XdpFrame[items.Length];
-        for (int i = 0; i < items.Length; i++)
-            frames[i] = items[i].Frame;
-        // xdp_return_frame_bulk: from this (non-consumer) thread the pages go through the origin pool's per-CPU
-        // cache and ring, one batch per pool.
-        Xdp.ReturnFrameBulk(frames);
+        if (_xdpFrames)
+        {
+            Span<XdpFrame> frames = stackalloc XdpFrame[items.Length];
+            for (int i = 0; i < items.Length; i++)
+                frames[i] = items[i].Frame;
+            // xdp_return_frame_bulk: from a thread other than the origin pool's consumer the pages go through
+            // that pool's per-CPU cache and ring, in batches.
+            Xdp.ReturnFrameBulk(frames);
+            return;
+        }
+        // page_pool_put_netmem_bulk per origin pool, runs of the same origin at a time.
+        Span<NetMemRef> pages = stackalloc NetMemRef[items.Length];
+        int start = 0;
+        while (start < items.Length)
+        {
+            int origin = items[start].Origin;
+            int n = 0;
+            int i = start;
+            for (; i < items.Length && items[i].Origin == origin; i++)
+                pages[n++] = new NetMemRef(items[i].Page);
+            queues[origin].Pool!.PutPages(pages[..n]);
+            start = i;
+        }
     }
 
     public void Detach()

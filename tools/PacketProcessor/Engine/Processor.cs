@@ -54,13 +54,14 @@ public sealed class Processor : IDisposable
     {
         int n = _options.Queues;
         int ring = _options.RingSize;
+        bool x = _options.XdpFrames;
         return _options.Program switch
         {
-            ProgramKind.Drop => new RxQueue<TOps, DropProgram>(i, n, ring, nic, new DropProgram()),
-            ProgramKind.L2Fwd => new RxQueue<TOps, L2FwdProgram>(i, n, ring, nic, new L2FwdProgram()),
-            ProgramKind.UdpFilter => new RxQueue<TOps, UdpFilterProgram>(i, n, ring, nic, new UdpFilterProgram(_options.Port)),
-            ProgramKind.Redirect => new RxQueue<TOps, RedirectProgram>(i, n, ring, nic, new RedirectProgram()),
-            ProgramKind.Count => new RxQueue<TOps, CountProgram>(i, n, ring, nic, new CountProgram(_options.Port)),
+            ProgramKind.Drop => new RxQueue<TOps, DropProgram>(i, n, ring, nic, new DropProgram()) { RedirectAsXdpFrames = x },
+            ProgramKind.L2Fwd => new RxQueue<TOps, L2FwdProgram>(i, n, ring, nic, new L2FwdProgram()) { RedirectAsXdpFrames = x },
+            ProgramKind.UdpFilter => new RxQueue<TOps, UdpFilterProgram>(i, n, ring, nic, new UdpFilterProgram(_options.Port)) { RedirectAsXdpFrames = x },
+            ProgramKind.Redirect => new RxQueue<TOps, RedirectProgram>(i, n, ring, nic, new RedirectProgram()) { RedirectAsXdpFrames = x },
+            ProgramKind.Count => new RxQueue<TOps, CountProgram>(i, n, ring, nic, new CountProgram(_options.Port)) { RedirectAsXdpFrames = x },
             _ => throw new ArgumentOutOfRangeException(nameof(_options.Program), _options.Program, "Unknown program."),
         };
     }

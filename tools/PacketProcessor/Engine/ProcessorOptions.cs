@@ -38,6 +38,11 @@ public sealed class ProcessorOptions
     public int MalformedPerMille { get; set; }
     public BufferPoolKind Pool { get; set; } = BufferPoolKind.PagePool;
     public int RingSize { get; set; } = 512;
+    /// <summary>
+    /// Redirected page-pool frames travel as XdpFrames (descriptor in the headroom, returned with
+    /// Xdp.ReturnFrameBulk), as the kernel's do; false sends bare pages returned with PagePool.PutPages.
+    /// </summary>
+    public bool XdpFrames { get; set; } = true;
 
     /// <summary>Checks the combination; returns a message for the user, or null.</summary>
     public string? Validate()

@@ -30,6 +30,9 @@ internal abstract class QueueBase
 
     public int Index { get; }
 
+    /// <summary>Whether redirected page-pool frames travel as <see cref="UnmanagedPool.XdpFrame"/>s (else as bare pages).</summary>
+    public bool RedirectAsXdpFrames { get; init; } = true;
+
     public NicQueue Nic { get; }
 
     public QueueCounters Counters { get; } = new();

@@ -32,10 +32,15 @@ internal unsafe struct RxBuf
     public readonly Span<byte> Frame => Ptr != null ? new Span<byte>(Ptr + Headroom, Len) : new Span<byte>(Array, Headroom, Len);
 }
 
-/// <summary>A frame redirected to another queue's thread: an <see cref="XdpFrame"/> for a page-pool buffer, the array otherwise.</summary>
-internal struct RedirectItem
+/// <summary>
+/// A frame redirected to another queue's thread: an <see cref="XdpFrame"/> (or, without frame conversion, the
+/// page and its address) for a page-pool buffer, the array otherwise.
+/// </summary>
+internal unsafe struct RedirectItem
 {
     public XdpFrame Frame;
+    public byte* Ptr;
+    public NetMem* Page;
     public byte[]? Array;
     public int Len;
     public int Origin;
