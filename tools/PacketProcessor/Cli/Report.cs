@@ -14,7 +14,15 @@ public static class Report
 
     /// <summary>One line: time, rate, drops and buffers in flight.</summary>
     public static string ProgressLine(ProgressSample s) => string.Create(Inv,
-        $"[{s.Elapsed.TotalSeconds,4:0}s] {s.Mpps,7:0.00} Mpps {s.Gbps,7:0.00} Gbit/s   rx {s.RxPackets,15:N0}   drops {s.Drops,15:N0}   pool inflight {s.InFlight,6:N0}");
+        $"[{s.Elapsed.TotalSeconds,4:0}s] {Rate(s.Mpps)} {s.Gbps,7:0.00} Gbit/s   rx {s.RxPackets,15:N0}   drops {s.Drops,15:N0}   pool inflight {s.InFlight,6:N0}");
+
+    /// <summary>A packet rate in Mpps, or kpps/pps when it is small (real traffic from a test sender).</summary>
+    public static string Rate(double mpps) => mpps switch
+    {
+        >= 0.1 => string.Create(Inv, $"{mpps,7:0.00} Mpps"),
+        >= 0.0001 => string.Create(Inv, $"{mpps * 1e3,7:0.0} kpps"),
+        _ => string.Create(Inv, $"{mpps * 1e6,7:0} pps "),
+    };
 
     /// <summary>A one-line description of the run's settings.</summary>
     public static string Header(ProcessorOptions o)
@@ -31,7 +39,7 @@ public static class Report
         var sb = new StringBuilder();
         sb.AppendLine();
         sb.AppendLine(string.Create(Inv,
-            $"{(r.Interrupted ? "Interrupted after" : "Ran")} {r.Elapsed.TotalSeconds:0.00} s: {r.RxPackets:N0} frames, {r.Mpps:0.00} Mpps, {r.Gbps:0.00} Gbit/s"));
+            $"{(r.Interrupted ? "Interrupted after" : "Ran")} {r.Elapsed.TotalSeconds:0.00} s: {r.RxPackets:N0} frames, {Rate(r.Mpps).Trim()}, {r.Gbps:0.00} Gbit/s"));
         sb.AppendLine();
         var cols = r.Queues.Select(q => $"rx{q.Index}").ToList();
         bool total = r.Queues.Count > 1;
