@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using System.Runtime.InteropServices;
 using PacketProcessor.Cli;
 using PacketProcessor.Drivers;
 using PacketProcessor.Engine;
@@ -126,29 +127,24 @@ public static class Program
         using (processor)
         using (var cts = new CancellationTokenSource())
         {
-            ConsoleCancelEventHandler onCancel = (_, e) =>
+            // Ctrl-C (SIGINT) and SIGTERM keep the process: the queues stop, give every buffer back, and the summary
+            // still prints.
+            Action<PosixSignalContext> onSignal = ctx =>
             {
-                // Keep the process: the queues stop, give every buffer back, and the summary still prints.
-                e.Cancel = true;
+                ctx.Cancel = true;
                 cts.Cancel();
             };
-            Console.CancelKeyPress += onCancel;
-            try
-            {
-                info.WriteLine(Report.Header(options));
-                if (!quiet)
-                    info.WriteLine(options.Driver == DriverKind.Synthetic ? "Ctrl-C stops early." : "Waiting for traffic; Ctrl-C stops early.");
-                ProcessorResult result = processor.Run(cts.Token, quiet ? null : s => info.WriteLine(Report.ProgressLine(s)));
-                if (json)
-                    stdout.WriteLine(Report.Json(result));
-                else
-                    stdout.Write(Report.Summary(result));
-                return result.InFlight == 0 ? 0 : 5;
-            }
-            finally
-            {
-                Console.CancelKeyPress -= onCancel;
-            }
+            using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, onSignal);
+            using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, onSignal);
+            info.WriteLine(Report.Header(options));
+            if (!quiet)
+                info.WriteLine(options.Driver == DriverKind.Synthetic ? "Ctrl-C stops early." : "Waiting for traffic; Ctrl-C stops early.");
+            ProcessorResult result = processor.Run(cts.Token, quiet ? null : s => info.WriteLine(Report.ProgressLine(s)));
+            if (json)
+                stdout.WriteLine(Report.Json(result));
+            else
+                stdout.Write(Report.Summary(result));
+            return result.InFlight == 0 ? 0 : 5;
         }
     }
 }
