@@ -45,8 +45,10 @@ public static class Report
         bool total = r.Queues.Count > 1;
         if (total)
             cols.Add("total");
-        void Row(string name, Func<QueueResult, long> f, bool sum = true)
+        void Row(string name, Func<QueueResult, long> f, bool sum = true, bool always = true)
         {
+            if (!always && r.Queues.All(q => f(q) == 0))
+                return;
             sb.Append(Inv, $"  {name,-28}");
             foreach (QueueResult q in r.Queues)
                 sb.Append(Inv, $"{f(q),16:N0}");
@@ -63,17 +65,18 @@ public static class Report
         }
         Title("Frames");
         Row("received", q => q.RxPackets);
-        Row("drop", q => q.Drop);
-        Row("aborted (malformed)", q => q.Aborted);
-        Row("pass (freed by worker)", q => q.Pass);
-        Row("tx", q => q.Tx);
-        Row("redirect (sent)", q => q.Redirect);
-        Row("redirect (transmitted here)", q => q.RedirectTx);
-        Row("dropped: inbox full", q => q.RedirectErrors);
-        Row("dropped: backlog full", q => q.PassBacklogDrops);
-        Row("dropped: tx error", q => q.TxErrors);
-        Row("ring empty (no buffers)", q => q.RxNoBuffers);
-        Row("polls paused (flow control)", q => q.RxPaused);
+        // Verdicts and error drops that never happened are left out: every frame is in one of the rows shown.
+        Row("drop", q => q.Drop, always: false);
+        Row("aborted (malformed)", q => q.Aborted, always: false);
+        Row("pass (freed by worker)", q => q.Pass, always: false);
+        Row("tx", q => q.Tx, always: false);
+        Row("redirect (sent)", q => q.Redirect, always: false);
+        Row("redirect (transmitted here)", q => q.RedirectTx, always: false);
+        Row("dropped: inbox full", q => q.RedirectErrors, always: false);
+        Row("dropped: backlog full", q => q.PassBacklogDrops, always: false);
+        Row("dropped: tx error", q => q.TxErrors, always: false);
+        Row("ring empty (no buffers)", q => q.RxNoBuffers, always: false);
+        Row("polls paused (flow control)", q => q.RxPaused, always: false);
         if (r.Options.Program is ProgramKind.Count or ProgramKind.UdpFilter)
             Row(r.Options.Port != 0 ? $"matched (UDP port {r.Options.Port})" : "matched (UDP)", q => q.Matched);
         sb.AppendLine();
