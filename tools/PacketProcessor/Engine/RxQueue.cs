@@ -56,14 +56,18 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         bool waits = nic.WaitsWhenIdle;
         while (!stop())
         {
-            int work = Poll();
-            work += DrainInboxes(RefillBatch);
+            // Transmit what other queues redirected here first (TX before RX, as a NAPI poll cleans its TX ring
+            // first): an inbox that drains slower than it fills pauses its senders.
+            int work = DrainInboxes(RedirectInbox / 2);
+            work += Poll();
             if (work == 0)
             {
                 if (waits)
                     nic.WaitForTraffic(10);
                 else
-                    // Paused behind a thread that has to run first (the worker, another queue): let it.
+                    // Paused behind a thread that has to run first (the worker, another queue): let it have this
+                    // CPU if it waits for one. (Measured: a short spin instead halves the 2-queue redirect rate; the
+                    // yield also keeps this thread off the indexes the other thread is writing.)
                     Thread.Yield();
             }
         }
