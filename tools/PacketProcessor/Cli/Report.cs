@@ -105,7 +105,7 @@ public static class Report
             Row("returned", q => q.ArraysReturned);
             Row("inflight", q => q.InFlight);
         }
-        sb.AppendLine();
+        sb.AppendLine(string.Create(Inv, $"Managed allocations while running: {r.AllocatedBytes:N0} bytes, {r.Gen0Collections} gen-0 GCs."));
         sb.AppendLine(r.InFlight == 0
             ? "InFlight 0 on every queue: every buffer went back where it came from."
             : string.Create(Inv, $"WARNING: {r.InFlight:N0} buffers were not given back."));
@@ -140,6 +140,8 @@ public static class Report
             w.WriteNumber("drops", r.Drops);
             w.WriteNumber("matched", r.Matched);
             w.WriteNumber("inFlight", r.InFlight);
+            w.WriteNumber("allocatedBytes", r.AllocatedBytes);
+            w.WriteNumber("gen0Collections", r.Gen0Collections);
             w.WriteStartArray("perQueue");
             foreach (QueueResult q in r.Queues)
             {

@@ -114,6 +114,8 @@ public sealed class Processor : IDisposable
         ready.Wait();
         _started.Set();
 
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: false);
+        int gen0Before = GC.CollectionCount(0);
         var clock = Stopwatch.StartNew();
         TimeSpan duration = _options.Duration;
         long lastPackets = 0, lastBytes = 0;
@@ -146,6 +148,8 @@ public sealed class Processor : IDisposable
         }
         _stop = true;
         TimeSpan elapsed = clock.Elapsed;
+        long allocated = GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore;
+        int gen0 = GC.CollectionCount(0) - gen0Before;
         foreach (Thread t in threads)
             t.Join();
         if (errors.Count > 0)
@@ -184,6 +188,8 @@ public sealed class Processor : IDisposable
             Options = _options,
             Elapsed = elapsed,
             Interrupted = cancellationToken.IsCancellationRequested,
+            AllocatedBytes = allocated,
+            Gen0Collections = gen0,
             Queues = results,
         };
     }

@@ -36,6 +36,10 @@ public sealed class ProcessorResult
     public required ProcessorOptions Options { get; init; }
     public TimeSpan Elapsed { get; init; }
     public bool Interrupted { get; init; }
+    /// <summary>Managed bytes allocated by the whole process while the queues ran.</summary>
+    public long AllocatedBytes { get; init; }
+    /// <summary>Gen-0 garbage collections while the queues ran.</summary>
+    public int Gen0Collections { get; init; }
     public required IReadOnlyList<QueueResult> Queues { get; init; }
 
     public long RxPackets => Queues.Sum(q => q.RxPackets);
