@@ -105,6 +105,7 @@ public static class Report
             Row("returned", q => q.ArraysReturned);
             Row("inflight", q => q.InFlight);
         }
+        sb.AppendLine();
         sb.AppendLine(string.Create(Inv, $"Managed allocations while running: {r.AllocatedBytes:N0} bytes, {r.Gen0Collections} gen-0 GCs."));
         sb.AppendLine(r.InFlight == 0
             ? "InFlight 0 on every queue: every buffer went back where it came from."
