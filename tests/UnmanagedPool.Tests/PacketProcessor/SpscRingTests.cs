@@ -5,6 +5,17 @@ namespace UnmanagedPool.Tests.PacketProcessor;
 public class SpscRingTests
 {
     [Fact]
+    public unsafe void Each_side_keeps_its_shared_index_alone_on_a_cache_line_and_its_private_words_on_the_next()
+    {
+        RingSide side = default;
+        byte* b = (byte*)&side;
+        Assert.Equal(128, (int)((byte*)&side.Shared - b));
+        Assert.Equal(256, (int)((byte*)&side.Local - b));
+        Assert.Equal(264, (int)((byte*)&side.Cached - b));
+        Assert.Equal(384, sizeof(RingSide));
+    }
+
+    [Fact]
     public void Written_items_stay_invisible_until_published()
     {
         var ring = new SpscRing<int>(4);
