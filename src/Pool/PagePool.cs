@@ -883,6 +883,11 @@ public sealed unsafe partial class PagePool : IDisposable
             Interlocked.Add(ref d->PpRefCount, nr);
             PoolThrowHelper.ThrowDoublePut(new NetMemRef(d));
         }
+        if (left > FragBiasFloor && FragOverReleased(d, left))
+        {
+            Interlocked.Add(ref d->PpRefCount, nr);
+            FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
+        }
         return left;
     }
 
@@ -1183,6 +1188,7 @@ public sealed unsafe partial class PagePool : IDisposable
         Interlocked.Exchange(ref _destroyStartedTicks, Stopwatch.GetTimestamp());
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         OnDestroying();
+        FreeFrags();
         while (_cacheCount > 0)
             ReturnPage((NetMem*)_cache[--_cacheCount]);
         while (_putCount > 0)

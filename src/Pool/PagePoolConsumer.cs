@@ -94,6 +94,41 @@ public sealed unsafe class PagePoolConsumer
     /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address inside the page.</summary>
     public void PutPage(byte* address, int dmaSyncSize = -1, bool allowDirect = true) => PutPage(Resolve(address), dmaSyncSize, allowDirect);
 
+    /// <summary>
+    /// The kernel's <c>page_pool_alloc_frag</c> in NAPI context: a piece of <paramref name="size"/> bytes (rounded
+    /// up to <see cref="PagePool.FragAlignment"/>) of the pool's fragment page, with no lock and no atomic operation.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not in 1..<see cref="PagePool.UsableSize"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public NetMemRef AllocFrag(int size, out int offset)
+    {
+        if (_verify)
+            Verify();
+        return _pool.ConsumerAllocFrag(size, out offset);
+    }
+
+    /// <summary>The kernel's <c>page_pool_alloc</c> in NAPI context: a whole buffer or a fragment, as <see cref="PagePool.Alloc(int, out int)"/>.</summary>
+    public NetMemRef Alloc(int size, out int offset) => Alloc(size, out offset, out _);
+
+    /// <summary>As <see cref="PagePool.Alloc(int, out int, out int)"/>, in NAPI context.</summary>
+    public NetMemRef Alloc(int size, out int offset, out int trueSize)
+    {
+        if (_verify)
+            Verify();
+        return _pool.ConsumerAlloc(size, out offset, out trueSize);
+    }
+
+    /// <summary>The kernel's <c>page_pool_alloc_va</c> in NAPI context; null when memory is exhausted.</summary>
+    public byte* AllocVa(int size)
+    {
+        NetMemRef page = Alloc(size, out int offset, out _);
+        return page.IsNull ? null : page.Address + offset;
+    }
+
+    /// <summary>The kernel's <c>page_pool_free_va</c> in NAPI context: puts the page or piece holding <paramref name="va"/>.</summary>
+    public void FreeVa(void* va, bool allowDirect = true) => PutPage(Resolve((byte*)va), -1, allowDirect);
+
     private static NetMemRef Resolve(byte* address)
     {
         NetMemRef page = NetMemRef.FromAddress(address);

@@ -31,6 +31,14 @@ public sealed class LayoutTests
         (typeof(NetMem), nameof(NetMem.PageIndex), 60),
         (typeof(UnmanagedPool.Internal.PtrRing.Indexes), nameof(UnmanagedPool.Internal.PtrRing.Indexes.Head), 128),
         (typeof(UnmanagedPool.Internal.PtrRing.Indexes), nameof(UnmanagedPool.Internal.PtrRing.Indexes.Tail), 192),
+        (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.Data), 0),
+        (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.Len), 8),
+        (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.Headroom), 12),
+        (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.MetaSize), 16),
+        (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.FrameSize), 20),
+        (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.MemType), 24),
+        (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.Flags), 28),
+        (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.State), 32),
     ];
 
     /// <summary>Expected sizes: (struct, size).</summary>
@@ -38,6 +46,7 @@ public sealed class LayoutTests
     [
         (typeof(NetMem), 64),
         (typeof(UnmanagedPool.Internal.PtrRing.Indexes), 384),
+        (typeof(UnmanagedPool.XdpFrameDescriptor), 40),
     ];
 
     /// <summary>The assemblies whose explicit structs must all be in the table.</summary>

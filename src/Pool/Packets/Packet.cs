@@ -1,0 +1,206 @@
+using System.Runtime.CompilerServices;
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool;
+
+/// <summary>
+/// A packet buffer in the manner of the kernel's <c>sk_buff</c>: a linear head plus up to <see cref="MaxFrags"/>
+/// page fragments, each holding one page reference. <see cref="Free"/> gives every reference back: pool pages to
+/// the pool their <c>pp</c> field names (the kernel's <c>napi_pp_put_page</c>), other pages to their provider
+/// (<c>put_page</c>).
+/// </summary>
+/// <remarks>
+/// A packet object is reusable: after <see cref="Free"/> it can be built again, and it allocates nothing while
+/// it is built or freed (the fragments live in an inline array). One thread builds a packet; any thread may free
+/// it, once: a second <see cref="Free"/> throws and changes nothing.
+/// </remarks>
+public sealed unsafe class Packet
+{
+    /// <summary>The kernel's default <c>MAX_SKB_FRAGS</c>.</summary>
+    public const int MaxFrags = 17;
+
+    private const int StateEmpty = 0;
+    private const int StateLive = 1;
+
+    [InlineArray(MaxFrags)]
+    private struct FragArray
+    {
+        private SkbFrag _element0;
+    }
+
+    private SkbFrag _head;
+    private FragArray _frags;
+    private int _nrFrags;
+    private int _state;
+
+    /// <summary>
+    /// The kernel's <c>skb-&gt;pp_recycle</c> (set by <c>skb_mark_for_recycle</c>): pages carrying the page-pool
+    /// signature go back to their pool on <see cref="Free"/>. When false, every page is dropped with
+    /// <see cref="NetMemRef.PutPage"/>.
+    /// </summary>
+    public bool PpRecycle { get; set; }
+
+    /// <summary>The linear head (empty when the packet has none).</summary>
+    public SkbFrag Head => _head;
+
+    /// <summary>The kernel's <c>skb_shinfo(skb)-&gt;nr_frags</c>.</summary>
+    public int NrFrags => _nrFrags;
+
+    /// <summary>The fragments, in order.</summary>
+    public ReadOnlySpan<SkbFrag> Frags => ((ReadOnlySpan<SkbFrag>)_frags)[.._nrFrags];
+
+    /// <summary>The kernel's <c>skb-&gt;len</c>: head plus fragment bytes.</summary>
+    public int Length
+    {
+        get
+        {
+            int len = _head.Length;
+            foreach (SkbFrag f in Frags)
+                len += f.Length;
+            return len;
+        }
+    }
+
+    /// <summary>Whether the packet holds page references (built and not yet freed).</summary>
+    public bool IsLive => Volatile.Read(ref _state) == StateLive;
+
+    /// <summary>The kernel's <c>skb_mark_for_recycle</c>.</summary>
+    public void MarkForRecycle() => PpRecycle = true;
+
+    /// <summary>
+    /// Sets the linear head (the kernel's <c>build_skb</c> on a pool buffer). The packet takes over the caller's
+    /// reference on <paramref name="page"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The packet already has a head.</exception>
+    public void SetHead(NetMemRef page, int offset, int length)
+    {
+        var head = new SkbFrag(page, offset, length);
+        if (!_head.IsEmpty)
+            throw new InvalidOperationException("The packet already has a head.");
+        _head = head;
+        _state = StateLive;
+    }
+
+    /// <summary>
+    /// The kernel's <c>skb_add_rx_frag</c>: appends a fragment. The packet takes over the caller's reference on
+    /// <paramref name="page"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The packet already holds <see cref="MaxFrags"/> fragments.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void AddFrag(NetMemRef page, int offset, int length)
+    {
+        int n = _nrFrags;
+        if ((uint)n >= MaxFrags)
+            FragThrowHelper.ThrowPacketFull();
+        _frags[n] = new SkbFrag(page, offset, length);
+        _nrFrags = n + 1;
+        _state = StateLive;
+    }
+
+    /// <summary>
+    /// Makes <paramref name="destination"/> share this packet's pages (as <c>pskb_copy</c> sharing frags): it gets
+    /// the same head and fragments and one more reference on each page (<see cref="PagePool.RefPage"/> for pool
+    /// pages under <see cref="PpRecycle"/>, <see cref="NetMemRef.GetPage"/> otherwise). A shared page goes back
+    /// to its pool only when both packets are freed.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">This packet is not live, or <paramref name="destination"/> is.</exception>
+    public void ShareInto(Packet destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        if (!IsLive)
+            FragThrowHelper.ThrowPacketNotLive();
+        if (destination.IsLive || ReferenceEquals(destination, this))
+            FragThrowHelper.ThrowPacketLive();
+        if (!_head.IsEmpty)
+            GetPageRef(_head.Page, PpRecycle);
+        for (int i = 0; i < _nrFrags; i++)
+            GetPageRef(_frags[i].Page, PpRecycle);
+        destination._head = _head;
+        destination._frags = _frags;
+        destination._nrFrags = _nrFrags;
+        destination.PpRecycle = PpRecycle;
+        // Volatile: publishes the copied fields before the packet counts as live to a freeing thread.
+        Volatile.Write(ref destination._state, StateLive);
+    }
+
+    /// <summary>
+    /// The kernel's <c>skb_free_head</c> plus <c>skb_release_data</c>: drops the packet's reference on the head
+    /// page and on every fragment's page. A pool page (pp_magic carries the signature) goes to the pool its
+    /// <c>pp</c> field names, with direct recycling when this runs on that pool's consumer thread; any other page
+    /// goes back to its provider. The packet is empty afterwards and can be built again.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">
+    /// The packet was already freed (or never built): nothing changes. Or a page failed its pool's checks (after
+    /// every other page was still given back).
+    /// </exception>
+    public void Free()
+    {
+        // Interlocked: two threads freeing the same packet must not both put its pages; one wins.
+        if (Interlocked.Exchange(ref _state, StateEmpty) != StateLive)
+            FragThrowHelper.ThrowPacketNotLive();
+        bool recycle = PpRecycle;
+        Exception? first = null;
+        if (!_head.IsEmpty)
+            PutPageRef(_head.Page, recycle, ref first);
+        int n = _nrFrags;
+        for (int i = 0; i < n; i++)
+            PutPageRef(_frags[i].Page, recycle, ref first);
+        _head = default;
+        _nrFrags = 0;
+        PpRecycle = false;
+        if (first != null)
+            throw first;
+    }
+
+    /// <summary>Takes one more reference on a page the way <see cref="Free"/> will drop it.</summary>
+    /// <exception cref="InvalidOperationException">The page is not referenced, or names no live pool.</exception>
+    public static void GetPageRef(NetMemRef page, bool ppRecycle)
+    {
+        if (ppRecycle && !page.IsNull && page.IsPagePool)
+        {
+            PagePool pool = PagePool.FromPpHandle(page.Value.Pp) ?? ThrowNoPool(page);
+            pool.RefPage(page);
+        }
+        else
+        {
+            page.GetPage();
+        }
+    }
+
+    /// <summary>The kernel's <c>napi_pp_put_page</c> falling back to <c>put_page</c>: drops one reference on a page.</summary>
+    /// <exception cref="InvalidOperationException">See <see cref="PagePool.PutPage(NetMemRef, int, bool)"/> and <see cref="NetMemRef.PutPage"/>.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PutPageRef(NetMemRef page, bool ppRecycle)
+    {
+        if (ppRecycle && !page.IsNull && page.IsPagePool)
+        {
+            PagePool pool = PagePool.FromPpHandle(page.Value.Pp) ?? ThrowNoPool(page);
+            pool.PutPage(page, -1, allowDirect: true);
+        }
+        else
+        {
+            page.PutPage();
+        }
+    }
+
+    private static void PutPageRef(NetMemRef page, bool ppRecycle, ref Exception? first)
+    {
+        try
+        {
+            PutPageRef(page, ppRecycle);
+        }
+        catch (Exception e) when (e is InvalidOperationException)
+        {
+            first ??= e;
+        }
+    }
+
+    private static PagePool ThrowNoPool(NetMemRef page)
+    {
+        FragThrowHelper.ThrowNoPool(page);
+        return null!;
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"Packet(len {Length}, head {_head}, {_nrFrags} frags{(PpRecycle ? ", pp_recycle" : "")})";
+}

@@ -1,0 +1,334 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool;
+
+// Fragments: the kernel's page_pool_alloc_frag_netmem, page_pool_alloc_netmem, page_pool_alloc_va,
+// page_pool_drain_frag and page_pool_free_frag (net/core/page_pool.c, include/net/page_pool/helpers.h).
+//
+// A fresh frag page gets pp_ref_count = BiasMax; each piece handed out only counts one more user in the pool's
+// frag state (no atomic), and each piece put drops pp_ref_count by one. When the page cannot fit the next
+// piece the pool drains it: it subtracts BiasMax - users, leaving exactly the pieces still out. Zero means
+// nobody holds a piece and the page is reused at once; otherwise the last piece's put recycles it.
+public sealed unsafe partial class PagePool
+{
+    /// <summary>
+    /// The kernel's <c>BIAS_MAX</c> (<c>LONG_MAX &gt;&gt; 1</c>): the <c>pp_ref_count</c> a fresh fragment page
+    /// starts with, so that handing out a piece needs no atomic operation.
+    /// </summary>
+    public const long BiasMax = long.MaxValue >> 1;
+
+    /// <summary>
+    /// Alignment of fragment sizes: the kernel's <c>dma_get_cache_alignment()</c> on x86-64 (one 64-byte cache
+    /// line), so two pieces never share a cache line a device writes.
+    /// </summary>
+    public const int FragAlignment = 64;
+
+    // A count above this still carries the pool's frag bias (no page is ever referenced 2^61 times).
+    private const long FragBiasFloor = BiasMax >> 1;
+
+    /// <summary>The pool's current fragment page: the kernel's frag_page, frag_offset, frag_users.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct FragState
+    {
+        public nint Page;       // NetMem* of the page pieces are cut from, 0 when none
+        public int Offset;      // next free byte in the page
+        public long Users;      // pieces handed out from this page: pp_ref_count == BiasMax - Users + pieces still out
+    }
+
+    // Consumer thread only (the kernel keeps frag state in the pool, used from NAPI context). Plain writes;
+    // other threads read Page and Users only to check a put against them (see FragOverReleased).
+    private FragState _frag;
+
+    // Threads other than the consumer share a second fragment page, cut under _fragLock.
+    private FragState _sharedFrag;
+    private readonly Lock _fragLock = new();
+
+    /// <summary>Bytes a fragment or a page from <see cref="Alloc(int, out int)"/> may hold: the buffer less <see cref="PagePoolOptions.Offset"/>.</summary>
+    public int UsableSize => BufferSize - _offset;
+
+    // =====================================================================================================
+    // Public API (any thread)
+    // =====================================================================================================
+
+    /// <summary>
+    /// The kernel's <c>page_pool_alloc_frag</c>: a piece of <paramref name="size"/> bytes (rounded up to
+    /// <see cref="FragAlignment"/>) cut from the pool's current fragment page, at <paramref name="offset"/> bytes
+    /// from the page start (pieces start at <see cref="PagePoolOptions.Offset"/>). Give it back with
+    /// <see cref="PutPage(NetMemRef, int, bool)"/>, one put per piece.
+    /// </summary>
+    /// <remarks>
+    /// On the consumer thread the pool's fragment page is cut with no lock and no atomic operation. Any other
+    /// thread cuts a second, shared fragment page under a lock, so the method is safe from every thread; the
+    /// <see cref="PagePoolConsumer"/> handle's method is the fast one.
+    /// </remarks>
+    /// <returns>The page, or <see cref="NetMemRef.Null"/> when memory is exhausted.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not in 1..<see cref="UsableSize"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public NetMemRef AllocFrag(int size, out int offset)
+    {
+        int aligned = AlignFragSize(size);
+        if (OnConsumerThread())
+            return AllocFragCore(ref _frag, aligned, out offset, consumer: true);
+        lock (_fragLock)
+            return AllocFragCore(ref _sharedFrag, aligned, out offset, consumer: false);
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_alloc</c>: a whole buffer when <c>size * 2</c> exceeds <see cref="UsableSize"/>,
+    /// otherwise a fragment; a fragment that leaves too little room for another of its size takes the rest of the
+    /// page. Thread rules as <see cref="AllocFrag"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not in 1..<see cref="UsableSize"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public NetMemRef Alloc(int size, out int offset) => Alloc(size, out offset, out _);
+
+    /// <summary>
+    /// <see cref="Alloc(int, out int)"/> that also reports <paramref name="trueSize"/>, the bytes the caller now
+    /// owns from <paramref name="offset"/>: the aligned size, the folded tail of the page, or the whole usable
+    /// buffer (the kernel's updated <c>*size</c>, used as truesize).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not in 1..<see cref="UsableSize"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public NetMemRef Alloc(int size, out int offset, out int trueSize)
+    {
+        int aligned = AlignFragSize(size);
+        if (OnConsumerThread())
+            return AllocCore(ref _frag, size, aligned, out offset, out trueSize, consumer: true);
+        lock (_fragLock)
+            return AllocCore(ref _sharedFrag, size, aligned, out offset, out trueSize, consumer: false);
+    }
+
+    /// <summary>The kernel's <c>page_pool_alloc_va</c>: <see cref="Alloc(int, out int)"/> as an address; null when memory is exhausted.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not in 1..<see cref="UsableSize"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public byte* AllocVa(int size)
+    {
+        NetMemRef page = Alloc(size, out int offset);
+        return page.IsNull ? null : page.Address + offset;
+    }
+
+    /// <summary>The kernel's <c>page_pool_free_va</c>: puts the page (or piece) that holds <paramref name="va"/>.</summary>
+    /// <exception cref="InvalidOperationException">The address is in no live page, or see <see cref="PutPage(NetMemRef, int, bool)"/>.</exception>
+    public void FreeVa(void* va, bool allowDirect = false) => PutPage(ResolveAddress((byte*)va), -1, allowDirect);
+
+    // =====================================================================================================
+    // Core (consumer state with consumer: true; shared state under _fragLock otherwise)
+    // =====================================================================================================
+
+    /// <summary>Validates a fragment size and rounds it up to <see cref="FragAlignment"/> (at most the usable size).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal int AlignFragSize(int size)
+    {
+        int usable = BufferSize - _offset;
+        if ((uint)(size - 1) >= (uint)usable)
+            ThrowFragSize(size, usable);
+        int aligned = (size + (FragAlignment - 1)) & ~(FragAlignment - 1);
+        return aligned <= usable ? aligned : usable;
+    }
+
+    /// <summary>Consumer thread only: the handle's fragment fast path.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal NetMemRef ConsumerAllocFrag(int size, out int offset) => AllocFragCore(ref _frag, AlignFragSize(size), out offset, consumer: true);
+
+    /// <summary>Consumer thread only: the handle's <c>page_pool_alloc</c>.</summary>
+    internal NetMemRef ConsumerAlloc(int size, out int offset, out int trueSize) =>
+        AllocCore(ref _frag, size, AlignFragSize(size), out offset, out trueSize, consumer: true);
+
+    private NetMemRef AllocCore(ref FragState f, int size, int aligned, out int offset, out int trueSize, bool consumer)
+    {
+        int usable = BufferSize - _offset;
+        if (size * 2 > usable)
+        {
+            // Large request: a whole buffer, pp_ref_count 1.
+            offset = _offset;
+            trueSize = usable;
+            return consumer ? ConsumerAlloc() : SharedAlloc();
+        }
+        NetMemRef page = AllocFragCore(ref f, aligned, out offset, consumer);
+        trueSize = aligned;
+        if (page.IsNull)
+            return page;
+        int max = BufferSize;
+        if (f.Offset + size > max)
+        {
+            // Very likely no room for another piece: append the tail to this one so truesize is not underestimated.
+            trueSize = max - offset;
+            f.Offset = max;
+        }
+        return page;
+    }
+
+    /// <summary>The kernel's <c>page_pool_alloc_frag_netmem</c> on one frag state; <paramref name="aligned"/> is already validated.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private NetMemRef AllocFragCore(ref FragState f, int aligned, out int offset, bool consumer)
+    {
+        NetMem* d = (NetMem*)f.Page;
+        int off = f.Offset;
+        if (d != null && off + aligned <= BufferSize)
+        {
+            // Plain write: the users count is owned by this context; a putter on another thread reads it only to
+            // check its own put, and it got its piece after this write was made (see FragOverReleased).
+            f.Users++;
+            f.Offset = off + aligned;
+            offset = off;
+            return new NetMemRef(d);
+        }
+        return AllocFragSlow(ref f, aligned, out offset, consumer);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NetMemRef AllocFragSlow(ref FragState f, int aligned, out int offset, bool consumer)
+    {
+        NetMem* d = (NetMem*)f.Page;
+        if (d != null)
+        {
+            d = DrainFrag(ref f, d);
+            if (d != null)
+            {
+                // Every piece came back: reuse the page at once (the kernel counts a cached recycle and a fast alloc).
+                if (consumer)
+                {
+                    _stats.Cached++;
+                    _stats.Fast++;
+                }
+                else
+                {
+                    // Interlocked: _shared counters are incremented from any thread.
+                    Interlocked.Increment(ref _shared.Cached);
+                    Interlocked.Increment(ref _shared.Fast);
+                }
+                if (_debug)
+                    DebugOnAlloc(d);
+            }
+        }
+        if (d == null)
+        {
+            NetMemRef fresh = consumer ? ConsumerAlloc() : SharedAlloc();
+            if (fresh.IsNull)
+            {
+                offset = 0;
+                return fresh;
+            }
+            d = fresh.Descriptor;
+        }
+        // Fresh frag page: BiasMax references held by the pool, one user.
+        d->PpRefCount = BiasMax;
+        f.Users = 1;
+        f.Offset = _offset + aligned;
+        // Volatile: publishes the page after its count and users, for putters checking against it.
+        Volatile.Write(ref f.Page, (nint)d);
+        offset = _offset;
+        return new NetMemRef(d);
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_drain_frag</c>: drops the pool's bias (BiasMax - users) from the current frag
+    /// page and detaches it. Returns the page when nobody holds a piece and it can be recycled; null otherwise
+    /// (the last piece's put recycles it, or it was released).
+    /// </summary>
+    private NetMem* DrainFrag(ref FragState f, NetMem* d)
+    {
+        long drain = BiasMax - f.Users;
+        // Volatile: the page leaves the frag state before its bias drops, so a putter that sees the dropped
+        // count also sees it detached (see FragOverReleased).
+        Volatile.Write(ref f.Page, 0);
+        long left;
+        // Volatile: putters on other threads decrement the count; equal means every piece came back and none can
+        // touch it any more, so a plain write suffices.
+        if (Volatile.Read(ref d->PpRefCount) == drain)
+        {
+            d->PpRefCount = 0;
+            left = 0;
+        }
+        else
+        {
+            // Interlocked: pieces still out are being put concurrently; exactly one side sees zero.
+            left = Interlocked.Add(ref d->PpRefCount, -drain);
+            if (left < 0)
+            {
+                // More puts than pieces: the page's count is meaningless. Restore it and leave the page out of the
+                // pool's hands (it stays in flight) so no later user can get a page someone else still writes.
+                Interlocked.Add(ref d->PpRefCount, drain);
+                FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
+            }
+        }
+        if (left > 0)
+            return null;
+        if (!CanRecycle(d, -1))
+            return null;
+        return d;
+    }
+
+    /// <summary>The kernel's <c>page_pool_free_frag</c>, for both frag states: called by <see cref="Dispose"/>.</summary>
+    private void FreeFrags()
+    {
+        FreeFrag(ref _frag);
+        lock (_fragLock)
+            FreeFrag(ref _sharedFrag);
+    }
+
+    private void FreeFrag(ref FragState f)
+    {
+        NetMem* d = (NetMem*)f.Page;
+        if (d == null)
+            return;
+        long drain = BiasMax - f.Users;
+        // Volatile: as in DrainFrag, detach before dropping the bias.
+        Volatile.Write(ref f.Page, 0);
+        // Interlocked: pieces may still be put concurrently.
+        long left = Interlocked.Add(ref d->PpRefCount, -drain);
+        if (left < 0)
+        {
+            Interlocked.Add(ref d->PpRefCount, drain);
+            return; // over-released page: left in flight, reported by the inflight count
+        }
+        if (left == 0)
+            ReturnPage(d);
+    }
+
+    /// <summary>
+    /// Called by <c>UnrefSlow</c> when a put left a count that still carries a frag bias: true when the put
+    /// took the count below <c>BiasMax - users</c> of the frag state that owns the page, that is when more pieces
+    /// were put than handed out.
+    /// </summary>
+    /// <remarks>
+    /// The putter's piece was handed out (users written) before the putter got it, and any other piece's put that
+    /// lowered the count happened after that piece was handed out; so users read after the decrement is at least
+    /// the number of pieces whose puts the count reflects, and a legitimate put never fails the check.
+    /// </remarks>
+    internal static bool FragOverReleased(NetMem* d, long left)
+    {
+        PagePool? pool = FromPpHandle(d->Pp);
+        if (pool == null)
+            return false;
+        long users;
+        // Volatile: frag state of another context, read after our decrement (see remarks).
+        if (Volatile.Read(ref pool._frag.Page) == (nint)d)
+            users = Volatile.Read(ref pool._frag.Users);
+        else if (Volatile.Read(ref pool._sharedFrag.Page) == (nint)d)
+            users = Volatile.Read(ref pool._sharedFrag.Users);
+        else
+            return false;
+        return left < BiasMax - users;
+    }
+
+    /// <summary>
+    /// The pool named by a page's <c>pp</c> field without a search or an allocation: <c>pp</c> is the pool's
+    /// GCHandle. Null when the handle does not name a live pool.
+    /// </summary>
+    internal static PagePool? FromPpHandle(nint pp)
+    {
+        if (pp == 0)
+            return null;
+        return GCHandle.FromIntPtr(pp).Target is PagePool pool && pool._pp == pp ? pool : null;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowFragSize(int size, int usable) =>
+        throw new ArgumentOutOfRangeException(nameof(size), size, $"A fragment is 1..{usable} bytes (the buffer less PagePoolOptions.Offset).");
+
+    /// <summary>Test hook: the consumer frag state (page, offset, users).</summary>
+    internal (NetMemRef Page, int Offset, long Users) ConsumerFragState => (new NetMemRef((NetMem*)_frag.Page), _frag.Offset, _frag.Users);
+}

@@ -1,0 +1,178 @@
+using System.Runtime.InteropServices;
+using PacketProcessor.Engine;
+using static PacketProcessor.Drivers.LinuxNet;
+
+namespace PacketProcessor.Drivers;
+
+/// <summary>
+/// One queue on a real interface: an AF_PACKET socket bound to it, joined to a PACKET_FANOUT_HASH group with the
+/// other queues' sockets so that the kernel spreads flows over them. <c>recvmmsg</c> writes frames straight into
+/// the posted buffers (after the headroom); <c>sendmmsg</c> transmits, copying, so TX completes on return.
+/// </summary>
+internal sealed unsafe class AfPacketNic : NicQueue
+{
+    private const int Batch = 64;
+    private const int PollTimeoutMs = 10;
+
+    private int _fd;
+    private readonly MMsgHdr* _msgs;
+    private readonly IoVec* _iov;
+    private readonly GCHandle[] _pins = new GCHandle[Batch];
+
+    private AfPacketNic(int fd)
+    {
+        _fd = fd;
+        _msgs = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(Batch * sizeof(MMsgHdr)));
+        _iov = (IoVec*)NativeMemory.AllocZeroed((nuint)(Batch * sizeof(IoVec)));
+    }
+
+    /// <summary>Errors <c>recvmmsg</c> returned other than "no frame yet" (the interface going down, ...).</summary>
+    public long ReceiveErrors;
+
+    /// <summary>Opens one queue's socket on <paramref name="interfaceName"/>, in fanout group <paramref name="fanoutGroup"/> when <paramref name="queueCount"/> is above 1.</summary>
+    /// <exception cref="DriverException">No such interface, no privileges, or another failure (with the system's message).</exception>
+    public static AfPacketNic Open(string interfaceName, int queueCount, int fanoutGroup)
+    {
+        if (!OperatingSystem.IsLinux())
+            throw new DriverException(DriverException.SystemError, "The afpacket driver needs Linux (AF_PACKET sockets).");
+        if (string.IsNullOrWhiteSpace(interfaceName))
+            throw new DriverException(DriverException.NoInterface, "The afpacket driver needs --interface NAME (see `ip link`).");
+        uint ifindex = IfNameToIndex(interfaceName);
+        if (ifindex == 0)
+            throw new DriverException(DriverException.NoInterface, $"Interface '{interfaceName}' does not exist (see `ip link` for the interfaces of this network namespace).");
+        // Protocol 0 at creation: the socket receives nothing until it is bound to the interface below.
+        int fd = Socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is EPERM or EACCES)
+                throw new DriverException(DriverException.NoPrivileges,
+                    "Opening an AF_PACKET socket needs root or the CAP_NET_RAW capability: run as root (sudo), or use --driver synthetic.");
+            throw new DriverException(DriverException.SystemError, $"socket(AF_PACKET) failed: {Describe(errno)}.");
+        }
+        try
+        {
+            int one = 1;
+            // Frames this process sends (l2fwd, redirect) would otherwise come back in as received.
+            SetSockOpt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(int));
+            int rcvbuf = 4 << 20;
+            SetSockOpt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(int));
+            var addr = new SockaddrLl { Family = AF_PACKET, Protocol = Htons(ETH_P_ALL), IfIndex = (int)ifindex };
+            if (Bind(fd, &addr, (uint)sizeof(SockaddrLl)) != 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno is ENODEV or ENXIO)
+                    throw new DriverException(DriverException.NoInterface, $"Interface '{interfaceName}' went away: {Describe(errno)}.");
+                throw new DriverException(DriverException.SystemError, $"bind to '{interfaceName}' failed: {Describe(errno)}.");
+            }
+            if (queueCount > 1)
+            {
+                int fanout = (fanoutGroup & 0xffff) | (PACKET_FANOUT_HASH << 16);
+                if (SetSockOpt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(int)) != 0)
+                    throw new DriverException(DriverException.SystemError, $"PACKET_FANOUT on '{interfaceName}' failed: {Describe(Marshal.GetLastPInvokeError())}.");
+            }
+            return new AfPacketNic(fd);
+        }
+        catch
+        {
+            Close(fd);
+            throw;
+        }
+    }
+
+    public override bool WaitsWhenIdle => true;
+
+    public override int Receive(Span<RxBuf> posted, int capacity)
+    {
+        int n = Math.Min(posted.Length, Batch);
+        bool pinned = false;
+        for (int i = 0; i < n; i++)
+        {
+            ref RxBuf b = ref posted[i];
+            byte* data;
+            if (b.Ptr != null)
+            {
+                data = b.Ptr + RxBuf.Headroom;
+            }
+            else
+            {
+                _pins[i] = GCHandle.Alloc(b.Array, GCHandleType.Pinned);
+                pinned = true;
+                data = (byte*)_pins[i].AddrOfPinnedObject() + RxBuf.Headroom;
+            }
+            _iov[i].Base = data;
+            _iov[i].Len = (nuint)capacity;
+            _msgs[i].Hdr = new MsgHdr { Iov = &_iov[i], IovLen = 1 };
+            _msgs[i].Len = 0;
+        }
+        int r = RecvMMsg(_fd, _msgs, (uint)n, MSG_DONTWAIT, null);
+        int errno = r < 0 ? Marshal.GetLastPInvokeError() : 0;
+        if (pinned)
+            for (int i = 0; i < n; i++)
+                if (_pins[i].IsAllocated)
+                    _pins[i].Free();
+        if (r < 0)
+        {
+            if (errno is not (EAGAIN or EINTR))
+                ReceiveErrors++;
+            return 0;
+        }
+        for (int i = 0; i < r; i++)
+            posted[i].Len = (_msgs[i].Hdr.Flags & MSG_TRUNC) != 0 ? -1 : (int)_msgs[i].Len;
+        return r;
+    }
+
+    public override int Transmit(ReadOnlySpan<RxBuf> frames)
+    {
+        int sent = 0;
+        while (sent < frames.Length)
+        {
+            int n = Math.Min(frames.Length - sent, Batch);
+            bool pinned = false;
+            for (int i = 0; i < n; i++)
+            {
+                RxBuf b = frames[sent + i];
+                byte* data;
+                if (b.Ptr != null)
+                {
+                    data = b.Ptr + RxBuf.Headroom;
+                }
+                else
+                {
+                    _pins[i] = GCHandle.Alloc(b.Array, GCHandleType.Pinned);
+                    pinned = true;
+                    data = (byte*)_pins[i].AddrOfPinnedObject() + RxBuf.Headroom;
+                }
+                _iov[i].Base = data;
+                _iov[i].Len = (nuint)b.Len;
+                _msgs[i].Hdr = new MsgHdr { Iov = &_iov[i], IovLen = 1 };
+            }
+            int r = SendMMsg(_fd, _msgs, (uint)n, 0);
+            if (pinned)
+                for (int i = 0; i < n; i++)
+                    if (_pins[i].IsAllocated)
+                        _pins[i].Free();
+            if (r <= 0)
+                break; // ENOBUFS, interface down: the rest is dropped and counted by the caller
+            sent += r;
+        }
+        return sent;
+    }
+
+    public override void WaitForTraffic(int timeoutMs)
+    {
+        var pfd = new PollFd { Fd = _fd, Events = POLLIN };
+        Poll(&pfd, 1, Math.Min(timeoutMs, PollTimeoutMs));
+    }
+
+    public override void Dispose()
+    {
+        if (_fd >= 0)
+        {
+            Close(_fd);
+            _fd = -1;
+            NativeMemory.Free(_msgs);
+            NativeMemory.Free(_iov);
+        }
+    }
+}

@@ -1,0 +1,30 @@
+using PacketProcessor.Engine;
+
+namespace PacketProcessor.Drivers;
+
+/// <summary>One queue of a NIC: receives into posted buffers, transmits frames. Used by its queue's thread only.</summary>
+internal abstract class NicQueue : IDisposable
+{
+    /// <summary>
+    /// Completes up to <c>posted.Length</c> descriptors in order: writes frames at <see cref="RxBuf.Headroom"/>
+    /// into the posted buffers and sets their lengths. <paramref name="capacity"/> is the room after the headroom.
+    /// Returns how many were completed; a frame longer than the room is completed with length -1 (truncated).
+    /// </summary>
+    public abstract int Receive(Span<RxBuf> posted, int capacity);
+
+    /// <summary>Transmits the frames (completion is synchronous: the buffers are free once this returns). Returns how many left.</summary>
+    public abstract int Transmit(ReadOnlySpan<RxBuf> frames);
+
+    /// <summary>Whether an idle poll should wait for traffic (<see cref="WaitForTraffic"/>) instead of spinning.</summary>
+    public virtual bool WaitsWhenIdle => false;
+
+    /// <summary>Blocks up to <paramref name="timeoutMs"/> until frames may be ready.</summary>
+    public virtual void WaitForTraffic(int timeoutMs)
+    {
+    }
+
+    /// <inheritdoc />
+    public virtual void Dispose()
+    {
+    }
+}

@@ -1,0 +1,241 @@
+using System.Diagnostics;
+using PacketProcessor.Drivers;
+using PacketProcessor.Frames;
+using PacketProcessor.Programs;
+
+namespace PacketProcessor.Engine;
+
+/// <summary>
+/// The packet processor: one thread per RX queue (each the consumer of its own pool), plus one worker thread
+/// standing in for the stack, which frees the packets programs pass. <see cref="Run"/> returns when the duration
+/// is over or the token is cancelled, after every buffer went back to its pool.
+/// </summary>
+public sealed class Processor : IDisposable
+{
+    private readonly ProcessorOptions _options;
+    private readonly QueueBase[] _queues;
+    private volatile bool _stop;
+    private readonly ManualResetEventSlim _started = new();
+
+    /// <summary>Opens the driver's queues.</summary>
+    /// <exception cref="ArgumentException">Invalid options (the message says which).</exception>
+    /// <exception cref="DriverException">The driver could not open (no interface, no privileges, ...).</exception>
+    public Processor(ProcessorOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Validate() is { } error)
+            throw new ArgumentException(error, nameof(options));
+        _options = options;
+        _queues = new QueueBase[options.Queues];
+        var nics = new List<NicQueue>();
+        try
+        {
+            FrameGenerator? generator = options.Driver == DriverKind.Synthetic
+                ? new FrameGenerator(options.Mix, malformedPerMille: options.MalformedPerMille) : null;
+            int fanoutGroup = Environment.ProcessId & 0xffff;
+            for (int i = 0; i < options.Queues; i++)
+            {
+                NicQueue nic = generator != null
+                    ? new SyntheticNic(generator, i)
+                    : AfPacketNic.Open(options.Interface!, options.Queues, fanoutGroup);
+                nics.Add(nic);
+                _queues[i] = options.Pool == BufferPoolKind.PagePool ? Create<PagePoolBuffers>(i, nic) : Create<ArrayPoolBuffers>(i, nic);
+            }
+        }
+        catch
+        {
+            foreach (NicQueue nic in nics)
+                nic.Dispose();
+            throw;
+        }
+    }
+
+    private QueueBase Create<TOps>(int i, NicQueue nic) where TOps : struct, IBufferOps
+    {
+        int n = _options.Queues;
+        int ring = _options.RingSize;
+        bool x = _options.XdpFrames;
+        return _options.Program switch
+        {
+            ProgramKind.Drop => new RxQueue<TOps, DropProgram>(i, n, ring, nic, new DropProgram()) { RedirectAsXdpFrames = x },
+            ProgramKind.L2Fwd => new RxQueue<TOps, L2FwdProgram>(i, n, ring, nic, new L2FwdProgram()) { RedirectAsXdpFrames = x },
+            ProgramKind.UdpFilter => new RxQueue<TOps, UdpFilterProgram>(i, n, ring, nic, new UdpFilterProgram(_options.Port)) { RedirectAsXdpFrames = x },
+            ProgramKind.Redirect => new RxQueue<TOps, RedirectProgram>(i, n, ring, nic, new RedirectProgram()) { RedirectAsXdpFrames = x },
+            ProgramKind.Count => new RxQueue<TOps, CountProgram>(i, n, ring, nic, new CountProgram(_options.Port)) { RedirectAsXdpFrames = x },
+            _ => throw new ArgumentOutOfRangeException(nameof(_options.Program), _options.Program, "Unknown program."),
+        };
+    }
+
+    /// <summary>Set once every queue has posted its ring and polls.</summary>
+    public WaitHandle Started => _started.WaitHandle;
+
+    /// <summary>Frames the programs matched so far (readable while running).</summary>
+    public long Matched => _queues.Sum(q => q.Matched);
+
+    /// <summary>Frames received so far (readable while running).</summary>
+    public long RxPackets => _queues.Sum(q => Volatile.Read(ref q.Counters.RxPackets));
+
+    /// <summary>
+    /// Runs until the duration is over or <paramref name="cancellationToken"/> is cancelled, calling
+    /// <paramref name="progress"/> about once a second from the calling thread.
+    /// </summary>
+    public ProcessorResult Run(CancellationToken cancellationToken = default, Action<ProgressSample>? progress = null)
+    {
+        int n = _queues.Length;
+        var phases = new Barrier(n + 1);
+        var ready = new CountdownEvent(n);
+        var errors = new List<Exception>();
+        Func<bool> stop = () => _stop;
+        var threads = new Thread[n + 1];
+        for (int i = 0; i < n; i++)
+        {
+            QueueBase q = _queues[i];
+            threads[i] = new Thread(() =>
+            {
+                try
+                {
+                    q.Run(_queues, stop, phases, ready);
+                }
+                catch (Exception e)
+                {
+                    lock (errors)
+                        errors.Add(e);
+                    _stop = true;
+                    if (!ready.IsSet)
+                        ready.Signal();
+                    phases.RemoveParticipant();
+                }
+            })
+            { Name = $"rx{i}", IsBackground = true };
+        }
+        threads[n] = new Thread(() => Worker(phases)) { Name = "stack", IsBackground = true };
+        foreach (Thread t in threads)
+            t.Start();
+        ready.Wait();
+        _started.Set();
+
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: false);
+        int gen0Before = GC.CollectionCount(0);
+        var clock = Stopwatch.StartNew();
+        TimeSpan duration = _options.Duration;
+        long lastPackets = 0, lastBytes = 0;
+        TimeSpan lastTime = TimeSpan.Zero;
+        TimeSpan nextTick = TimeSpan.FromSeconds(1);
+        while (!_stop && !cancellationToken.IsCancellationRequested && clock.Elapsed < duration)
+        {
+            TimeSpan wait = Min(nextTick, duration) - clock.Elapsed;
+            if (wait > TimeSpan.Zero)
+                cancellationToken.WaitHandle.WaitOne(wait);
+            TimeSpan now = clock.Elapsed;
+            if (now >= nextTick && now < duration && !cancellationToken.IsCancellationRequested)
+            {
+                long packets = 0, bytes = 0, drops = 0, inflight = 0, matched = 0;
+                foreach (QueueBase q in _queues)
+                {
+                    packets += Volatile.Read(ref q.Counters.RxPackets);
+                    bytes += Volatile.Read(ref q.Counters.RxBytes);
+                    drops += q.Counters.AllDrops;
+                    inflight += q.InFlight;
+                    matched += q.Matched;
+                }
+                double dt = (now - lastTime).TotalSeconds;
+                progress?.Invoke(new ProgressSample(now, (packets - lastPackets) / dt / 1e6, (bytes - lastBytes) * 8 / dt / 1e9, packets, drops, inflight, matched));
+                lastPackets = packets;
+                lastBytes = bytes;
+                lastTime = now;
+                nextTick += TimeSpan.FromSeconds(1);
+            }
+        }
+        _stop = true;
+        TimeSpan elapsed = clock.Elapsed;
+        long allocated = GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore;
+        int gen0 = GC.CollectionCount(0) - gen0Before;
+        foreach (Thread t in threads)
+            t.Join();
+        if (errors.Count > 0)
+            throw new AggregateException("A queue thread failed.", errors);
+
+        var results = new QueueResult[n];
+        for (int i = 0; i < n; i++)
+        {
+            QueueBase q = _queues[i];
+            QueueCounters c = q.Counters;
+            results[i] = new QueueResult
+            {
+                Index = i,
+                RxPackets = c.RxPackets,
+                RxBytes = c.RxBytes,
+                Drop = c.Drop,
+                Aborted = c.Aborted,
+                Pass = c.Pass,
+                Tx = c.Tx,
+                Redirect = c.Redirect,
+                RedirectTx = c.RedirectTx,
+                RedirectErrors = c.RedirectErrors,
+                PassBacklogDrops = c.PassBacklogDrops,
+                TxErrors = c.TxErrors,
+                RxNoBuffers = c.RxNoBuffers,
+                RxPaused = c.RxPaused,
+                Matched = q.Matched,
+                Pool = q.FinalPoolStats,
+                InFlight = q.InFlight,
+                ArraysRented = q.ArraysRented,
+                ArraysReturned = q.ArraysReturnedHere + q.ArraysReturnedElsewhere,
+            };
+        }
+        return new ProcessorResult
+        {
+            Options = _options,
+            Elapsed = elapsed,
+            Interrupted = cancellationToken.IsCancellationRequested,
+            AllocatedBytes = allocated,
+            Gen0Collections = gen0,
+            Queues = results,
+        };
+    }
+
+    /// <summary>Asks a running <see cref="Run"/> to stop (as the token does).</summary>
+    public void Stop() => _stop = true;
+
+    private void Worker(Barrier phases)
+    {
+        int idle = 0;
+        while (!_stop)
+        {
+            int work = 0;
+            foreach (QueueBase q in _queues)
+                work += q.FreePassed(1024);
+            if (work > 0)
+            {
+                idle = 0;
+            }
+            else if (++idle > 64)
+            {
+                // Nothing passed for a while (drop, l2fwd, redirect): stay off the CPU the queues poll on.
+                Thread.Sleep(1);
+            }
+            else
+            {
+                Thread.Yield();
+            }
+        }
+        phases.SignalAndWait();
+        phases.SignalAndWait();
+        // Every queue has stopped receiving and emptied its inboxes: free whatever is left in the backlogs.
+        foreach (QueueBase q in _queues)
+            while (q.FreePassed(int.MaxValue) > 0)
+            {
+            }
+        phases.SignalAndWait();
+    }
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (QueueBase q in _queues)
+            q?.Nic.Dispose();
+        _started.Dispose();
+    }
+}

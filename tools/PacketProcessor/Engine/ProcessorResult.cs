@@ -1,0 +1,55 @@
+using UnmanagedPool;
+
+namespace PacketProcessor.Engine;
+
+/// <summary>One queue's totals at exit.</summary>
+public sealed class QueueResult
+{
+    public int Index { get; init; }
+    public long RxPackets { get; init; }
+    public long RxBytes { get; init; }
+    public long Drop { get; init; }
+    public long Aborted { get; init; }
+    public long Pass { get; init; }
+    public long Tx { get; init; }
+    public long Redirect { get; init; }
+    public long RedirectTx { get; init; }
+    public long RedirectErrors { get; init; }
+    public long PassBacklogDrops { get; init; }
+    public long TxErrors { get; init; }
+    public long RxNoBuffers { get; init; }
+    public long RxPaused { get; init; }
+    public long Matched { get; init; }
+    /// <summary>Page-pool statistics after the pool was released; null for array buffers.</summary>
+    public PagePoolStats? Pool { get; init; }
+    /// <summary>Buffers not given back at exit (must be 0).</summary>
+    public long InFlight { get; init; }
+    /// <summary>Arrays rented (array buffers).</summary>
+    public long ArraysRented { get; init; }
+    /// <summary>Arrays returned (array buffers).</summary>
+    public long ArraysReturned { get; init; }
+}
+
+/// <summary>What a run measured.</summary>
+public sealed class ProcessorResult
+{
+    public required ProcessorOptions Options { get; init; }
+    public TimeSpan Elapsed { get; init; }
+    public bool Interrupted { get; init; }
+    /// <summary>Managed bytes allocated by the whole process while the queues ran.</summary>
+    public long AllocatedBytes { get; init; }
+    /// <summary>Gen-0 garbage collections while the queues ran.</summary>
+    public int Gen0Collections { get; init; }
+    public required IReadOnlyList<QueueResult> Queues { get; init; }
+
+    public long RxPackets => Queues.Sum(q => q.RxPackets);
+    public long RxBytes => Queues.Sum(q => q.RxBytes);
+    public long Matched => Queues.Sum(q => q.Matched);
+    public long InFlight => Queues.Sum(q => q.InFlight);
+    public long Drops => Queues.Sum(q => q.Drop + q.Aborted + q.RedirectErrors + q.PassBacklogDrops + q.TxErrors);
+    public double Mpps => Elapsed.TotalSeconds > 0 ? RxPackets / Elapsed.TotalSeconds / 1e6 : 0;
+    public double Gbps => Elapsed.TotalSeconds > 0 ? RxBytes * 8 / Elapsed.TotalSeconds / 1e9 : 0;
+}
+
+/// <summary>A once-a-second sample for the progress line.</summary>
+public readonly record struct ProgressSample(TimeSpan Elapsed, double Mpps, double Gbps, long RxPackets, long Drops, long InFlight, long Matched);

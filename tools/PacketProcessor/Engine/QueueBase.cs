@@ -1,0 +1,108 @@
+using System.Buffers;
+using PacketProcessor.Drivers;
+using UnmanagedPool;
+
+namespace PacketProcessor.Engine;
+
+/// <summary>The parts of an RX queue the processor, the worker thread and other queues see, whatever its buffer and program types.</summary>
+internal abstract class QueueBase
+{
+    /// <summary>Buffers moved per refill and frames per poll (the NAPI budget).</summary>
+    public const int RefillBatch = 64;
+
+    /// <summary>Capacity of each pool's recycling ring (arbitrary: room for the RX ring and the pass backlog's returns).</summary>
+    public const int PoolRingSize = 4096;
+
+    /// <summary>Frames the stack's backlog holds per queue (the kernel's netdev_max_backlog is 1000 per CPU).</summary>
+    public const int PassBacklog = 4096;
+
+    /// <summary>Frames each queue's inbox from each other queue holds.</summary>
+    public const int RedirectInbox = 1024;
+
+    protected QueueBase(int index, int queueCount, NicQueue nic)
+    {
+        Index = index;
+        Nic = nic;
+        Inboxes = new SpscRing<RedirectItem>[queueCount];
+        for (int i = 0; i < queueCount; i++)
+            Inboxes[i] = new SpscRing<RedirectItem>(RedirectInbox);
+    }
+
+    public int Index { get; }
+
+    /// <summary>Whether redirected page-pool frames travel as <see cref="UnmanagedPool.XdpFrame"/>s (else as bare pages).</summary>
+    public bool RedirectAsXdpFrames { get; init; } = true;
+
+    public NicQueue Nic { get; }
+
+    public QueueCounters Counters { get; } = new();
+
+    /// <summary>The queue's page pool (created on the queue's thread); null for array buffers.</summary>
+    public PagePool? Pool { get; set; }
+
+    /// <summary>Frames passed to the stack: this queue produces, the worker consumes.</summary>
+    public SpscRing<PassItem> PassRing { get; } = new(PassBacklog);
+
+    /// <summary>Freed packet objects: the worker produces, this queue consumes.</summary>
+    public SpscRing<Packet> PacketReturn { get; } = new(PassBacklog);
+
+    /// <summary>Redirected frames, one inbox per sending queue (index = sender): the sender produces, this queue consumes.</summary>
+    public SpscRing<RedirectItem>[] Inboxes { get; }
+
+    /// <summary>Arrays rented (array buffers; queue thread only).</summary>
+    public long ArraysRented;
+
+    /// <summary>Arrays of this queue returned by its own thread.</summary>
+    public long ArraysReturnedHere;
+
+    /// <summary>Arrays of this queue returned by other threads (Interlocked).</summary>
+    public long ArraysReturnedElsewhere;
+
+    /// <summary>Frames the program matched.</summary>
+    public abstract long Matched { get; }
+
+    /// <summary>Pool statistics after the pool was released (page-pool buffers).</summary>
+    public PagePoolStats? FinalPoolStats { get; set; }
+
+    /// <summary>Whether the pool reached its freed state at exit (nothing in flight).</summary>
+    public bool PoolFreed { get; set; }
+
+    /// <summary>Buffers taken and not given back: the pool's inflight, or rented minus returned arrays.</summary>
+    public long InFlight => Pool is { } pool ? pool.InFlight
+        : ArraysRented - ArraysReturnedHere - Volatile.Read(ref ArraysReturnedElsewhere);
+
+    /// <summary>The queue's thread: polls until <paramref name="stop"/>, then shuts down in step with the others.</summary>
+    public abstract void Run(QueueBase[] queues, Func<bool> stop, Barrier phases, CountdownEvent ready);
+
+    /// <summary>The worker thread: frees what this queue passed to the stack. Returns how many.</summary>
+    public int FreePassed(int max)
+    {
+        int n = 0;
+        int returnedArrays = 0;
+        while (n < max && PassRing.TryRead(out PassItem item))
+        {
+            if (item.Packet is { } packet)
+            {
+                // The stack is done with the packet: its page goes back to the queue's pool from this thread
+                // (per-CPU cache and ring), and the packet object goes back to the queue.
+                packet.Free();
+                PacketReturn.TryWrite(packet);
+            }
+            else
+            {
+                ArrayPool<byte>.Shared.Return(item.Array!);
+                returnedArrays++;
+            }
+            n++;
+        }
+        if (n > 0)
+        {
+            PassRing.Release();
+            PacketReturn.Publish();
+            if (returnedArrays > 0)
+                // Interlocked: other queues' threads count returns of this queue's arrays too.
+                Interlocked.Add(ref ArraysReturnedElsewhere, returnedArrays);
+        }
+        return n;
+    }
+}

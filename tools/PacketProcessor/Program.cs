@@ -1,0 +1,150 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Runtime.InteropServices;
+using PacketProcessor.Cli;
+using PacketProcessor.Drivers;
+using PacketProcessor.Engine;
+using PacketProcessor.Frames;
+using PacketProcessor.Programs;
+
+namespace PacketProcessor;
+
+/// <summary>Command line: parse, run, print.</summary>
+public static class Program
+{
+    /// <summary>Entry point.</summary>
+    public static int Main(string[] args) => BuildCommand().Parse(args).Invoke();
+
+    /// <summary>The root command with every option (also used by tests).</summary>
+    public static RootCommand BuildCommand()
+    {
+        var driver = new Option<string>("--driver", "-d")
+        {
+            Description = "Where frames come from: synthetic (an in-process NIC model, no privileges) or afpacket (a real interface).",
+            DefaultValueFactory = _ => "synthetic",
+        };
+        driver.AcceptOnlyFromAmong("synthetic", "afpacket");
+        var iface = new Option<string?>("--interface", "-i") { Description = "Interface for --driver afpacket (e.g. veth0)." };
+        var queues = new Option<int>("--queues", "-q") { Description = "RX queues, one thread and one pool each.", DefaultValueFactory = _ => 1 };
+        var program = new Option<string>("--program", "-p")
+        {
+            Description = "XDP-style program: drop, l2fwd, udp-filter, redirect, count.",
+            DefaultValueFactory = _ => "drop",
+        };
+        program.AcceptOnlyFromAmong(ProgramNames.All);
+        var port = new Option<int>("--port") { Description = "UDP destination port for udp-filter (required) and count (0: any UDP)." };
+        var duration = new Option<TimeSpan>("--duration", "-t")
+        {
+            Description = "How long to run: 10s, 500ms, 2m, 1m30s, or seconds.",
+            DefaultValueFactory = _ => TimeSpan.FromSeconds(10),
+            CustomParser = r =>
+            {
+                string text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+                if (DurationParser.TryParse(text, out TimeSpan t))
+                    return t;
+                r.AddError($"'{text}' is not a duration: use 10s, 500ms, 2m, 1m30s or a number of seconds.");
+                return default;
+            },
+        };
+        var size = new Option<int?>("--size", "-s") { Description = "Synthetic frame size in bytes (60..1518); default 64." };
+        var mix = new Option<string?>("--mix") { Description = "Synthetic size mix instead of --size: imix (64:7,576:4,1518:1) or SIZE:WEIGHT,..." };
+        var malformed = new Option<int>("--malformed") { Description = "Synthetic malformed frames per mille (truncated, bad IP header length), counted as aborted." };
+        var pool = new Option<string>("--pool")
+        {
+            Description = "Buffers: pagepool (a PagePool per queue) or arraypool (ArrayPool<byte>.Shared, for comparison).",
+            DefaultValueFactory = _ => "pagepool",
+        };
+        pool.AcceptOnlyFromAmong("pagepool", "arraypool");
+        var ring = new Option<int>("--ring") { Description = "RX descriptors per queue (a power of two).", DefaultValueFactory = _ => 512 };
+        var xdpFrames = new Option<bool>("--xdp-frames")
+        {
+            Description = "Redirected page-pool frames travel as XdpFrames returned with Xdp.ReturnFrameBulk (true, the kernel's way) or as bare pages returned with PagePool.PutPages (false).",
+            DefaultValueFactory = _ => true,
+        };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
+        var quiet = new Option<bool>("--quiet") { Description = "No progress line." };
+
+        var root = new RootCommand(
+            "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.")
+        {
+            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, json, quiet,
+        };
+        root.Validators.Add(r =>
+        {
+            if (r.GetValue(size) is not null && r.GetValue(mix) is not null)
+                r.AddError("Give --size or --mix, not both.");
+            if (r.GetValue(mix) is { } m && !SizeMix.TryParse(m, out _, out string? e))
+                r.AddError($"--mix {e}");
+            if (r.GetValue(size) is int s && (s < FrameBuilder.MinFrameLength || s > FrameBuilder.MaxFrameLength))
+                r.AddError($"--size must be {FrameBuilder.MinFrameLength}..{FrameBuilder.MaxFrameLength} bytes (got {s}).");
+            if (r.GetValue(port) is < 0 or > 65535)
+                r.AddError("--port must be 0..65535.");
+            if (r.GetValue(malformed) is < 0 or > 1000)
+                r.AddError("--malformed must be 0..1000 (per mille).");
+        });
+        root.SetAction(r =>
+        {
+            ProgramNames.TryParse(r.GetValue(program), out ProgramKind kind);
+            SizeMix sizes = r.GetValue(mix) is { } m && SizeMix.TryParse(m, out SizeMix? parsed, out _) ? parsed! : SizeMix.Fixed(r.GetValue(size) ?? 64);
+            var options = new ProcessorOptions
+            {
+                Driver = r.GetValue(driver) == "afpacket" ? DriverKind.AfPacket : DriverKind.Synthetic,
+                Interface = r.GetValue(iface),
+                Queues = r.GetValue(queues),
+                Program = kind,
+                Port = (ushort)r.GetValue(port),
+                Duration = r.GetValue(duration),
+                Mix = sizes,
+                MalformedPerMille = r.GetValue(malformed),
+                Pool = r.GetValue(pool) == "arraypool" ? BufferPoolKind.ArrayPool : BufferPoolKind.PagePool,
+                RingSize = r.GetValue(ring),
+                XdpFrames = r.GetValue(xdpFrames),
+            };
+            return Execute(options, r.GetValue(json), r.GetValue(quiet), Console.Out, Console.Error);
+        });
+        return root;
+    }
+
+    /// <summary>Runs with Ctrl-C stopping cleanly; returns the exit code.</summary>
+    public static int Execute(ProcessorOptions options, bool json, bool quiet, TextWriter stdout, TextWriter stderr)
+    {
+        if (options.Validate() is { } error)
+        {
+            stderr.WriteLine($"error: {error}");
+            return 1;
+        }
+        TextWriter info = json ? stderr : stdout;
+        Processor processor;
+        try
+        {
+            processor = new Processor(options);
+        }
+        catch (DriverException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return e.ExitCode;
+        }
+        using (processor)
+        using (var cts = new CancellationTokenSource())
+        {
+            // Ctrl-C (SIGINT) and SIGTERM keep the process: the queues stop, give every buffer back, and the summary
+            // still prints.
+            Action<PosixSignalContext> onSignal = ctx =>
+            {
+                ctx.Cancel = true;
+                cts.Cancel();
+            };
+            using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, onSignal);
+            using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, onSignal);
+            info.WriteLine(Report.Header(options));
+            if (!quiet)
+                info.WriteLine(options.Driver == DriverKind.Synthetic ? "Ctrl-C stops early." : "Waiting for traffic; Ctrl-C stops early.");
+            ProcessorResult result = processor.Run(cts.Token, quiet ? null : s => info.WriteLine(Report.ProgressLine(s)));
+            if (json)
+                stdout.WriteLine(Report.Json(result));
+            else
+                stdout.Write(Report.Summary(result));
+            return result.InFlight == 0 ? 0 : 5;
+        }
+    }
+}
