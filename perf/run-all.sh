@@ -35,4 +35,9 @@ stress_files=(perf/stress-20s.txt)
 [[ -f perf/soak-10min.txt ]] && stress_files+=(perf/soak-10min.txt)
 dotnet run -c Release --no-build --project perf/UnmanagedPool.Results -- \
   --artifacts "$ARTIFACTS/results" --out perf --command "perf/run-all.sh" "${stress_files[@]}"
+# The packet processor's side-by-side table comes from tools/PacketProcessor/bench.sh (run separately: it needs a
+# quiet machine); it is appended when present.
+if [[ -f perf/RESULTS-packet-processor.md ]]; then
+  { echo; cat perf/RESULTS-packet-processor.md; } >> perf/RESULTS.md
+fi
 exit $stress_rc
