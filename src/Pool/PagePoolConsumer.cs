@@ -78,6 +78,11 @@ public sealed unsafe class PagePoolConsumer
         if (_verify)
             Verify();
         NetMem* d = _pool.CheckOwned(page);
+        if (allowDirect && (nint)d == _pool.ConsumerFragPage)
+        {
+            _pool.ConsumerPutFrag(d);
+            return;
+        }
         if (!PagePool.UnrefAndTest(d))
             return;
         if (allowDirect)
