@@ -261,6 +261,29 @@ public sealed unsafe partial class PagePool
         return d;
     }
 
+    /// <summary>Consumer thread only: the page fragments are being cut from now (0 when none).</summary>
+    internal nint ConsumerFragPage
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _frag.Page;
+    }
+
+    /// <summary>
+    /// Consumer thread only: a direct put of a piece of the consumer's current fragment page. Instead of an atomic
+    /// decrement of pp_ref_count it takes the piece back from the users count, which the drain subtracts from the
+    /// bias: <c>pp_ref_count - (BiasMax - users)</c>, the pieces still out, drops by one either way.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">More pieces put than handed out; nothing changes.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void ConsumerPutFrag(NetMem* d)
+    {
+        long users = _frag.Users - 1;
+        // Volatile: other threads' puts lower the count; a stale (higher) value only makes the check lenient.
+        if (BiasMax - Volatile.Read(ref d->PpRefCount) > users)
+            FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
+        _frag.Users = users;
+    }
+
     /// <summary>The kernel's <c>page_pool_free_frag</c>, for both frag states: called by <see cref="Dispose"/>.</summary>
     private void FreeFrags()
     {

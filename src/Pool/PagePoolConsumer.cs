@@ -67,7 +67,15 @@ public sealed unsafe class PagePoolConsumer
     {
         if (_verify)
             Verify();
-        _pool.ConsumerRecycleDirectSlow(page, dmaSyncSize);
+        NetMem* d = _pool.CheckOwned(page);
+        if ((nint)d == _pool.ConsumerFragPage)
+        {
+            // A piece of the fragment page being cut: the consumer drops its own piece count, no atomic.
+            _pool.ConsumerPutFrag(d);
+            return;
+        }
+        if (PagePool.UnrefAndTest(d))
+            _pool.RecycleDirectUnrefed(d, dmaSyncSize);
     }
 
     /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address inside the page.</summary>

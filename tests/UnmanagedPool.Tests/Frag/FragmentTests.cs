@@ -40,7 +40,7 @@ public unsafe class FragmentTests
         Assert.Equal((a, 4096, 3L), pool.ConsumerFragState);
         Assert.Equal(s0, pool.GetStats());
 
-        c.PutPage(a);
+        pool.PutPage(a);
         Assert.Equal(Bias - 1, Count(a));
         Assert.Equal(s0, pool.GetStats());
 
@@ -81,8 +81,8 @@ public unsafe class FragmentTests
         var q = c.AllocFrag(4032, out int offQ);
         Assert.Equal(64, offQ);
         Assert.Equal((p, 4096, 2L), pool.ConsumerFragState);
-        c.PutPage(p);
-        c.PutPage(q);
+        pool.PutPage(p);
+        pool.PutPage(q);
         Assert.Equal(Bias - 2, Count(p));
         var s0 = pool.GetStats();
 
@@ -97,6 +97,33 @@ public unsafe class FragmentTests
         Assert.Equal(s0.Hold, s1.Hold);
         Assert.Equal(s0.Pooled, s1.Pooled);
         c.PutPage(r);
+    }
+
+    [Fact]
+    public void A_direct_put_on_the_consumer_handle_takes_the_piece_back_from_the_users_count_without_touching_pp_ref_count()
+    {
+        using var pool = NewPool();
+        var c = pool.BindConsumer();
+        var a = c.AllocFrag(1024, out _);
+        var b = c.AllocFrag(1024, out _);
+        var d = c.AllocFrag(1024, out _);
+        c.PutPage(a);
+        Assert.Equal(Bias, Count(a));
+        Assert.Equal((a, 3072, 2L), pool.ConsumerFragState);
+        pool.PutPage(b);
+        Assert.Equal(Bias - 1, Count(a));
+        // Drain: Bias - 2 subtracted (two users left), the one piece still out (d) remains.
+        var e = c.AllocFrag(2048, out _);
+        Assert.NotEqual(a, e);
+        Assert.Equal(1, Count(a));
+        Assert.Equal((e, 2048, 1L), pool.ConsumerFragState);
+        long cached = pool.GetStats().RecycleCached;
+        c.PutPage(d);
+        Assert.Equal(0, Count(a));
+        Assert.Equal(cached + 1, pool.GetStats().RecycleCached);
+        c.PutPage(e);
+        Assert.Equal((e, 2048, 0L), pool.ConsumerFragState);
+        Assert.Equal(Bias, Count(e));
     }
 
     [Fact]
@@ -135,13 +162,14 @@ public unsafe class FragmentTests
         var c = pool.BindConsumer();
         var a = c.AllocFrag(1024, out _);
         c.AllocFrag(1024, out _);
-        c.PutPage(a);
+        pool.PutPage(a);
         c.PutPage(a);
         var s = pool.GetStats();
         var ex = Assert.Throws<InvalidOperationException>(() => c.PutPage(a));
         Assert.Contains("more times", ex.Message);
         Assert.Throws<InvalidOperationException>(() => pool.PutPage(a));
-        Assert.Equal(Bias - 2, Count(a));
+        Assert.Equal(Bias - 1, Count(a));
+        Assert.Equal((a, 2048, 1L), pool.ConsumerFragState);
         Assert.Equal(s, pool.GetStats());
         // The pool still works: the page drains (no piece out) and is reused.
         var b = c.AllocFrag(4096, out int off);
@@ -254,7 +282,8 @@ public unsafe class FragmentTests
         x[0] = 1; y[99] = 2;
         c.FreeVa(x);
         pool.FreeVa(y);
-        Assert.Equal(Bias - 2, Count(page));
+        Assert.Equal(Bias - 1, Count(page));
+        Assert.Equal(1, pool.ConsumerFragState.Users);
         pool.Dispose();
         Assert.True(pool.IsFreed);
     }

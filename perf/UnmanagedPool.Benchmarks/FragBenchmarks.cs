@@ -1,0 +1,91 @@
+using System.Buffers;
+using BenchmarkDotNet.Attributes;
+using UnmanagedPool.Native;
+
+namespace UnmanagedPool.Benchmarks;
+
+/// <summary>
+/// Fragments against the page fast path, on the consumer handle: per piece (or per packet) costs and allocation.
+/// <c>dotnet run -c Release --project perf/UnmanagedPool.Benchmarks -- --filter '*FragBenchmarks*' --job short</c>
+/// </summary>
+[MemoryDiagnoser]
+public class FragBenchmarks
+{
+    private const int Ops = 4096;
+
+    private PagePool _pool = null!;
+    private PagePoolConsumer _consumer = null!;
+    private Packet _packet = null!;
+    private PagePoolMemoryPool _memoryPool = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _pool = new PagePool(new PagePoolOptions { PoolSize = 4096, DebugMode = false });
+        _consumer = _pool.BindConsumer();
+        _packet = new Packet();
+        _memoryPool = new PagePoolMemoryPool(_pool);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _memoryPool.Dispose();
+        _pool.Dispose();
+    }
+
+    /// <summary>One page from the alloc cache and straight back (alloc + recycle_direct).</summary>
+    [Benchmark(Baseline = true, OperationsPerInvoke = Ops)]
+    public void PageFastPath()
+    {
+        PagePoolConsumer c = _consumer;
+        for (int i = 0; i < Ops; i++)
+            c.RecycleDirect(c.AllocPage());
+    }
+
+    /// <summary>A 2048-byte piece (two per page) and its put.</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void Frag2048()
+    {
+        PagePoolConsumer c = _consumer;
+        for (int i = 0; i < Ops; i++)
+            c.PutPage(c.AllocFrag(2048, out _));
+    }
+
+    /// <summary>A 256-byte piece (sixteen per page) and its put.</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void Frag256()
+    {
+        PagePoolConsumer c = _consumer;
+        for (int i = 0; i < Ops; i++)
+            c.PutPage(c.AllocFrag(256, out _));
+    }
+
+    /// <summary>A packet of three 1024-byte fragments built and freed (per packet).</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void Packet3Frags()
+    {
+        PagePoolConsumer c = _consumer;
+        Packet p = _packet;
+        for (int i = 0; i < Ops; i++)
+        {
+            p.PpRecycle = true;
+            NetMemRef a = c.AllocFrag(1024, out int oa);
+            p.AddFrag(a, oa, 1000);
+            NetMemRef b = c.AllocFrag(1024, out int ob);
+            p.AddFrag(b, ob, 1000);
+            NetMemRef d = c.AllocFrag(1024, out int od);
+            p.AddFrag(d, od, 1000);
+            p.Free();
+        }
+    }
+
+    /// <summary><see cref="PagePoolMemoryPool"/> Rent(2048) and Dispose.</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void MemoryPoolRent2048()
+    {
+        MemoryPool<byte> mp = _memoryPool;
+        for (int i = 0; i < Ops; i++)
+            mp.Rent(2048).Dispose();
+    }
+}
