@@ -4,13 +4,13 @@ using UnmanagedPool.Native;
 
 namespace UnmanagedPool.Stress;
 
-// The fragment and packet operations of the mix. They need the pool's fragment API
-// (PagePoolConsumer.AllocFrag(size, out offset), pp_ref_count per fragment, each fragment put back with PutPage),
-// so they build only with HAS_FRAGMENTS (dotnet build -p:StressFragments=true).
+// The fragment and packet operations of the mix: fragments from PagePoolConsumer.AllocFrag (pp_ref_count per
+// fragment, each put back with PutPage), and packets (UnmanagedPool.Packet) built from them and freed.
 internal sealed unsafe partial class StressWorker
 {
     private const int MaxPacketFrags = 4;
     private readonly HeldPage[] _packetFrags = new HeldPage[MaxPacketFrags];
+    private readonly Packet _packet = new();
 
     /// <summary>A fragment just handed out: write the owner cookie at both ends of its bytes.</summary>
     private HeldPage TakeFragment(NetMemRef page, int offset, int size)
@@ -69,14 +69,29 @@ internal sealed unsafe partial class StressWorker
             }
             frags[got++] = TakeFragment(page, offset, size);
         }
+        if (got == 0)
+            return;
         StressWorker? other = (_random.Next() & 3) == 0 ? RandomOther() : null;
+        if (other != null && other.Inbox.Count < InboxLimit)
+        {
+            for (int i = 0; i < got; i++)
+                other.Inbox.Enqueue(frags[i]);
+            return;
+        }
+        // An skb with page frags (pp_recycle set), freed here: every reference goes back through Packet.Free.
+        Packet packet = _packet;
         for (int i = 0; i < got; i++)
         {
-            if (other != null && other.Inbox.Count < InboxLimit)
-                other.Inbox.Enqueue(frags[i]);
+            CheckBeforeReturn(frags[i]);
+            if (i == 0)
+                packet.SetHead(frags[i].Page, frags[i].FragOffset, frags[i].FragSize);
             else
-                Give(frags[i], allowDirect: true);
+                packet.AddFrag(frags[i].Page, frags[i].FragOffset, frags[i].FragSize);
         }
+        packet.MarkForRecycle();
+        long start = Stopwatch.GetTimestamp();
+        packet.Free();
+        Latency[(int)LatencyKind.Put].Record(Stopwatch.GetTimestamp() - start);
     }
 }
 #endif

@@ -261,6 +261,10 @@ public sealed unsafe partial class PagePool
         return d;
     }
 
+    /// <summary>Fragment pages the pool is cutting from (0, 1 or 2), for <see cref="PagePoolStats.Pooled"/>.</summary>
+    // Volatile: the frag states belong to other contexts; a snapshot is all statistics need.
+    private int FragPagesHeld => (Volatile.Read(ref _frag.Page) != 0 ? 1 : 0) + (Volatile.Read(ref _sharedFrag.Page) != 0 ? 1 : 0);
+
     /// <summary>Consumer thread only: the page fragments are being cut from now (0 when none).</summary>
     internal nint ConsumerFragPage
     {
@@ -313,28 +317,23 @@ public sealed unsafe partial class PagePool
 
     /// <summary>
     /// Called by <c>UnrefSlow</c> when a put left a count that still carries a frag bias: true when the put
-    /// took the count below <c>BiasMax - users</c> of the frag state that owns the page, that is when more pieces
-    /// were put than handed out.
+    /// took the count below <c>BiasMax - users</c> of the consumer's frag state, that is when more pieces were
+    /// put than handed out.
     /// </summary>
     /// <remarks>
-    /// The putter's piece was handed out (users written) before the putter got it, and any other piece's put that
-    /// lowered the count happened after that piece was handed out; so users read after the decrement is at least
-    /// the number of pieces whose puts the count reflects, and a legitimate put never fails the check.
+    /// The check runs only on the consumer thread, the one thread that moves the frag state. Another thread
+    /// cannot read that state safely: between its decrement and its read the consumer may drain the page, find
+    /// every piece back, and start cutting the same page again with a fresh bias and user count, so the
+    /// comparison would mix two generations of the page and accuse a legitimate put. An over-release from
+    /// another thread is caught later instead: the drain finds the count below its bias (it throws and keeps the
+    /// page out of the pool), or a put finds the count at zero (a double put).
     /// </remarks>
     internal static bool FragOverReleased(NetMem* d, long left)
     {
         PagePool? pool = FromPpHandle(d->Pp);
-        if (pool == null)
+        if (pool == null || !pool.OnConsumerThread() || pool._frag.Page != (nint)d)
             return false;
-        long users;
-        // Volatile: frag state of another context, read after our decrement (see remarks).
-        if (Volatile.Read(ref pool._frag.Page) == (nint)d)
-            users = Volatile.Read(ref pool._frag.Users);
-        else if (Volatile.Read(ref pool._sharedFrag.Page) == (nint)d)
-            users = Volatile.Read(ref pool._sharedFrag.Users);
-        else
-            return false;
-        return left < BiasMax - users;
+        return left < BiasMax - pool._frag.Users;
     }
 
     /// <summary>

@@ -1087,7 +1087,8 @@ public sealed unsafe partial class PagePool : IDisposable
         // sum is what the kernel's per-CPU statistics give too.
         _stats.AddTo(ref sum);
         _shared.AddTo(ref sum);
-        long pooled = _cacheCount + _putCount + _ring.Count;
+        // The fragment pages being cut belong to the pool too (their pieces may be out with users).
+        long pooled = _cacheCount + _putCount + _ring.Count + FragPagesHeld;
         foreach (PerCpuCache c in _perCpu)
         {
             c.Stats.AddTo(ref sum);

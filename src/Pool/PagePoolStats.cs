@@ -49,7 +49,11 @@ public readonly record struct PagePoolStats
     /// <summary>Pages owned by the pool or its users: <c>Hold - Release</c> (the kernel's inflight).</summary>
     public long InFlight => Hold - Release;
 
-    /// <summary>Pages sitting in the alloc cache, the per-CPU caches and the ring (approximate under load).</summary>
+    /// <summary>
+    /// Pages the pool holds: in the alloc cache, the consumer's put buffer, the per-CPU caches and the ring, plus
+    /// the fragment pages it is cutting from (approximate under load). With no user holding a page,
+    /// <c>Pooled == InFlight</c>.
+    /// </summary>
     public long Pooled { get; init; }
 
     /// <summary>Slow-path takes that got no page from the provider (out of memory or an injected fault): the allocation returned null.</summary>

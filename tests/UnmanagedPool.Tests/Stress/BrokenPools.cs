@@ -15,6 +15,7 @@ internal class ForwardingPool(StressPoolContext context) : IStressPool
     public void RecycleDirect(NetMemRef page) => Inner.RecycleDirect(page);
     public virtual int AllocBulk(Span<NetMemRef> pages) => Inner.AllocBulk(pages);
     public void PutBulk(ReadOnlySpan<NetMemRef> pages) => Inner.PutBulk(pages);
+    public NetMemRef AllocFrag(int size, out int offset) => Inner.AllocFrag(size, out offset);
     public PagePoolStats GetStats() => Inner.GetStats();
     public long InFlight => Inner.InFlight;
     public bool IsFreed => Inner.IsFreed;
