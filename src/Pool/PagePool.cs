@@ -186,13 +186,7 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (page.IsNull || !page.IsPagePool)
             return null;
-        nint pp = page.Value.Pp;
-        if (pp == 0)
-            return null;
-        foreach (var pool in s_pools.Values)
-            if (pool._pp == pp)
-                return pool;
-        return null;
+        return FromPpHandle(page.Value.Pp);
     }
 
     // =====================================================================================================
