@@ -141,6 +141,29 @@ public unsafe class CrossThreadBenchmarks
     }
 
     /// <summary>
+    /// PagePool with the worker returning what it has received in bursts of up to 32 through PutPages (as a
+    /// driver's TX completion does with xdp_return_frame_bulk): one CAS per burst instead of one per page.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Pages)]
+    public void PagePoolBulkPut()
+    {
+        if (_consumer.ThreadId != Environment.CurrentManagedThreadId)
+            _consumer = _pool.BindConsumer();
+        _mode = 3;
+        PagePoolConsumer consumer = _consumer;
+        SpscChannel ch = _toWorker;
+        var spin = new SpinWait();
+        for (int i = 0; i < Pages; i++)
+        {
+            NetMemRef page = consumer.AllocPage();
+            *(long*)page.Address = i;
+            while (!ch.TryWrite((nint)page.Descriptor))
+                spin.SpinOnce(sleep1Threshold: -1);
+        }
+        Drain();
+    }
+
+    /// <summary>
     /// A bounded single-producer single-consumer ring used only to hand pages to the worker. Each side keeps its
     /// index on its own object (its own cache lines) and a cached copy of the other side's index, so a transfer
     /// touches the other side's line only when the cached copy runs out.

@@ -175,6 +175,20 @@ public sealed unsafe partial class PagePool
             offset = off;
             return new NetMemRef(d);
         }
+        // Volatile: other threads' puts lower the count. Equal to BiasMax - users means every piece is back, and
+        // then nobody can touch the count any more: the consumer re-cuts the page in place (drain + recycle +
+        // fresh bias in one step), unless a checked recycle is needed (debug, DMA sync, disposed: limit 0).
+        if (consumer && d != null && Volatile.Read(ref d->PpRefCount) == BiasMax - f.Users
+            && d->RefCount == 1 && _recycleLimit != 0)
+        {
+            d->PpRefCount = BiasMax;
+            f.Users = 1;
+            f.Offset = _offset + aligned;
+            _stats.Cached++;
+            _stats.Fast++;
+            offset = _offset;
+            return new NetMemRef(d);
+        }
         return AllocFragSlow(ref f, aligned, out offset, consumer);
     }
 

@@ -58,7 +58,11 @@ public sealed unsafe class PagePoolConsumer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void RecycleDirect(NetMemRef page)
     {
-        if (!_pool.TryConsumerRecycleFast(page))
+        if (_pool.TryConsumerRecycleFast(page))
+            return;
+        if (!_verify && (nint)page.Descriptor == _pool.ConsumerFragPage && page.Descriptor != null)
+            _pool.ConsumerPutFrag(page.Descriptor);
+        else
             RecycleDirectSlow(page, -1);
     }
 
@@ -90,7 +94,12 @@ public sealed unsafe class PagePoolConsumer
     {
         if (allowDirect)
         {
-            if (!_pool.TryConsumerRecycleFast(page))
+            // A piece of the fragment page being cut (this pool's page in use, by construction): the consumer
+            // takes it back from its piece count, no atomic. PutPage is the fragment API's put, so this test
+            // comes first here; RecycleDirect, the whole-page API, tests it only after its fast path fails.
+            if ((nint)page.Descriptor == _pool.ConsumerFragPage && !_verify && page.Descriptor != null)
+                _pool.ConsumerPutFrag(page.Descriptor);
+            else if (!_pool.TryConsumerRecycleFast(page))
                 RecycleDirectSlow(page, dmaSyncSize);
             return;
         }
