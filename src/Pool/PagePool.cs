@@ -56,7 +56,8 @@ public sealed unsafe partial class PagePool : IDisposable
     private readonly bool _debug;
     // The consumer's own front of the ring for puts without allowDirect: filled with plain stores, flushed to
     // the ring in batches (one CAS per batch). Consumer thread only.
-    private readonly nint[] _putBuffer = new nint[PerCpuCache.Capacity];
+    private readonly nint[] _putBuffer = GC.AllocateArray<nint>(PerCpuCache.Capacity, pinned: true);
+    private readonly nint* _putBufferData;
     private int _putCount;
     // Limits folded into the fast paths' bounds tests, so one compare also covers debug mode, DMA sync and
     // Dispose: alloc pops only while count > _allocFloor (0, or int.MaxValue when blocked); recycle pushes only
@@ -115,6 +116,7 @@ public sealed unsafe partial class PagePool : IDisposable
         _nid = options.NumaNode;
         _debug = options.DebugMode;
         _cacheData = (nint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_cache));
+        _putBufferData = (nint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_putBuffer));
         _allocFloor = _debug ? int.MaxValue : 0;
         _recycleLimit = _debug || _dmaSync ? 0 : AllocCacheSize;
         _provider = options.Provider ?? new PageProvider();
@@ -294,6 +296,30 @@ public sealed unsafe partial class PagePool : IDisposable
         NetMem* d = CheckOwned(page);
         if (UnrefAndTest(d))
             RecycleDirectUnrefed(d, dmaSyncSize);
+    }
+
+    /// <summary>
+    /// Consumer thread only: a put without allowDirect when everything is ordinary (as
+    /// <see cref="TryConsumerRecycleFast"/>), into the consumer's put buffer short of its flush point. False
+    /// sends the caller to the full path, which also flushes the buffer to the ring.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool TryConsumerPutRingFast(NetMemRef page)
+    {
+        NetMem* d = page.Descriptor;
+        int count = _putCount;
+        // _recycleLimit is 0 in debug mode, with DMA sync and after Dispose: the checked path handles those.
+        if (count < PerCpuCache.Capacity - 1 && _recycleLimit != 0 && d != null
+            && d->PpMagic == NetMemRef.PpSignature && d->Pp == _pp
+            && d->PpRefCount == 1 && d->RefCount == 1)
+        {
+            d->PpRefCount = 0;
+            _putBufferData[count] = (nint)d;
+            _putCount = count + 1;
+            _stats.Ring++;
+            return true;
+        }
+        return false;
     }
 
     /// <summary>Consumer thread only: a put without allowDirect (the ring path through the consumer's put buffer).</summary>

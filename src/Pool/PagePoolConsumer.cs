@@ -103,6 +103,13 @@ public sealed unsafe class PagePoolConsumer
                 RecycleDirectSlow(page, dmaSyncSize);
             return;
         }
+        if (!_pool.TryConsumerPutRingFast(page))
+            PutRingSlow(page, dmaSyncSize);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void PutRingSlow(NetMemRef page, int dmaSyncSize)
+    {
         if (_verify)
             Verify();
         _pool.ConsumerPutRing(page, dmaSyncSize);
