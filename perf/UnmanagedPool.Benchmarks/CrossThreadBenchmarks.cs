@@ -124,34 +124,20 @@ public unsafe class CrossThreadBenchmarks
 
     /// <summary>PagePool: AllocPage on the consumer, PutPage on the worker (per-CPU cache, then the ring).</summary>
     [Benchmark(OperationsPerInvoke = Pages)]
-    public void PagePool()
-    {
-        if (_consumer.ThreadId != Environment.CurrentManagedThreadId)
-            _consumer = _pool.BindConsumer();
-        _mode = 1;
-        PagePoolConsumer consumer = _consumer;
-        SpscChannel ch = _toWorker;
-        var spin = new SpinWait();
-        for (int i = 0; i < Pages; i++)
-        {
-            NetMemRef page = consumer.AllocPage();
-            *(long*)page.Address = i;
-            while (!ch.TryWrite((nint)page.Descriptor))
-                spin.SpinOnce(sleep1Threshold: -1);
-        }
-        Drain();
-    }
+    public void PagePool() => RunPagePool(mode: 1);
 
     /// <summary>
     /// PagePool with the worker returning what it has received in bursts of up to 32 through PutPages (as a
     /// driver's TX completion does with xdp_return_frame_bulk): one CAS per burst instead of one per page.
     /// </summary>
     [Benchmark(OperationsPerInvoke = Pages)]
-    public void PagePoolBulkPut()
+    public void PagePoolBulkPut() => RunPagePool(mode: 3);
+
+    private void RunPagePool(int mode)
     {
         if (_consumer.ThreadId != Environment.CurrentManagedThreadId)
             _consumer = _pool.BindConsumer();
-        _mode = 3;
+        _mode = mode;
         PagePoolConsumer consumer = _consumer;
         SpscChannel ch = _toWorker;
         var spin = new SpinWait();

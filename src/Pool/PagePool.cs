@@ -275,10 +275,7 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         NetMem* d = page.Descriptor;
         int count = _cacheCount;
-        // The exact signature (the pool writes it so); a page with the low magic bits set takes the full path.
-        if (count < _recycleLimit && d != null
-            && d->PpMagic == NetMemRef.PpSignature && d->Pp == _pp
-            && d->PpRefCount == 1 && d->RefCount == 1)
+        if (count < _recycleLimit && IsOrdinaryLastReference(d))
         {
             d->PpRefCount = 0;
             _cacheData[count] = (nint)d;
@@ -288,6 +285,15 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         return false;
     }
+
+    /// <summary>
+    /// Whether <paramref name="d"/> is this pool's page held by its only user with no other page reference: the
+    /// case the fast paths recycle without further checks. The exact signature is compared (the pool writes it
+    /// so); a page with the low magic bits set, or anything else, takes the checked path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool IsOrdinaryLastReference(NetMem* d) =>
+        d != null && d->PpMagic == NetMemRef.PpSignature && d->Pp == _pp && d->PpRefCount == 1 && d->RefCount == 1;
 
     /// <summary>Consumer thread only: the full recycle_direct path (checks, references, sync, cache or ring).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -309,9 +315,7 @@ public sealed unsafe partial class PagePool : IDisposable
         NetMem* d = page.Descriptor;
         int count = _putCount;
         // _recycleLimit is 0 in debug mode, with DMA sync and after Dispose: the checked path handles those.
-        if (count < PerCpuCache.Capacity - 1 && _recycleLimit != 0 && d != null
-            && d->PpMagic == NetMemRef.PpSignature && d->Pp == _pp
-            && d->PpRefCount == 1 && d->RefCount == 1)
+        if (count < PerCpuCache.Capacity - 1 && _recycleLimit != 0 && IsOrdinaryLastReference(d))
         {
             d->PpRefCount = 0;
             _putBufferData[count] = (nint)d;
