@@ -287,6 +287,21 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>
+    /// Consumer thread only, no debug checks wanted: when <paramref name="page"/> is the fragment page being cut
+    /// (this pool's page in use, by construction), puts one piece of it with <see cref="ConsumerPutFrag"/>.
+    /// </summary>
+    /// <returns>False when it is any other page: the caller takes its usual path.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool TryConsumerPutFrag(NetMemRef page)
+    {
+        NetMem* d = page.Descriptor;
+        if ((nint)d != _frag.Page || d == null)
+            return false;
+        ConsumerPutFrag(d);
+        return true;
+    }
+
+    /// <summary>
     /// Consumer thread only: a direct put of a piece of the consumer's current fragment page. Instead of an atomic
     /// decrement of pp_ref_count it takes the piece back from the users count, which the drain subtracts from the
     /// bias: <c>pp_ref_count - (BiasMax - users)</c>, the pieces still out, drops by one either way.

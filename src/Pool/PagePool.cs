@@ -295,12 +295,16 @@ public sealed unsafe partial class PagePool : IDisposable
     private bool IsOrdinaryLastReference(NetMem* d) =>
         d != null && d->PpMagic == NetMemRef.PpSignature && d->Pp == _pp && d->PpRefCount == 1 && d->RefCount == 1;
 
-    /// <summary>Consumer thread only: the full recycle_direct path (checks, references, sync, cache or ring).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    /// <summary>
+    /// Consumer thread only: the full recycle_direct path (checks, references, sync, cache or ring). A piece of
+    /// the fragment page being cut goes back to the consumer's piece count instead, with no atomic.
+    /// </summary>
     internal void ConsumerRecycleDirectSlow(NetMemRef page, int dmaSyncSize)
     {
         NetMem* d = CheckOwned(page);
-        if (UnrefAndTest(d))
+        if ((nint)d == ConsumerFragPage)
+            ConsumerPutFrag(d);
+        else if (UnrefAndTest(d))
             RecycleDirectUnrefed(d, dmaSyncSize);
     }
 
@@ -508,7 +512,7 @@ public sealed unsafe partial class PagePool : IDisposable
 
         var log = PagePoolEventSource.Log;
         if (log.IsEnabled())
-            TraceHold(log, cache, cacheCount, usable, ref stats);
+            TraceHold(log, cache, cacheCount, usable);
 
         NetMem* page = (NetMem*)cache[--cacheCount];
         page->PpRefCount = 1;
@@ -536,7 +540,7 @@ public sealed unsafe partial class PagePool : IDisposable
         return got;
     }
 
-    private void TraceHold(PagePoolEventSource log, nint[] cache, int cacheCount, int usable, ref PoolCounters stats)
+    private void TraceHold(PagePoolEventSource log, nint[] cache, int cacheCount, int usable)
     {
         if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.SlowPath))
             log.SlowPathRefill(Id, usable, _order);

@@ -58,11 +58,7 @@ public sealed unsafe class PagePoolConsumer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void RecycleDirect(NetMemRef page)
     {
-        if (_pool.TryConsumerRecycleFast(page))
-            return;
-        if (!_verify && (nint)page.Descriptor == _pool.ConsumerFragPage && page.Descriptor != null)
-            _pool.ConsumerPutFrag(page.Descriptor);
-        else
+        if (!_pool.TryConsumerRecycleFast(page) && (_verify || !_pool.TryConsumerPutFrag(page)))
             RecycleDirectSlow(page, -1);
     }
 
@@ -71,15 +67,7 @@ public sealed unsafe class PagePoolConsumer
     {
         if (_verify)
             Verify();
-        NetMem* d = _pool.CheckOwned(page);
-        if ((nint)d == _pool.ConsumerFragPage)
-        {
-            // A piece of the fragment page being cut: the consumer drops its own piece count, no atomic.
-            _pool.ConsumerPutFrag(d);
-            return;
-        }
-        if (PagePool.UnrefAndTest(d))
-            _pool.RecycleDirectUnrefed(d, dmaSyncSize);
+        _pool.ConsumerRecycleDirectSlow(page, dmaSyncSize);
     }
 
     /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address inside the page.</summary>
@@ -97,9 +85,7 @@ public sealed unsafe class PagePoolConsumer
             // A piece of the fragment page being cut (this pool's page in use, by construction): the consumer
             // takes it back from its piece count, no atomic. PutPage is the fragment API's put, so this test
             // comes first here; RecycleDirect, the whole-page API, tests it only after its fast path fails.
-            if ((nint)page.Descriptor == _pool.ConsumerFragPage && !_verify && page.Descriptor != null)
-                _pool.ConsumerPutFrag(page.Descriptor);
-            else if (!_pool.TryConsumerRecycleFast(page))
+            if ((_verify || !_pool.TryConsumerPutFrag(page)) && !_pool.TryConsumerRecycleFast(page))
                 RecycleDirectSlow(page, dmaSyncSize);
             return;
         }

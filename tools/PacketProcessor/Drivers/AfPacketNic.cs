@@ -88,19 +88,7 @@ internal sealed unsafe class AfPacketNic : NicQueue
         bool pinned = false;
         for (int i = 0; i < n; i++)
         {
-            ref RxBuf b = ref posted[i];
-            byte* data;
-            if (b.Ptr != null)
-            {
-                data = b.Ptr + RxBuf.Headroom;
-            }
-            else
-            {
-                _pins[i] = GCHandle.Alloc(b.Array, GCHandleType.Pinned);
-                pinned = true;
-                data = (byte*)_pins[i].AddrOfPinnedObject() + RxBuf.Headroom;
-            }
-            _iov[i].Base = data;
+            _iov[i].Base = FrameData(posted[i], i, ref pinned);
             _iov[i].Len = (nuint)capacity;
             _msgs[i].Hdr = new MsgHdr { Iov = &_iov[i], IovLen = 1 };
             _msgs[i].Len = 0;
@@ -108,9 +96,7 @@ internal sealed unsafe class AfPacketNic : NicQueue
         int r = RecvMMsg(_fd, _msgs, (uint)n, MSG_DONTWAIT, null);
         int errno = r < 0 ? Marshal.GetLastPInvokeError() : 0;
         if (pinned)
-            for (int i = 0; i < n; i++)
-                if (_pins[i].IsAllocated)
-                    _pins[i].Free();
+            ReleasePins(n);
         if (r < 0)
         {
             if (errno is not (EAGAIN or EINTR))
@@ -131,32 +117,38 @@ internal sealed unsafe class AfPacketNic : NicQueue
             bool pinned = false;
             for (int i = 0; i < n; i++)
             {
-                RxBuf b = frames[sent + i];
-                byte* data;
-                if (b.Ptr != null)
-                {
-                    data = b.Ptr + RxBuf.Headroom;
-                }
-                else
-                {
-                    _pins[i] = GCHandle.Alloc(b.Array, GCHandleType.Pinned);
-                    pinned = true;
-                    data = (byte*)_pins[i].AddrOfPinnedObject() + RxBuf.Headroom;
-                }
-                _iov[i].Base = data;
-                _iov[i].Len = (nuint)b.Len;
+                _iov[i].Base = FrameData(frames[sent + i], i, ref pinned);
+                _iov[i].Len = (nuint)frames[sent + i].Len;
                 _msgs[i].Hdr = new MsgHdr { Iov = &_iov[i], IovLen = 1 };
             }
             int r = SendMMsg(_fd, _msgs, (uint)n, 0);
             if (pinned)
-                for (int i = 0; i < n; i++)
-                    if (_pins[i].IsAllocated)
-                        _pins[i].Free();
+                ReleasePins(n);
             if (r <= 0)
                 break; // ENOBUFS, interface down: the rest is dropped and counted by the caller
             sent += r;
         }
         return sent;
+    }
+
+    /// <summary>
+    /// Where the frame's bytes start: a pool page's address, or a managed array pinned into slot
+    /// <paramref name="slot"/> for the duration of one system call (<paramref name="pinned"/> is then set).
+    /// </summary>
+    private byte* FrameData(in RxBuf b, int slot, ref bool pinned)
+    {
+        if (b.Ptr != null)
+            return b.Ptr + RxBuf.Headroom;
+        _pins[slot] = GCHandle.Alloc(b.Array, GCHandleType.Pinned);
+        pinned = true;
+        return (byte*)_pins[slot].AddrOfPinnedObject() + RxBuf.Headroom;
+    }
+
+    private void ReleasePins(int n)
+    {
+        for (int i = 0; i < n; i++)
+            if (_pins[i].IsAllocated)
+                _pins[i].Free();
     }
 
     public override void WaitForTraffic(int timeoutMs)
