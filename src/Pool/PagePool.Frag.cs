@@ -30,16 +30,16 @@ public sealed unsafe partial class PagePool
 
     /// <summary>The pool's current fragment page: the kernel's frag_page, frag_offset, frag_users.</summary>
     [StructLayout(LayoutKind.Sequential)]
-    private struct FragState
+    internal struct FragState
     {
         public nint Page;       // NetMem* of the page pieces are cut from, 0 when none
         public int Offset;      // next free byte in the page
         public long Users;      // pieces handed out from this page: pp_ref_count == BiasMax - Users + pieces still out
     }
 
-    // Consumer thread only (the kernel keeps frag state in the pool, used from NAPI context). Plain writes;
-    // other threads read Page and Users only to check a put against them (see FragOverReleased).
-    private FragState _frag;
+    // The consumer's fragment page lives in _hot.Frag (see ConsumerHot): consumer thread only, as the kernel
+    // keeps frag state in the pool for NAPI context. Plain writes; other threads read Page and Users only to
+    // check a put against them (see FragOverReleased).
 
     // Threads other than the consumer share a second fragment page, cut under _fragLock.
     private FragState _sharedFrag;
@@ -70,7 +70,7 @@ public sealed unsafe partial class PagePool
     {
         int aligned = AlignFragSize(size);
         if (OnConsumerThread())
-            return AllocFragCore(ref _frag, aligned, out offset, consumer: true);
+            return AllocFragCore(ref _hot.Frag, aligned, out offset, consumer: true);
         lock (_fragLock)
             return AllocFragCore(ref _sharedFrag, aligned, out offset, consumer: false);
     }
@@ -95,7 +95,7 @@ public sealed unsafe partial class PagePool
     {
         int aligned = AlignFragSize(size);
         if (OnConsumerThread())
-            return AllocCore(ref _frag, size, aligned, out offset, out trueSize, consumer: true);
+            return AllocCore(ref _hot.Frag, size, aligned, out offset, out trueSize, consumer: true);
         lock (_fragLock)
             return AllocCore(ref _sharedFrag, size, aligned, out offset, out trueSize, consumer: false);
     }
@@ -130,11 +130,11 @@ public sealed unsafe partial class PagePool
 
     /// <summary>Consumer thread only: the handle's fragment fast path.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal NetMemRef ConsumerAllocFrag(int size, out int offset) => AllocFragCore(ref _frag, AlignFragSize(size), out offset, consumer: true);
+    internal NetMemRef ConsumerAllocFrag(int size, out int offset) => AllocFragCore(ref _hot.Frag, AlignFragSize(size), out offset, consumer: true);
 
     /// <summary>Consumer thread only: the handle's <c>page_pool_alloc</c>.</summary>
     internal NetMemRef ConsumerAlloc(int size, out int offset, out int trueSize) =>
-        AllocCore(ref _frag, size, AlignFragSize(size), out offset, out trueSize, consumer: true);
+        AllocCore(ref _hot.Frag, size, AlignFragSize(size), out offset, out trueSize, consumer: true);
 
     private NetMemRef AllocCore(ref FragState f, int size, int aligned, out int offset, out int trueSize, bool consumer)
     {
@@ -184,8 +184,8 @@ public sealed unsafe partial class PagePool
             d->PpRefCount = BiasMax;
             f.Users = 1;
             f.Offset = _offset + aligned;
-            _stats.Cached++;
-            _stats.Fast++;
+            _hot.Stats.Cached++;
+            _hot.Stats.Fast++;
             offset = _offset;
             return new NetMemRef(d);
         }
@@ -204,8 +204,8 @@ public sealed unsafe partial class PagePool
                 // Every piece came back: reuse the page at once (the kernel counts a cached recycle and a fast alloc).
                 if (consumer)
                 {
-                    _stats.Cached++;
-                    _stats.Fast++;
+                    _hot.Stats.Cached++;
+                    _hot.Stats.Fast++;
                 }
                 else
                 {
@@ -277,13 +277,13 @@ public sealed unsafe partial class PagePool
 
     /// <summary>Fragment pages the pool is cutting from (0, 1 or 2), for <see cref="PagePoolStats.Pooled"/>.</summary>
     // Volatile: the frag states belong to other contexts; a snapshot is all statistics need.
-    private int FragPagesHeld => (Volatile.Read(ref _frag.Page) != 0 ? 1 : 0) + (Volatile.Read(ref _sharedFrag.Page) != 0 ? 1 : 0);
+    private int FragPagesHeld => (Volatile.Read(ref _hot.Frag.Page) != 0 ? 1 : 0) + (Volatile.Read(ref _sharedFrag.Page) != 0 ? 1 : 0);
 
     /// <summary>Consumer thread only: the page fragments are being cut from now (0 when none).</summary>
     internal nint ConsumerFragPage
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => _frag.Page;
+        get => _hot.Frag.Page;
     }
 
     /// <summary>
@@ -295,7 +295,7 @@ public sealed unsafe partial class PagePool
     internal bool TryConsumerPutFrag(NetMemRef page)
     {
         NetMem* d = page.Descriptor;
-        if ((nint)d != _frag.Page || d == null)
+        if ((nint)d != _hot.Frag.Page || d == null)
             return false;
         ConsumerPutFrag(d);
         return true;
@@ -310,17 +310,17 @@ public sealed unsafe partial class PagePool
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void ConsumerPutFrag(NetMem* d)
     {
-        long users = _frag.Users - 1;
+        long users = _hot.Frag.Users - 1;
         // Volatile: other threads' puts lower the count; a stale (higher) value only makes the check lenient.
         if (BiasMax - Volatile.Read(ref d->PpRefCount) > users)
             FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
-        _frag.Users = users;
+        _hot.Frag.Users = users;
     }
 
     /// <summary>The kernel's <c>page_pool_free_frag</c>, for both frag states: called by <see cref="Dispose"/>.</summary>
     private void FreeFrags()
     {
-        FreeFrag(ref _frag);
+        FreeFrag(ref _hot.Frag);
         lock (_fragLock)
             FreeFrag(ref _sharedFrag);
     }
@@ -360,9 +360,9 @@ public sealed unsafe partial class PagePool
     internal static bool FragOverReleased(NetMem* d, long left)
     {
         PagePool? pool = FromPpHandle(d->Pp);
-        if (pool == null || !pool.OnConsumerThread() || pool._frag.Page != (nint)d)
+        if (pool == null || !pool.OnConsumerThread() || pool._hot.Frag.Page != (nint)d)
             return false;
-        return left < BiasMax - pool._frag.Users;
+        return left < BiasMax - pool._hot.Frag.Users;
     }
 
     /// <summary>
@@ -381,5 +381,5 @@ public sealed unsafe partial class PagePool
         throw new ArgumentOutOfRangeException(nameof(size), size, $"A fragment is 1..{usable} bytes (the buffer less PagePoolOptions.Offset).");
 
     /// <summary>Test hook: the consumer frag state (page, offset, users).</summary>
-    internal (NetMemRef Page, int Offset, long Users) ConsumerFragState => (new NetMemRef((NetMem*)_frag.Page), _frag.Offset, _frag.Users);
+    internal (NetMemRef Page, int Offset, long Users) ConsumerFragState => (new NetMemRef((NetMem*)_hot.Frag.Page), _hot.Frag.Offset, _hot.Frag.Users);
 }

@@ -48,17 +48,17 @@ public sealed unsafe partial class PagePool
         var pages = new List<nint>();
         if (onConsumer)
         {
-            for (int i = 0; i < _cacheCount; i++)
+            for (int i = 0; i < _hot.CacheCount; i++)
                 pages.Add(_cache[i]);
-            _cacheCount = 0;
-            for (int i = 0; i < _putCount; i++)
+            _hot.CacheCount = 0;
+            for (int i = 0; i < _hot.PutCount; i++)
                 pages.Add(_putBuffer[i]);
-            _putCount = 0;
+            _hot.PutCount = 0;
         }
         else
         {
             // Plain reads of consumer-only fields: only a hint of what the consumer keeps.
-            int cached = _cacheCount + _putCount;
+            int cached = _hot.CacheCount + _hot.PutCount;
             int share = Math.Min(cached, keep);
             keep -= share;
             if (cached > share)
@@ -111,8 +111,8 @@ public sealed unsafe partial class PagePool
         if (onConsumer)
         {
             // Kept pages refill the alloc cache first, the rest go to the ring.
-            for (; next < pages.Count && _cacheCount < AllocCacheSize; next++)
-                _cache[_cacheCount++] = pages[next];
+            for (; next < pages.Count && _hot.CacheCount < AllocCacheSize; next++)
+                _cache[_hot.CacheCount++] = pages[next];
         }
         for (; next < pages.Count; next++)
         {
@@ -132,19 +132,19 @@ public sealed unsafe partial class PagePool
         // Volatile: pairs with the write in TrimLocked.
         Volatile.Write(ref _consumerTrimPending, 0);
         // The put buffer is the ring's front: its pages go first.
-        int fromPutBuffer = _putCount;
-        while (_putCount > 0)
-            ReturnPage((NetMem*)_putBuffer[--_putCount]);
+        int fromPutBuffer = _hot.PutCount;
+        while (_hot.PutCount > 0)
+            ReturnPage((NetMem*)_putBuffer[--_hot.PutCount]);
         Interlocked.Add(ref _trimmed, fromPutBuffer); // Interlocked: read by GetStats on any thread
-        int keep = Math.Min(_consumerKeep, _cacheCount);
-        int drop = _cacheCount - keep;
+        int keep = Math.Min(_consumerKeep, _hot.CacheCount);
+        int drop = _hot.CacheCount - keep;
         if (drop <= 0)
             return;
         // The oldest entries sit at the bottom of the cache: release those and slide the rest down.
         for (int i = 0; i < drop; i++)
             ReturnPage((NetMem*)_cache[i]);
         Array.Copy(_cache, drop, _cache, 0, keep);
-        _cacheCount = keep;
+        _hot.CacheCount = keep;
         Interlocked.Add(ref _trimmed, drop); // Interlocked: read by GetStats on any thread
     }
 

@@ -51,19 +51,33 @@ public sealed unsafe partial class PagePool : IDisposable
     // it alive as long as the pool object is.
     private readonly nint[] _cache = GC.AllocateArray<nint>(AllocCacheSize, pinned: true);
     private readonly nint* _cacheData;
-    private int _cacheCount;
-    private PoolCounters _stats;
+    // The consumer's counters and cursors, written on every fast-path call: on cache lines of their own.
+    private ConsumerHot _hot;
     private readonly bool _debug;
     // The consumer's own front of the ring for puts without allowDirect: filled with plain stores, flushed to
     // the ring in batches (one CAS per batch). Consumer thread only.
     private readonly nint[] _putBuffer = GC.AllocateArray<nint>(PerCpuCache.Capacity, pinned: true);
     private readonly nint* _putBufferData;
-    private int _putCount;
     // Limits folded into the fast paths' bounds tests, so one compare also covers debug mode, DMA sync and
     // Dispose: alloc pops only while count > _allocFloor (0, or int.MaxValue when blocked); recycle pushes only
     // while count < _recycleLimit (AllocCacheSize, or 0 when blocked).
     private int _allocFloor;
     private int _recycleLimit;
+
+    /// <summary>
+    /// The consumer's fields that change on every fast-path call (alloc cache and put buffer counts, its counters,
+    /// its fragment page), with a cache line of padding on each side. The pool's other fields are read by every
+    /// thread that puts a page back (its state, identity, ring, caches); sharing a line with words the consumer
+    /// writes per page would make each such put wait for that line to come back from the consumer's core.
+    /// </summary>
+    [StructLayout(LayoutKind.Explicit, Size = 256)]
+    internal struct ConsumerHot
+    {
+        [FieldOffset(64)] public int CacheCount;
+        [FieldOffset(68)] public int PutCount;
+        [FieldOffset(72)] public PoolCounters Stats;
+        [FieldOffset(168)] public FragState Frag;
+    }
 
     // ---- shared state ----
     private int _state;                 // StateAlive → StateDestroying → StateFreed
@@ -253,17 +267,28 @@ public sealed unsafe partial class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal NetMemRef ConsumerAlloc()
     {
-        int count = _cacheCount;
+        NetMem* d = TryConsumerAllocFast();
+        return d != null ? new NetMemRef(d) : ConsumerAllocSlow();
+    }
+
+    /// <summary>
+    /// Consumer thread only: a pop from the alloc cache, or null when the cache is empty or the fast path is
+    /// blocked (debug mode, Dispose), which sends the caller to <see cref="ConsumerAllocSlow"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal NetMem* TryConsumerAllocFast()
+    {
+        int count = _hot.CacheCount;
         if (count > _allocFloor)
         {
             count--;
             NetMem* d = (NetMem*)_cacheData[count];
             d->PpRefCount = 1;
-            _cacheCount = count;
-            _stats.Fast++;
-            return new NetMemRef(d);
+            _hot.CacheCount = count;
+            _hot.Stats.Fast++;
+            return d;
         }
-        return ConsumerAllocSlow();
+        return null;
     }
 
     /// <summary>
@@ -274,13 +299,13 @@ public sealed unsafe partial class PagePool : IDisposable
     internal bool TryConsumerRecycleFast(NetMemRef page)
     {
         NetMem* d = page.Descriptor;
-        int count = _cacheCount;
+        int count = _hot.CacheCount;
         if (count < _recycleLimit && IsOrdinaryLastReference(d))
         {
             d->PpRefCount = 0;
             _cacheData[count] = (nint)d;
-            _cacheCount = count + 1;
-            _stats.Cached++;
+            _hot.CacheCount = count + 1;
+            _hot.Stats.Cached++;
             return true;
         }
         return false;
@@ -317,14 +342,14 @@ public sealed unsafe partial class PagePool : IDisposable
     internal bool TryConsumerPutRingFast(NetMemRef page)
     {
         NetMem* d = page.Descriptor;
-        int count = _putCount;
+        int count = _hot.PutCount;
         // _recycleLimit is 0 in debug mode, with DMA sync and after Dispose: the checked path handles those.
         if (count < PerCpuCache.Capacity - 1 && _recycleLimit != 0 && IsOrdinaryLastReference(d))
         {
             d->PpRefCount = 0;
             _putBufferData[count] = (nint)d;
-            _putCount = count + 1;
-            _stats.Ring++;
+            _hot.PutCount = count + 1;
+            _hot.Stats.Ring++;
             return true;
         }
         return false;
@@ -345,7 +370,7 @@ public sealed unsafe partial class PagePool : IDisposable
         int done = 0;
         while (done < pages.Length)
         {
-            int count = _cacheCount;
+            int count = _hot.CacheCount;
             if (count == 0)
             {
                 NetMemRef page = ConsumerAllocSlow();
@@ -362,8 +387,8 @@ public sealed unsafe partial class PagePool : IDisposable
                 d->PpRefCount = 1;
                 pages[done++] = new NetMemRef(d);
             }
-            _cacheCount = count;
-            _stats.Fast += n;
+            _hot.CacheCount = count;
+            _hot.Stats.Fast += n;
             // After the cache is consistent: a corruption found here throws.
             if (_debug)
                 DebugOnAllocBulk(pages[..done], done - n);
@@ -373,14 +398,14 @@ public sealed unsafe partial class PagePool : IDisposable
 
     /// <summary>Consumer thread only: the alloc cache is empty. Refill from the ring, else from the provider.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private NetMemRef ConsumerAllocSlow()
+    internal NetMemRef ConsumerAllocSlow()
     {
         ThrowIfDisposed();
-        if (_cacheCount > 0)
+        if (_hot.CacheCount > 0)
         {
             // Debug mode: the fast path is blocked so that every allocation passes the checks here.
-            NetMem* p = (NetMem*)_cache[--_cacheCount];
-            _stats.Fast++;
+            NetMem* p = (NetMem*)_cache[--_hot.CacheCount];
+            _hot.Stats.Fast++;
             p->PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(p);
@@ -388,23 +413,23 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         if (RefillAllocCache())
         {
-            NetMem* d = (NetMem*)_cache[--_cacheCount];
-            _stats.Refill++;
+            NetMem* d = (NetMem*)_cache[--_hot.CacheCount];
+            _hot.Stats.Refill++;
             d->PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(d);
             return new NetMemRef(d);
         }
-        NetMemRef fresh = AllocPagesSlow(ref _stats, _cache, ref _cacheCount);
+        NetMemRef fresh = AllocPagesSlow(ref _hot.Stats, _cache, ref _hot.CacheCount);
         if (!fresh.IsNull)
             return fresh;
         // The provider is out of pages: before failing, take what other threads parked in per-CPU caches.
         int stolen = StealFromPerCpuCaches(_cache.AsSpan(0, AllocCacheRefill));
         if (stolen == 0)
             return default;
-        _cacheCount = stolen;
-        _stats.Refill++;
-        NetMem* parked = (NetMem*)_cache[--_cacheCount];
+        _hot.CacheCount = stolen;
+        _hot.Stats.Refill++;
+        NetMem* parked = (NetMem*)_cache[--_hot.CacheCount];
         parked->PpRefCount = 1;
         if (_debug)
             DebugOnAlloc(parked);
@@ -420,15 +445,15 @@ public sealed unsafe partial class PagePool : IDisposable
         // Called with the alloc cache empty: pages land straight in it, with no intermediate copy.
         Span<nint> batch = _cache.AsSpan(0, AllocCacheRefill);
         int n = _ring.DequeueBurst(batch);
-        if (n == 0 && _putCount > 0)
+        if (n == 0 && _hot.PutCount > 0)
         {
-            n = Math.Min(_putCount, batch.Length);
+            n = Math.Min(_hot.PutCount, batch.Length);
             for (int k = 0; k < n; k++)
-                batch[k] = _putBuffer[--_putCount];
+                batch[k] = _putBuffer[--_hot.PutCount];
         }
         if (n == 0)
         {
-            _stats.Empty++;
+            _hot.Stats.Empty++;
             return false;
         }
         int nid = _nid;
@@ -441,7 +466,7 @@ public sealed unsafe partial class PagePool : IDisposable
                     continue;
                 // NUMA mismatch: release this one and let the slow path allocate on the right node; what the
                 // waive left unread goes back to the ring, so nothing is lost.
-                _stats.Waive++;
+                _hot.Stats.Waive++;
                 ReturnPage(d);
                 int back = _ring.EnqueueBurst(batch[(i + 1)..n]);
                 for (int j = i + 1 + back; j < n; j++)
@@ -450,7 +475,7 @@ public sealed unsafe partial class PagePool : IDisposable
                 break;
             }
         }
-        _cacheCount = n;
+        _hot.CacheCount = n;
         return n > 0;
     }
 
@@ -959,15 +984,15 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (!CanRecycle(d, dmaSyncSize))
             return;
-        int count = _cacheCount;
+        int count = _hot.CacheCount;
         if ((uint)count < AllocCacheSize)
         {
             Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_cache), count) = (nint)d;
-            _cacheCount = count + 1;
-            _stats.Cached++;
+            _hot.CacheCount = count + 1;
+            _hot.Stats.Cached++;
             return;
         }
-        _stats.CacheFull++;
+        _hot.Stats.CacheFull++;
         // Plain read of a flag Trim sets from another thread: seeing it late only delays the trim.
         if (_consumerTrimPending != 0)
             ConsumerTrimDeferred();
@@ -978,12 +1003,12 @@ public sealed unsafe partial class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void ConsumerRecycleInRing(NetMem* d)
     {
-        int count = _putCount;
+        int count = _hot.PutCount;
         Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_putBuffer), count) = (nint)d;
-        _stats.Ring++;
+        _hot.Stats.Ring++;
         if (++count == PerCpuCache.Capacity)
-            count = FlushToRing(_putBuffer, count, ref _stats);
-        _putCount = count;
+            count = FlushToRing(_putBuffer, count, ref _hot.Stats);
+        _hot.PutCount = count;
     }
 
     /// <summary>Any thread: the last reference was dropped; recycle through the per-CPU cache and the ring.</summary>
@@ -1113,10 +1138,10 @@ public sealed unsafe partial class PagePool : IDisposable
         PoolCounters sum = default;
         // Plain reads of counters other threads increment: 64-bit reads are never torn, and a slightly stale
         // sum is what the kernel's per-CPU statistics give too.
-        _stats.AddTo(ref sum);
+        _hot.Stats.AddTo(ref sum);
         _shared.AddTo(ref sum);
         // The fragment pages being cut belong to the pool too (their pieces may be out with users).
-        long pooled = _cacheCount + _putCount + _ring.Count + FragPagesHeld;
+        long pooled = _hot.CacheCount + _hot.PutCount + _ring.Count + FragPagesHeld;
         foreach (PerCpuCache c in _perCpu)
         {
             c.Stats.AddTo(ref sum);
@@ -1147,7 +1172,7 @@ public sealed unsafe partial class PagePool : IDisposable
 
     private long TotalHold()
     {
-        long hold = _stats.Hold + _shared.Hold;
+        long hold = _hot.Stats.Hold + _shared.Hold;
         foreach (PerCpuCache c in _perCpu)
             hold += c.Stats.Hold;
         return hold;
@@ -1179,12 +1204,12 @@ public sealed unsafe partial class PagePool : IDisposable
             log.UpdateNid(Id, _nid, nid);
         // Volatile: other threads' refills read the node.
         Volatile.Write(ref _nid, nid);
-        while (_cacheCount > 0)
-            ReturnPage((NetMem*)_cache[--_cacheCount]);
-        int moved = _ring.EnqueueBurst(_putBuffer.AsSpan(0, _putCount));
-        for (int i = moved; i < _putCount; i++)
+        while (_hot.CacheCount > 0)
+            ReturnPage((NetMem*)_cache[--_hot.CacheCount]);
+        int moved = _ring.EnqueueBurst(_putBuffer.AsSpan(0, _hot.PutCount));
+        for (int i = moved; i < _hot.PutCount; i++)
             ReturnPage((NetMem*)_putBuffer[i]);
-        _putCount = 0;
+        _hot.PutCount = 0;
         foreach (PerCpuCache c in _perCpu)
         {
             c.AcquireSpinning();
@@ -1218,10 +1243,10 @@ public sealed unsafe partial class PagePool : IDisposable
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         OnDestroying();
         FreeFrags();
-        while (_cacheCount > 0)
-            ReturnPage((NetMem*)_cache[--_cacheCount]);
-        while (_putCount > 0)
-            ReturnPage((NetMem*)_putBuffer[--_putCount]);
+        while (_hot.CacheCount > 0)
+            ReturnPage((NetMem*)_cache[--_hot.CacheCount]);
+        while (_hot.PutCount > 0)
+            ReturnPage((NetMem*)_putBuffer[--_hot.PutCount]);
         ReleaseAttempt();
         if (!IsFreed)
         {

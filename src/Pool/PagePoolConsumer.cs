@@ -37,9 +37,18 @@ public sealed unsafe class PagePoolConsumer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public NetMemRef AllocPage()
     {
+        // Debug mode blocks the pool's fast pop (its alloc floor is int.MaxValue), so the thread check lives
+        // on the slow call alone and costs the fast path nothing.
+        NetMem* d = _pool.TryConsumerAllocFast();
+        return d != null ? new NetMemRef(d) : AllocSlow();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NetMemRef AllocSlow()
+    {
         if (_verify)
             Verify();
-        return _pool.ConsumerAlloc();
+        return _pool.ConsumerAllocSlow();
     }
 
     /// <summary>Bulk allocation on the consumer thread; returns how many were allocated.</summary>

@@ -39,6 +39,11 @@ public sealed class LayoutTests
         (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.MemType), 24),
         (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.Flags), 28),
         (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.State), 32),
+        // The consumer's per-call fields, a cache line of padding on each side.
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.CacheCount), 64),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.PutCount), 68),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.Stats), 72),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.Frag), 168),
     ];
 
     /// <summary>Expected sizes: (struct, size).</summary>
@@ -47,6 +52,7 @@ public sealed class LayoutTests
         (typeof(NetMem), 64),
         (typeof(UnmanagedPool.Internal.PtrRing.Indexes), 384),
         (typeof(UnmanagedPool.XdpFrameDescriptor), 40),
+        (typeof(PagePool.ConsumerHot), 256),
     ];
 
     /// <summary>The assemblies whose explicit structs must all be in the table.</summary>
@@ -87,6 +93,16 @@ public sealed class LayoutTests
     {
         Assert.Equal(size, UnsafeSizeOf(type));
         Assert.Equal(size, Marshal.SizeOf(type));
+    }
+
+    [Fact]
+    public void ConsumerHot_fields_do_not_overlap_and_leave_a_cache_line_free_on_each_side()
+    {
+        // The counters and the fragment state are sequential structs: growing either must move the next field
+        // (and the size) rather than overlap it or eat into the trailing line of padding.
+        Assert.Equal(96, Unsafe.SizeOf<UnmanagedPool.Internal.PoolCounters>());
+        Assert.True(72 + Unsafe.SizeOf<UnmanagedPool.Internal.PoolCounters>() <= 168);
+        Assert.True(168 + Unsafe.SizeOf<PagePool.FragState>() <= 256 - 64);
     }
 
     [Fact]
