@@ -68,16 +68,12 @@ public sealed unsafe partial class PagePool
                 Volatile.Write(ref _consumerTrimPending, 1);
             }
         }
-        foreach (PerCpuCache c in _perCpu)
+        EmptyPerCpuCaches(pages, onlyNonEmpty: true, static (c, list) =>
         {
-            // Volatile: Count is written by the cache's owner; a busy cache is skipped this time.
-            if (Volatile.Read(ref c.Count) == 0 || !c.TryAcquire())
-                continue;
             for (int i = 0; i < c.Count; i++)
-                pages.Add(c.Items[i]);
+                list.Add(c.Items[i]);
             c.Count = 0;
-            c.Release();
-        }
+        });
         Span<nint> batch = stackalloc nint[AllocCacheRefill];
         int n;
         while ((n = _ring.DequeueBurst(batch)) > 0)

@@ -87,6 +87,7 @@ public sealed unsafe partial class PagePool : IDisposable
     private GCHandle _ppHandle;
     private readonly PtrRing _ring;
     private readonly PerCpuCache[] _perCpu;
+    private readonly Lock _perCpuDrainLock = new();  // one drainer at a time revokes per-CPU caches
     private PoolCounters _shared;       // rare counters from any thread: Interlocked only
     private long _release;              // pages_state_release_cnt: Interlocked, any thread releases
     private long _destroyCount;
@@ -140,7 +141,7 @@ public sealed unsafe partial class PagePool : IDisposable
         int cpus = Math.Max(1, Environment.ProcessorCount);
         _perCpu = new PerCpuCache[cpus];
         for (int i = 0; i < cpus; i++)
-            _perCpu[i] = new PerCpuCache();
+            _perCpu[i] = new PerCpuCache(this, i);
 
         _consumerThreadId = Environment.CurrentManagedThreadId;
         _ppHandle = GCHandle.Alloc(this, GCHandleType.Normal);
@@ -487,16 +488,23 @@ public sealed unsafe partial class PagePool : IDisposable
     private int StealFromPerCpuCaches(Span<nint> batch)
     {
         int n = 0;
-        foreach (PerCpuCache c in _perCpu)
+        lock (_perCpuDrainLock)
         {
-            if (n == batch.Length)
-                break;
-            if (Volatile.Read(ref c.Count) == 0 || !c.TryAcquire())
-                continue;
-            int take = Math.Min(c.Count, batch.Length - n);
-            for (int k = 0; k < take; k++)
-                batch[n++] = c.Items[--c.Count];
-            c.Release();
+            foreach (PerCpuCache c in _perCpu)
+            {
+                if (n == batch.Length)
+                    break;
+                // Volatile: Count is written by the cache's holder; an empty cache is not worth a revocation.
+                if (Volatile.Read(ref c.Count) == 0)
+                    continue;
+                long token = c.TakeForDrain();
+                if (token == 0)
+                    continue;
+                int take = Math.Min(c.Count, batch.Length - n);
+                for (int k = 0; k < take; k++)
+                    batch[n++] = c.Items[--c.Count];
+                c.ReleaseDrained(token);
+            }
         }
         return n;
     }
@@ -610,7 +618,8 @@ public sealed unsafe partial class PagePool : IDisposable
     private NetMemRef SharedAlloc()
     {
         ThrowIfDisposed();
-        PerCpuCache? c = AcquirePerCpu();
+        PutterState s = PutterState.Current;
+        PerCpuCache? c = EnterPerCpu(s);
         if (c == null)
             return SharedAllocUncached();
         try
@@ -659,7 +668,7 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         finally
         {
-            c.Release();
+            ExitPerCpu(s);
         }
     }
 
@@ -689,28 +698,115 @@ public sealed unsafe partial class PagePool : IDisposable
         return fresh;
     }
 
+    /// <summary>
+    /// Opens a section that uses the calling thread's per-CPU cache of this pool (see <see cref="PerCpuCache"/>):
+    /// the cache it already holds, with no atomic operation, or one acquired now. Null when none can be had (every
+    /// cache held by other threads, or a nested call from inside a section); the caller then uses the ring
+    /// directly, and has no section to close. Otherwise close it with <see cref="ExitPerCpu"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private PerCpuCache? AcquirePerCpu()
+    private PerCpuCache? EnterPerCpu(PutterState s)
     {
-        PerCpuCache[] caches = _perCpu;
-        int start = (int)((uint)Thread.GetCurrentProcessorId() % (uint)caches.Length);
-        PerCpuCache c = caches[start];
-        if (c.TryAcquire())
+        if (s.Busy != 0)
+            return null;
+        // Plain store, then the token check below: a revoking drainer's process-wide barrier orders the two for
+        // it (either it sees Busy and waits for ExitPerCpu, or the check sees the cache gone).
+        s.Busy = 1;
+        PerCpuCache? c = s.Cache;
+        if (c != null && ReferenceEquals(c.Pool, this) && c.Owner == s.Token)
             return c;
-        return AcquirePerCpuContended(start);
+        return EnterPerCpuSlow(s);
     }
 
+    /// <summary>The thread holds no cache of this pool (or lost it to a drain): let go of the old one, acquire one.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private PerCpuCache? AcquirePerCpuContended(int start)
+    private PerCpuCache? EnterPerCpuSlow(PutterState s)
     {
+        PerCpuCache? held = s.Cache;
+        s.Cache = null;
+        if (held != null && held.Owner == s.Token)
+            held.TryRelease(s.Token);   // another pool's cache; false means a drain took it meanwhile
         PerCpuCache[] caches = _perCpu;
-        for (int i = 1; i < caches.Length; i++)
+        int start = (int)((uint)Thread.GetCurrentProcessorId() % (uint)caches.Length);
+        for (int i = 0; i < caches.Length; i++)
         {
             PerCpuCache c = caches[(start + i) % caches.Length];
-            if (c.TryAcquire())
-                return c;
+            if (!c.TryAcquire(out long token))
+                continue;
+            // Volatile: a drainer that revokes this token reads Holder to know whose section to wait for.
+            Volatile.Write(ref c.Holder, s);
+            // Interlocked: full fence, so the Holder store is visible before the token check below (a drainer
+            // that revoked before seeing Holder is caught by the check). Once per acquisition, not per call.
+            Interlocked.MemoryBarrier();
+            if (c.Owner != token)
+                break;                  // revoked already; the drainer owns it now
+            c.Acquisitions++;
+            s.Cache = c;
+            s.Token = token;
+            return c;
         }
+        ExitPerCpu(s);
         return null;
+    }
+
+    /// <summary>
+    /// For tests, a racy sum over the per-CPU caches: how many times threads acquired one (sticky ownership keeps
+    /// this per batch, not per call) and how many pages they hold now.
+    /// </summary>
+    internal (long Acquisitions, int Pooled) PerCpuSnapshot()
+    {
+        long acquisitions = 0;
+        int pooled = 0;
+        foreach (PerCpuCache c in _perCpu)
+        {
+            // Volatile: written by each cache's holder.
+            acquisitions += Volatile.Read(ref c.Acquisitions);
+            pooled += Volatile.Read(ref c.Count);
+        }
+        return (acquisitions, pooled);
+    }
+
+    /// <summary>
+    /// Revokes each per-CPU cache in turn (only those holding pages when <paramref name="onlyNonEmpty"/>) and
+    /// hands it to <paramref name="empty"/>, which must leave it empty. A cache held by the calling thread inside
+    /// a section is skipped. Drains run one at a time; each revocation of a held cache costs a process-wide barrier.
+    /// </summary>
+    private void EmptyPerCpuCaches<TState>(TState state, bool onlyNonEmpty, Action<PerCpuCache, TState> empty)
+    {
+        lock (_perCpuDrainLock)
+        {
+            foreach (PerCpuCache c in _perCpu)
+            {
+                // Volatile: Count is written by the cache's holder; an empty cache needs no revocation. A page put
+                // into a cache after this read is drained by its putter, which checks the pool's state after its
+                // section.
+                if (onlyNonEmpty && Volatile.Read(ref c.Count) == 0)
+                    continue;
+                long token = c.TakeForDrain();
+                if (token == 0)
+                    continue;
+                empty(c, state);
+                c.ReleaseDrained(token);
+            }
+        }
+    }
+
+    /// <summary>Closes the section <see cref="EnterPerCpu"/> opened.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ExitPerCpu(PutterState s) =>
+        // Volatile (release): the section's writes to the cache happen before a drainer sees Busy == 0.
+        Volatile.Write(ref s.Busy, 0);
+
+    /// <summary>
+    /// Inside a section, after a flush to the ring: a holder that now runs on another CPU lets its cache go, so
+    /// the next call takes the cache of the CPU it is on (the CPU is a hint; this keeps it a good one).
+    /// </summary>
+    private void LetGoIfMigrated(PutterState s, PerCpuCache c)
+    {
+        if ((int)((uint)Thread.GetCurrentProcessorId() % (uint)_perCpu.Length) == c.Cpu)
+            return;
+        s.Cache = null;
+        c.TryRelease(s.Token);
     }
 
     // =====================================================================================================
@@ -1021,7 +1117,8 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>The kernel's <c>page_pool_recycle_in_ring</c>, fronted by the per-CPU cache.</summary>
     private void RecycleInRing(NetMem* d)
     {
-        PerCpuCache? c = AcquirePerCpu();
+        PutterState s = PutterState.Current;
+        PerCpuCache? c = EnterPerCpu(s);
         if (c == null)
         {
             if (_ring.TryEnqueue((nint)d))
@@ -1035,12 +1132,17 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             return;
         }
-        c.Items[c.Count++] = (nint)d;
+        int count = c.Count;
+        c.Items[count] = (nint)d;
+        c.Count = count + 1;
         c.Stats.Ring++;
-        if (c.Count == PerCpuCache.Capacity)
+        if (count + 1 == PerCpuCache.Capacity)
+        {
             FlushPerCpu(c);
-        c.Release();
-        // Volatile: a Dispose that drained this cache while we held it would have missed our page.
+            LetGoIfMigrated(s, c);
+        }
+        ExitPerCpu(s);
+        // Volatile: a Dispose that drained the caches before this page went into one would have missed it.
         if (Volatile.Read(ref _state) != StateAlive)
             DrainAfterDispose();
     }
@@ -1050,7 +1152,8 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (pages.IsEmpty)
             return;
-        PerCpuCache? c = AcquirePerCpu();
+        PutterState s = PutterState.Current;
+        PerCpuCache? c = EnterPerCpu(s);
         if (c == null)
         {
             int enq = _ring.EnqueueBurst(pages);
@@ -1063,14 +1166,21 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             return;
         }
+        bool flushed = false;
         foreach (nint p in pages)
         {
             c.Items[c.Count++] = p;
             c.Stats.Ring++;
             if (c.Count == PerCpuCache.Capacity)
+            {
                 FlushPerCpu(c);
+                flushed = true;
+            }
         }
-        c.Release();
+        if (flushed)
+            LetGoIfMigrated(s, c);
+        ExitPerCpu(s);
+        // Volatile: as in RecycleInRing.
         if (Volatile.Read(ref _state) != StateAlive)
             DrainAfterDispose();
     }
@@ -1210,15 +1320,13 @@ public sealed unsafe partial class PagePool : IDisposable
         for (int i = moved; i < _hot.PutCount; i++)
             ReturnPage((NetMem*)_putBuffer[i]);
         _hot.PutCount = 0;
-        foreach (PerCpuCache c in _perCpu)
+        EmptyPerCpuCaches(this, onlyNonEmpty: false, static (c, pool) =>
         {
-            c.AcquireSpinning();
-            int enq = _ring.EnqueueBurst(c.Items.AsSpan(0, c.Count));
+            int enq = pool._ring.EnqueueBurst(c.Items.AsSpan(0, c.Count));
             for (int i = enq; i < c.Count; i++)
-                ReturnPage((NetMem*)c.Items[i]);
+                pool.ReturnPage((NetMem*)c.Items[i]);
             c.Count = 0;
-            c.Release();
-        }
+        });
     }
 
     // =====================================================================================================
@@ -1281,14 +1389,11 @@ public sealed unsafe partial class PagePool : IDisposable
         while ((n = _ring.DequeueBurst(batch)) > 0)
             for (int i = 0; i < n; i++)
                 ReturnPage((NetMem*)batch[i]);
-        foreach (PerCpuCache c in _perCpu)
+        EmptyPerCpuCaches(this, onlyNonEmpty: true, static (c, pool) =>
         {
-            if (Volatile.Read(ref c.Count) == 0 || !c.TryAcquire())
-                continue;
             while (c.Count > 0)
-                ReturnPage((NetMem*)c.Items[--c.Count]);
-            c.Release();
-        }
+                pool.ReturnPage((NetMem*)c.Items[--c.Count]);
+        });
     }
 
     private void ReleaseRetry()
