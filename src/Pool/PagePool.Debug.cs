@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text;
+using UnmanagedPool.Internal;
 using UnmanagedPool.Native;
 
 namespace UnmanagedPool;
@@ -156,12 +157,24 @@ public sealed unsafe partial class PagePool
             rec.PutStack = new StackTrace(2, false);
             rec.PutThreadId = Environment.CurrentManagedThreadId;
         }
-        new NetMemRef(d).AsSpan().Fill(PoisonFree);
+        var page = new NetMemRef(d);
+        // Its pieces were checked by the put that dropped the last reference (CheckOwned).
+        state.Cookies.Forget(page.Address);
+        page.AsSpan().Fill(PoisonFree);
         rec.Poisoned = true;
     }
 
+    /// <summary>
+    /// Every put passes here in debug mode, before it changes anything: checks the cookies of every armed piece of
+    /// the page, so an overrun or underrun throws <see cref="FragmentCookieException"/> naming the piece and leaves
+    /// the page with its caller and the pool unchanged.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void DebugCheckFragCookies(NetMem* d) => DebugData.Cookies.Verify(new NetMemRef(d).Address);
+
     private partial void DebugOnRelease(NetMem* d)
     {
+        DebugData.Cookies.Forget(new NetMemRef(d).Address);
         if (!DebugData.Pages.TryRemove((nint)d, out PageDebugRecord? rec) || !rec.Poisoned)
             return;
         var page = new NetMemRef(d);
@@ -220,6 +233,7 @@ public sealed unsafe partial class PagePool
     {
         public readonly PagePoolDebugLevel Level = level;
         public readonly ConcurrentDictionary<nint, PageDebugRecord> Pages = new();
+        public readonly FragmentCookieLedger Cookies = new();
         public long AllocSeq;
         public long Corruptions;
     }

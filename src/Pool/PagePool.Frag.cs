@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using UnmanagedPool.Internal;
 using UnmanagedPool.Native;
 
 namespace UnmanagedPool;
@@ -70,9 +71,9 @@ public sealed unsafe partial class PagePool
     {
         int aligned = AlignFragSize(size);
         if (OnConsumerThread())
-            return AllocFragCore(ref _hot.Frag, aligned, out offset, consumer: true);
+            return AllocPiece(ref _hot.Frag, size, aligned, out offset, consumer: true);
         lock (_fragLock)
-            return AllocFragCore(ref _sharedFrag, aligned, out offset, consumer: false);
+            return AllocPiece(ref _sharedFrag, size, aligned, out offset, consumer: false);
     }
 
     /// <summary>
@@ -130,7 +131,7 @@ public sealed unsafe partial class PagePool
 
     /// <summary>Consumer thread only: the handle's fragment fast path.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal NetMemRef ConsumerAllocFrag(int size, out int offset) => AllocFragCore(ref _hot.Frag, AlignFragSize(size), out offset, consumer: true);
+    internal NetMemRef ConsumerAllocFrag(int size, out int offset) => AllocPiece(ref _hot.Frag, size, AlignFragSize(size), out offset, consumer: true);
 
     /// <summary>Consumer thread only: the handle's <c>page_pool_alloc</c>.</summary>
     internal NetMemRef ConsumerAlloc(int size, out int offset, out int trueSize) =>
@@ -146,7 +147,7 @@ public sealed unsafe partial class PagePool
             trueSize = usable;
             return consumer ? ConsumerAlloc() : SharedAlloc();
         }
-        NetMemRef page = AllocFragCore(ref f, aligned, out offset, consumer);
+        NetMemRef page = AllocPiece(ref f, size, aligned, out offset, consumer);
         trueSize = aligned;
         if (page.IsNull)
             return page;
@@ -157,6 +158,39 @@ public sealed unsafe partial class PagePool
             trueSize = max - offset;
             f.Offset = max;
         }
+        return page;
+    }
+
+    /// <summary>
+    /// A piece of <paramref name="size"/> bytes (<paramref name="aligned"/> once rounded). In debug mode it is armed
+    /// with cookies, as DPDK's mempool debug does: see <see cref="AllocPieceDebug"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private NetMemRef AllocPiece(ref FragState f, int size, int aligned, out int offset, bool consumer) =>
+        _debug ? AllocPieceDebug(ref f, size, aligned, out offset, consumer) : AllocFragCore(ref f, aligned, out offset, consumer);
+
+    /// <summary>
+    /// Debug mode: the piece takes a slot of <see cref="FragAlignment"/> more bytes, laid out as
+    /// <c>[guard line, its last 8 bytes the head cookie][size bytes][tail cookie][padding]</c>, so the bytes handed
+    /// out keep their alignment. Every put of a page checks the cookies of all its armed pieces (see
+    /// <see cref="CheckOwned"/>): an overrun or underrun is reported at the latest when the last piece comes back. A
+    /// piece too large for the guard line is handed out unarmed.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NetMemRef AllocPieceDebug(ref FragState f, int size, int aligned, out int offset, bool consumer)
+    {
+        int slot = FragAlignment + ((size + FragmentCookies.CookieSize + FragAlignment - 1) & ~(FragAlignment - 1));
+        if (slot > BufferSize - _offset)
+            return AllocFragCore(ref f, aligned, out offset, consumer);
+        NetMemRef page = AllocFragCore(ref f, slot, out int start, consumer);
+        if (page.IsNull)
+        {
+            offset = 0;
+            return page;
+        }
+        offset = start + FragAlignment;
+        FragmentCookies.Arm(page.Address + offset - FragmentCookies.CookieSize, size);
+        DebugData.Cookies.Record(page.Address, offset, size);
         return page;
     }
 

@@ -982,6 +982,8 @@ public sealed unsafe partial class PagePool : IDisposable
             PoolThrowHelper.ThrowNotOurs(page, _pp, Id);
         if (d->PpRefCount <= 0)
             PoolThrowHelper.ThrowDoublePut(page);
+        if (_debug)
+            DebugCheckFragCookies(d);
         return d;
     }
 

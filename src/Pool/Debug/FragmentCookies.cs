@@ -145,6 +145,18 @@ internal sealed unsafe class FragmentCookieLedger
             return _pages.TryGetValue((nint)page, out var list) ? list.Count : 0;
     }
 
+    /// <summary>Checks every fragment recorded on the page; throws for the first bad one. The records stay.</summary>
+    public void Verify(byte* page)
+    {
+        lock (_lock)
+        {
+            if (!_pages.TryGetValue((nint)page, out var list))
+                return;
+            foreach (var (offset, size) in CollectionsMarshal.AsSpan(list))
+                FragmentCookies.Verify(page + offset, size);
+        }
+    }
+
     /// <summary>Checks every fragment of the page and forgets them; throws for the first bad one.</summary>
     public void CheckAndForget(byte* page)
     {

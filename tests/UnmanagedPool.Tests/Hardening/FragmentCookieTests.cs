@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using UnmanagedPool.Internal;
+using UnmanagedPool.Native;
 
 namespace UnmanagedPool.Tests.Hardening;
 
@@ -102,5 +103,96 @@ public unsafe class FragmentCookieTests
         {
             NativeMemory.AlignedFree(page);
         }
+    }
+}
+
+/// <summary>Debug mode arms every fragment the pool cuts with cookies and checks them on each put of the page.</summary>
+public unsafe class PoolFragmentCookieTests
+{
+    private static PagePool DebugPool() => new(new PagePoolOptions { DebugMode = true, DebugLevel = PagePoolDebugLevel.Simple });
+
+    [Fact]
+    public void Pieces_keep_their_alignment_and_carry_a_cookie_on_each_side()
+    {
+        using var pool = DebugPool();
+        NetMemRef a = pool.AllocFrag(100, out int offA);
+        NetMemRef b = pool.AllocFrag(100, out int offB);
+        Assert.Equal(a, b);
+        Assert.Equal(0, offA % PagePool.FragAlignment);
+        Assert.Equal(0, offB % PagePool.FragAlignment);
+        byte* userA = a.Address + offA;
+        Assert.Equal(CookieFault.None, FragmentCookies.Check(userA, 100));
+        Assert.Equal(CookieFault.None, FragmentCookies.Check(b.Address + offB, 100));
+        // The guard line sits between the two: a's tail cookie ends before b's head cookie begins.
+        Assert.True(offB - FragmentCookies.CookieSize >= offA + 100 + FragmentCookies.CookieSize);
+        new Span<byte>(userA, 100).Fill(0xAB); // the whole piece, and not a byte more
+        pool.PutPage(a);
+        pool.PutPage(b);
+        var s = pool.GetStats();
+        Assert.Equal(s.InFlight, s.Pooled);
+    }
+
+    [Fact]
+    public void Without_debug_mode_pieces_are_packed_with_no_cookies()
+    {
+        using var pool = new PagePool(new PagePoolOptions());
+        pool.AllocFrag(100, out int offA);
+        pool.AllocFrag(100, out int offB);
+        Assert.Equal(128, offB - offA);
+    }
+
+    [Fact]
+    public void An_overrun_is_reported_at_the_next_put_of_the_page_and_the_put_does_not_happen()
+    {
+        var pool = DebugPool();
+        NetMemRef a = pool.AllocFrag(100, out int offA);
+        NetMemRef b = pool.AllocFrag(200, out int offB);
+        byte* userA = a.Address + offA;
+        byte saved = userA[100];
+        userA[100] ^= 0xFF; // one byte past the end of a
+
+        // Putting b (an innocent neighbour) finds a's broken cookie: the piece named is a.
+        var ex = Assert.ThrowsAny<InvalidOperationException>(() => pool.PutPage(b));
+        Assert.IsType<FragmentCookieException>(ex);
+        Assert.Contains($"0x{(nint)userA:x}", ex.Message);
+        Assert.Contains("past its end", ex.Message);
+        long inFlight = pool.GetStats().InFlight;
+        Assert.True(inFlight > 0);
+
+        // Nothing changed: once the cookie is whole again both pieces go back and the pool frees cleanly.
+        userA[100] = saved;
+        pool.PutPage(b);
+        pool.PutPage(a);
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+        Assert.Equal(0, pool.Provider.PagesInUse);
+    }
+
+    [Fact]
+    public void An_underrun_is_reported_as_a_head_cookie_overwrite()
+    {
+        using var pool = DebugPool();
+        NetMemRef a = pool.AllocFrag(64, out int offA);
+        byte* userA = a.Address + offA;
+        byte saved = userA[-1];
+        userA[-1] ^= 0xFF;
+        var ex = Assert.Throws<FragmentCookieException>(() => pool.PutPage(a));
+        Assert.Equal(CookieFault.HeadOverwritten, ex.Fault);
+        userA[-1] = saved;
+        pool.PutPage(a);
+    }
+
+    [Fact]
+    public void The_consumer_handle_checks_cookies_too()
+    {
+        using var pool = DebugPool();
+        PagePoolConsumer rx = pool.BindConsumer();
+        NetMemRef a = rx.AllocFrag(300, out int offA);
+        byte* userA = a.Address + offA;
+        byte saved = userA[300];
+        userA[300] ^= 0x5A;
+        Assert.Throws<FragmentCookieException>(() => rx.PutPage(a));
+        userA[300] = saved;
+        rx.PutPage(a);
     }
 }
