@@ -34,7 +34,7 @@ set -e
 stress_files=(perf/stress-20s.txt)
 [[ -f perf/soak-10min.txt ]] && stress_files+=(perf/soak-10min.txt)
 dotnet run -c Release --no-build --project perf/UnmanagedPool.Results -- \
-  --artifacts "$ARTIFACTS/results" --out perf --command "perf/run-all.sh" "${stress_files[@]}"
+  --artifacts "$ARTIFACTS/results" --out perf --command "perf/run-all.sh${*:+ $*}" "${stress_files[@]}"
 # The packet processor's side-by-side table comes from tools/PacketProcessor/bench.sh (run separately: it needs a
 # quiet machine); it is appended when present.
 if [[ -f perf/RESULTS-packet-processor.md ]]; then
