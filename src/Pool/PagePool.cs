@@ -1134,16 +1134,23 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             return;
         }
-        int count = c.Count;
-        c.Items[count] = (nint)d;
-        c.Count = count + 1;
-        c.Stats.Ring++;
-        if (count + 1 == PerCpuCache.Capacity)
+        try
         {
-            FlushPerCpu(c);
-            LetGoIfMigrated(s, c);
+            int count = c.Count;
+            c.Items[count] = (nint)d;
+            c.Count = count + 1;
+            c.Stats.Ring++;
+            if (count + 1 == PerCpuCache.Capacity)
+            {
+                FlushPerCpu(c);
+                LetGoIfMigrated(s, c);
+            }
         }
-        ExitPerCpu(s);
+        finally
+        {
+            // Even when a release during the flush throws (a DMA mapper's unmap): a drain waits for this.
+            ExitPerCpu(s);
+        }
         // Volatile: a Dispose that drained the caches before this page went into one would have missed it.
         if (Volatile.Read(ref _state) != StateAlive)
             DrainAfterDispose();
@@ -1168,20 +1175,27 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             return;
         }
-        bool flushed = false;
-        foreach (nint p in pages)
+        try
         {
-            c.Items[c.Count++] = p;
-            c.Stats.Ring++;
-            if (c.Count == PerCpuCache.Capacity)
+            bool flushed = false;
+            foreach (nint p in pages)
             {
-                FlushPerCpu(c);
-                flushed = true;
+                c.Items[c.Count++] = p;
+                c.Stats.Ring++;
+                if (c.Count == PerCpuCache.Capacity)
+                {
+                    FlushPerCpu(c);
+                    flushed = true;
+                }
             }
+            if (flushed)
+                LetGoIfMigrated(s, c);
         }
-        if (flushed)
-            LetGoIfMigrated(s, c);
-        ExitPerCpu(s);
+        finally
+        {
+            // As in RecycleInRing.
+            ExitPerCpu(s);
+        }
         // Volatile: as in RecycleInRing.
         if (Volatile.Read(ref _state) != StateAlive)
             DrainAfterDispose();

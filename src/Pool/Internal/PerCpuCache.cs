@@ -94,9 +94,9 @@ internal sealed class PerCpuCache
 
     /// <summary>
     /// A drainer takes the cache, free or held: a held cache is revoked from its holder, waiting for the holder's
-    /// current section (if any) to end. Returns the drainer's token for <see cref="ReleaseDrained"/>, or 0 when
-    /// the holder is the calling thread inside a section of its own (an event handler or init callback that
-    /// drains from within a put): that cache is left alone, and the section's own end handles a Dispose.
+    /// current section (if any) to end. Returns the drainer's token for <see cref="ReleaseDrained"/>, or 0 for a
+    /// held cache when the calling thread is itself inside a section (an event handler or init callback that drains
+    /// from within a put): that cache is left alone; a Dispose gets it from the section's own end or the retry timer.
     /// Drainers must not run concurrently with each other on one cache (the pool serializes them).
     /// </summary>
     public long TakeForDrain()
@@ -113,9 +113,9 @@ internal sealed class PerCpuCache
                     return o + 1;
                 continue;
             }
-            // Volatile: the holder published itself before checking its token (see PagePool.EnterPerCpuSlow).
-            PutterState? holder = Volatile.Read(ref Holder);
-            if (self != null && ReferenceEquals(holder, self) && self.Busy != 0 && self.Token == o)
+            // A drain from inside a section of the calling thread (an init callback or event handler that
+            // disposes or trims) leaves held caches alone: it could be waiting on a section that waits on it.
+            if (self != null && self.Busy != 0)
                 return 0;
             // Interlocked: revoke exactly token o (the holder may be letting it go at this moment).
             if (Interlocked.CompareExchange(ref _owner, o + 2, o) != o)
@@ -126,7 +126,8 @@ internal sealed class PerCpuCache
             // Every thread executes a full barrier: a holder whose busy mark is not visible below will see the
             // new owner word when it next checks its token.
             Interlocked.MemoryBarrierProcessWide();
-            holder = Volatile.Read(ref Holder);
+            // Volatile: the holder published itself before checking its token (see PagePool.EnterPerCpuSlow).
+            PutterState? holder = Volatile.Read(ref Holder);
             if (holder != null && !ReferenceEquals(holder, self))
             {
                 // Volatile (acquire): pairs with the holder's release at the end of its section, so its writes to

@@ -216,3 +216,57 @@ public unsafe class PerCpuCacheTests
         Assert.Equal(0, pool.Provider.PagesInUse);
     }
 }
+
+/// <summary>A per-CPU section that ends with an exception still closes, so drains never wait on it.</summary>
+[Collection(nameof(PoolTimingCollection))]
+public class PerCpuSectionExceptionTests
+{
+    [Fact]
+    public async Task A_put_that_throws_inside_its_per_CPU_section_does_not_leave_a_drain_waiting_for_it()
+    {
+        // The ring takes 16; the 64th put flushes 32, so 16 are released, and the first release's unmap throws.
+        var mapper = new ThrowOnceUnmapMapper();
+        var pool = new PagePool(new PagePoolOptions
+        {
+            PoolSize = 16,
+            Flags = PagePoolFlags.DmaMap,
+            DmaDirection = DmaDirection.FromDevice,
+            DmaMapper = mapper,
+        });
+        var held = new NetMemRef[64];
+        Assert.Equal(64, pool.AllocPages(held));
+        OtherThread.Run(() =>
+        {
+            for (int i = 0; i < 63; i++)
+                pool.PutPage(held[i]);
+            Assert.Throws<InvalidOperationException>(() => pool.PutPage(held[63]));
+        });
+        Assert.Equal(1, mapper.Thrown);
+        // Dispose revokes the putter's cache: it must find the putter's section closed, not wait forever.
+        Task dispose = Task.Run(pool.Dispose);
+        Task first = await Task.WhenAny(dispose, Task.Delay(TimeSpan.FromSeconds(30)));
+        Assert.True(first == dispose, "Dispose waited for a section that had ended with an exception");
+        Assert.True(pool.IsDisposed);
+    }
+
+    private sealed unsafe class ThrowOnceUnmapMapper : IDmaMapper
+    {
+        public int Thrown;
+
+        public bool Map(void* address, nuint size, DmaDirection direction, out ulong dmaAddress)
+        {
+            dmaAddress = (ulong)address;
+            return true;
+        }
+
+        public void Unmap(ulong dmaAddress, nuint size, DmaDirection direction)
+        {
+            if (Interlocked.Exchange(ref Thrown, 1) == 0)
+                throw new InvalidOperationException("unmap failed (test)");
+        }
+
+        public void SyncForDevice(ulong dmaAddress, nuint size, DmaDirection direction) { }
+
+        public void SyncForCpu(ulong dmaAddress, nuint size, DmaDirection direction) { }
+    }
+}
