@@ -709,9 +709,10 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (s.Busy != 0)
             return null;
-        // Plain store, then the token check below: a revoking drainer's process-wide barrier orders the two for
-        // it (either it sees Busy and waits for ExitPerCpu, or the check sees the cache gone).
-        s.Busy = 1;
+        // Volatile: keeps the compiler from moving this store past the token check below (a plain store on x64).
+        // The processor may still reorder the two; a revoking drainer's process-wide barrier orders them for it:
+        // either it sees Busy and waits for ExitPerCpu, or the check sees the cache gone.
+        Volatile.Write(ref s.Busy, 1);
         PerCpuCache? c = s.Cache;
         if (c != null && ReferenceEquals(c.Pool, this) && c.Owner == s.Token)
             return c;
