@@ -33,9 +33,28 @@ public sealed unsafe partial class PagePool
     public long Trim()
     {
         ThrowIfDisposed();
+        // A Trim from a callback inside a drain, or from inside a per-CPU section while another Trim runs, must not
+        // block on a drain that may be waiting for its caller: it gives nothing back this time.
+        if (IsDrainingOnThisThread)
+            return 0;
+        if (PutterState.InSection)
+        {
+            if (!_trimLock.TryEnter())
+                return 0;
+        }
+        else
+        {
+            _trimLock.Enter();
+        }
         long released;
-        lock (_trimLock)
+        try
+        {
             released = TrimLocked();
+        }
+        finally
+        {
+            _trimLock.Exit();
+        }
         if (_ownsProvider)
             _provider.Trim();
         return released;
@@ -68,7 +87,8 @@ public sealed unsafe partial class PagePool
                 Volatile.Write(ref _consumerTrimPending, 1);
             }
         }
-        EmptyPerCpuCaches(pages, onlyNonEmpty: true, static (c, list) =>
+        // Empty caches too: a cache held by a thread that has exited comes back to the threads still putting.
+        EmptyPerCpuCaches(pages, onlyNonEmpty: false, static (c, list) =>
         {
             for (int i = 0; i < c.Count; i++)
                 list.Add(c.Items[i]);

@@ -488,23 +488,26 @@ public sealed unsafe partial class PagePool : IDisposable
     private int StealFromPerCpuCaches(Span<nint> batch)
     {
         int n = 0;
-        lock (_perCpuDrainLock)
+        if (!EnterDrain())
+            return 0;
+        try
         {
             foreach (PerCpuCache c in _perCpu)
             {
                 if (n == batch.Length)
                     break;
                 // Volatile: Count is written by the cache's holder; an empty cache is not worth a revocation.
-                if (Volatile.Read(ref c.Count) == 0)
-                    continue;
-                long token = c.TakeForDrain();
-                if (token == 0)
+                if (Volatile.Read(ref c.Count) == 0 || !c.TakeForDrain())
                     continue;
                 int take = Math.Min(c.Count, batch.Length - n);
                 for (int k = 0; k < take; k++)
                     batch[n++] = c.Items[--c.Count];
-                c.ReleaseDrained(token);
+                c.ReleaseDrained();
             }
+        }
+        finally
+        {
+            _perCpuDrainLock.Exit();
         }
         return n;
     }
@@ -709,12 +712,12 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (s.Busy != 0)
             return null;
-        // Volatile: keeps the compiler from moving this store past the token check below (a plain store on x64).
+        // Volatile: keeps the compiler from moving this store past the owner check below (a plain store on x64).
         // The processor may still reorder the two; a revoking drainer's process-wide barrier orders them for it:
         // either it sees Busy and waits for ExitPerCpu, or the check sees the cache gone.
         Volatile.Write(ref s.Busy, 1);
         PerCpuCache? c = s.Cache;
-        if (c != null && ReferenceEquals(c.Pool, this) && c.Owner == s.Token)
+        if (c != null && ReferenceEquals(c.Pool, this) && c.IsHeldBy(s))
             return c;
         return EnterPerCpuSlow(s);
     }
@@ -725,25 +728,17 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         PerCpuCache? held = s.Cache;
         s.Cache = null;
-        if (held != null && held.Owner == s.Token)
-            held.TryRelease(s.Token);   // another pool's cache; false means a drain took it meanwhile
+        held?.TryRelease(s);            // another pool's cache; false when a drain took it meanwhile
         PerCpuCache[] caches = _perCpu;
         int start = (int)((uint)Thread.GetCurrentProcessorId() % (uint)caches.Length);
         for (int i = 0; i < caches.Length; i++)
         {
             PerCpuCache c = caches[(start + i) % caches.Length];
-            if (!c.TryAcquire(out long token))
+            // The busy mark is already set: a drain that revokes the cache right after this CAS waits for us.
+            if (!c.TryAcquire(s))
                 continue;
-            // Volatile: a drainer that revokes this token reads Holder to know whose section to wait for.
-            Volatile.Write(ref c.Holder, s);
-            // Interlocked: full fence, so the Holder store is visible before the token check below (a drainer
-            // that revoked before seeing Holder is caught by the check). Once per acquisition, not per call.
-            Interlocked.MemoryBarrier();
-            if (c.Owner != token)
-                break;                  // revoked already; the drainer owns it now
             c.Acquisitions++;
             s.Cache = c;
-            s.Token = token;
             return c;
         }
         ExitPerCpu(s);
@@ -774,22 +769,49 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </summary>
     private void EmptyPerCpuCaches<TState>(TState state, bool onlyNonEmpty, Action<PerCpuCache, TState> empty)
     {
-        lock (_perCpuDrainLock)
+        if (!EnterDrain())
+            return;
+        try
         {
             foreach (PerCpuCache c in _perCpu)
             {
-                // Volatile: Count is written by the cache's holder; an empty cache needs no revocation. A page put
-                // into a cache after this read is drained by its putter, which checks the pool's state after its
-                // section.
+                // Volatile: Count is written by the cache's holder; an empty cache needs no revocation.
                 if (onlyNonEmpty && Volatile.Read(ref c.Count) == 0)
                     continue;
-                long token = c.TakeForDrain();
-                if (token == 0)
+                if (!c.TakeForDrain())
                     continue;
-                empty(c, state);
-                c.ReleaseDrained(token);
+                try
+                {
+                    empty(c, state);
+                }
+                finally
+                {
+                    c.ReleaseDrained();
+                }
             }
         }
+        finally
+        {
+            _perCpuDrainLock.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Takes the drain lock, or declines: a drain nested in another on the same thread (a DMA mapper or event
+    /// handler called while a drain releases pages) would take caches the outer drain holds, and a drain from
+    /// inside a per-CPU section must not block on a drain that may be waiting for that section. Those drains do
+    /// nothing; a Dispose's retry timer finishes the job.
+    /// </summary>
+    private bool IsDrainingOnThisThread => _perCpuDrainLock.IsHeldByCurrentThread;
+
+    private bool EnterDrain()
+    {
+        if (IsDrainingOnThisThread)
+            return false;
+        if (PutterState.InSection)
+            return _perCpuDrainLock.TryEnter();
+        _perCpuDrainLock.Enter();
+        return true;
     }
 
     /// <summary>Closes the section <see cref="EnterPerCpu"/> opened.</summary>
@@ -807,7 +829,7 @@ public sealed unsafe partial class PagePool : IDisposable
         if ((int)((uint)Thread.GetCurrentProcessorId() % (uint)_perCpu.Length) == c.Cpu)
             return;
         s.Cache = null;
-        c.TryRelease(s.Token);
+        c.TryRelease(s);
     }
 
     // =====================================================================================================
@@ -1105,9 +1127,9 @@ public sealed unsafe partial class PagePool : IDisposable
         int count = _hot.PutCount;
         Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_putBuffer), count) = (nint)d;
         _hot.Stats.Ring++;
-        if (++count == PerCpuCache.Capacity)
-            count = FlushToRing(_putBuffer, count, ref _hot.Stats);
-        _hot.PutCount = count;
+        _hot.PutCount = ++count;
+        if (count == PerCpuCache.Capacity)
+            FlushToRing(_putBuffer, ref _hot.PutCount, ref _hot.Stats);
     }
 
     /// <summary>Any thread: the last reference was dropped; recycle through the per-CPU cache and the ring.</summary>
@@ -1203,30 +1225,55 @@ public sealed unsafe partial class PagePool : IDisposable
     }
 
     /// <summary>Owner of <paramref name="c"/> only: moves the oldest half of the cache to the ring in one batch.</summary>
-    private void FlushPerCpu(PerCpuCache c) => c.Count = FlushToRing(c.Items, c.Count, ref c.Stats);
+    private void FlushPerCpu(PerCpuCache c) => FlushToRing(c.Items, ref c.Count, ref c.Stats);
 
     /// <summary>
     /// Owner of <paramref name="items"/> only: moves the oldest half to the ring in one batch; pages the ring
-    /// cannot take are released (ring_full, and no longer counted as ring). Returns the new count.
+    /// cannot take are released (ring_full, and no longer counted as ring). Updates <paramref name="count"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private int FlushToRing(nint[] items, int count, ref PoolCounters stats)
+    [SkipLocalsInit] // the stack buffer is written before it is read
+    private void FlushToRing(nint[] items, ref int count, ref PoolCounters stats)
     {
         int n = PerCpuCache.Batch;
         int enq = _ring.EnqueueBurst(items.AsSpan(0, n));
-        if (enq < n)
-        {
-            int rejected = n - enq;
-            stats.RingFull += rejected;
-            stats.Ring -= rejected;
-            for (int i = enq; i < n; i++)
-                ReturnPage((NetMem*)items[i]);
-            var log = PagePoolEventSource.Log;
-            if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Ring))
-                log.RingFull(Id, rejected);
-        }
+        int rejected = n - enq;
+        Span<nint> refused = stackalloc nint[PerCpuCache.Batch];
+        items.AsSpan(enq, rejected).CopyTo(refused);
+        // The items and the count are right before any page is released: a release that throws (a DMA mapper's
+        // unmap) leaves no page both in the ring and in the cache.
         Array.Copy(items, n, items, 0, count - n);
-        return count - n;
+        count -= n;
+        if (rejected == 0)
+            return;
+        stats.RingFull += rejected;
+        stats.Ring -= rejected;
+        var log = PagePoolEventSource.Log;
+        if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Ring))
+            log.RingFull(Id, rejected);
+        ReturnPages(refused[..rejected]);
+    }
+
+    /// <summary>
+    /// Releases every page of <paramref name="pages"/>, even when one release throws (the first exception is
+    /// rethrown at the end): a page whose release failed stays in flight, the others are not lost with it.
+    /// </summary>
+    private void ReturnPages(ReadOnlySpan<nint> pages)
+    {
+        Exception? first = null;
+        foreach (nint p in pages)
+        {
+            try
+            {
+                ReturnPage((NetMem*)p);
+            }
+            catch (Exception e)
+            {
+                first ??= e;
+            }
+        }
+        if (first != null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
     }
 
     /// <summary>
@@ -1364,6 +1411,9 @@ public sealed unsafe partial class PagePool : IDisposable
         // Volatile: the consumer's fast paths must see the pool closed and take their checked slow twins.
         Volatile.Write(ref _allocFloor, int.MaxValue);
         Volatile.Write(ref _recycleLimit, 0);
+        // Every thread executes a full barrier: a putter that filled a per-CPU cache before this point has its count
+        // seen by the drains below; one after it sees the pool destroying and drains its own cache after its section.
+        Interlocked.MemoryBarrierProcessWide();
         Interlocked.Exchange(ref _destroyStartedTicks, Stopwatch.GetTimestamp());
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         OnDestroying();
