@@ -253,25 +253,15 @@ public class PerCpuSectionExceptionTests
         Assert.False(pool.IsFreed);
     }
 
-    private sealed unsafe class ThrowOnceUnmapMapper : IDmaMapper
+    private sealed class ThrowOnceUnmapMapper : PassThroughDmaMapper
     {
         public int Thrown;
 
-        public bool Map(void* address, nuint size, DmaDirection direction, out ulong dmaAddress)
-        {
-            dmaAddress = (ulong)address;
-            return true;
-        }
-
-        public void Unmap(ulong dmaAddress, nuint size, DmaDirection direction)
+        public override void Unmap(ulong dmaAddress, nuint size, DmaDirection direction)
         {
             if (Interlocked.Exchange(ref Thrown, 1) == 0)
                 throw new InvalidOperationException("unmap failed (test)");
         }
-
-        public void SyncForDevice(ulong dmaAddress, nuint size, DmaDirection direction) { }
-
-        public void SyncForCpu(ulong dmaAddress, nuint size, DmaDirection direction) { }
     }
 
     [Fact]
@@ -306,19 +296,13 @@ public class PerCpuSectionExceptionTests
         Assert.Equal(0, pool.Provider.PagesInUse);
     }
 
-    private sealed unsafe class TrimOnUnmapMapper(Func<PagePool> pool) : IDmaMapper
+    private sealed class TrimOnUnmapMapper(Func<PagePool> pool) : PassThroughDmaMapper
     {
         public int NestedTrims;
         public long NestedReleased;
         private bool _inTrim;
 
-        public bool Map(void* address, nuint size, DmaDirection direction, out ulong dmaAddress)
-        {
-            dmaAddress = (ulong)address;
-            return true;
-        }
-
-        public void Unmap(ulong dmaAddress, nuint size, DmaDirection direction)
+        public override void Unmap(ulong dmaAddress, nuint size, DmaDirection direction)
         {
             PagePool p = pool();
             if (_inTrim || p.IsDisposed)
@@ -334,9 +318,21 @@ public class PerCpuSectionExceptionTests
                 _inTrim = false;
             }
         }
-
-        public void SyncForDevice(ulong dmaAddress, nuint size, DmaDirection direction) { }
-
-        public void SyncForCpu(ulong dmaAddress, nuint size, DmaDirection direction) { }
     }
+}
+
+/// <summary>A DMA mapper whose addresses are the CPU's; tests override what they need to observe.</summary>
+internal unsafe class PassThroughDmaMapper : IDmaMapper
+{
+    public bool Map(void* address, nuint size, DmaDirection direction, out ulong dmaAddress)
+    {
+        dmaAddress = (ulong)address;
+        return true;
+    }
+
+    public virtual void Unmap(ulong dmaAddress, nuint size, DmaDirection direction) { }
+
+    public void SyncForDevice(ulong dmaAddress, nuint size, DmaDirection direction) { }
+
+    public void SyncForCpu(ulong dmaAddress, nuint size, DmaDirection direction) { }
 }
