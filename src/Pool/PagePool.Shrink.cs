@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using UnmanagedPool.Internal;
 using UnmanagedPool.Native;
 
@@ -30,6 +31,10 @@ public sealed unsafe partial class PagePool
     /// </summary>
     /// <returns>Pages given back to the provider.</returns>
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    /// <remarks>
+    /// This waits for other threads' per-CPU sections, which may be running the pool's init callback, DMA mapper or
+    /// an event listener: do not call it while holding a lock that any of those take.
+    /// </remarks>
     public long Trim()
     {
         ThrowIfDisposed();
@@ -101,6 +106,7 @@ public sealed unsafe partial class PagePool
                 pages.Add(batch[i]);
 
         long released = 0;
+        nint[] toRelease = [];
         if (pages.Count > keep)
         {
             // Keep the pages of the regions holding the most pooled pages, so the rest empties whole regions.
@@ -116,28 +122,44 @@ public sealed unsafe partial class PagePool
                 int byCount = perRegion[rb].CompareTo(perRegion[ra]);
                 return byCount != 0 ? byCount : ra != rb ? ra.CompareTo(rb) : a.CompareTo(b);
             });
-            for (int i = keep; i < pages.Count; i++)
-                ReturnPage((NetMem*)pages[i]);
-            released = pages.Count - keep;
+            toRelease = pages.GetRange(keep, pages.Count - keep).ToArray();
             pages.RemoveRange(keep, pages.Count - keep);
-            Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread
+            released = toRelease.Length;
         }
 
-        int next = 0;
-        if (onConsumer)
+        try
         {
-            // Kept pages refill the alloc cache first, the rest go to the ring.
-            for (; next < pages.Count && _hot.CacheCount < AllocCacheSize; next++)
-                _cache[_hot.CacheCount++] = pages[next];
+            // Every page is released even when one release throws (a DMA mapper's unmap); that one stays in flight.
+            ReturnPages(toRelease);
         }
-        for (; next < pages.Count; next++)
+        finally
         {
-            if (!_ring.TryEnqueue(pages[next]))
-                ReturnPage((NetMem*)pages[next]);
+            Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread
+            // The kept pages go back whatever happened above.
+            int next = 0;
+            if (onConsumer)
+            {
+                // Kept pages refill the alloc cache first, the rest go to the ring.
+                for (; next < pages.Count && _hot.CacheCount < AllocCacheSize; next++)
+                    _cache[_hot.CacheCount++] = pages[next];
+            }
+            var refused = new List<nint>();
+            for (; next < pages.Count; next++)
+            {
+                if (!_ring.TryEnqueue(pages[next]))
+                    refused.Add(pages[next]);
+            }
+            try
+            {
+                ReturnPages(CollectionsMarshal.AsSpan(refused));
+            }
+            finally
+            {
+                // Volatile: a Dispose that ran while we held pages would have missed them.
+                if (Volatile.Read(ref _state) != StateAlive)
+                    DrainAfterDispose();
+            }
         }
-        // Volatile: a Dispose that ran while we held pages would have missed them.
-        if (Volatile.Read(ref _state) != StateAlive)
-            DrainAfterDispose();
         return released;
     }
 
@@ -156,12 +178,15 @@ public sealed unsafe partial class PagePool
         int drop = _hot.CacheCount - keep;
         if (drop <= 0)
             return;
-        // The oldest entries sit at the bottom of the cache: release those and slide the rest down.
-        for (int i = 0; i < drop; i++)
-            ReturnPage((NetMem*)_cache[i]);
+        // The oldest entries sit at the bottom of the cache: slide the rest down, then release those (the cache is
+        // right before any release, so a release that throws leaves no released page in it).
+        Span<nint> dropped = stackalloc nint[AllocCacheSize];
+        dropped = dropped[..drop];
+        _cache.AsSpan(0, drop).CopyTo(dropped);
         Array.Copy(_cache, drop, _cache, 0, keep);
         _hot.CacheCount = keep;
         Interlocked.Add(ref _trimmed, drop); // Interlocked: read by GetStats on any thread
+        ReturnPages(dropped);
     }
 
     /// <summary>

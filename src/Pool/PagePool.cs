@@ -457,27 +457,63 @@ public sealed unsafe partial class PagePool : IDisposable
             _hot.Stats.Empty++;
             return false;
         }
-        int nid = _nid;
-        if (nid >= 0)
-        {
-            for (int i = 0; i < n; i++)
-            {
-                NetMem* d = (NetMem*)batch[i];
-                if (d->Nid == nid)
-                    continue;
-                // NUMA mismatch: release this one and let the slow path allocate on the right node; what the
-                // waive left unread goes back to the ring, so nothing is lost.
-                _hot.Stats.Waive++;
-                ReturnPage(d);
-                int back = _ring.EnqueueBurst(batch[(i + 1)..n]);
-                for (int j = i + 1 + back; j < n; j++)
-                    ReturnPage((NetMem*)batch[j]);
-                n = i;
-                break;
-            }
-        }
         _hot.CacheCount = n;
-        return n > 0;
+        if (_nid >= 0)
+            WaiveForeignNode();
+        return _hot.CacheCount > 0;
+    }
+
+    /// <summary>
+    /// After a refill of the alloc cache on a pool bound to a node: the first page of another node is released
+    /// (waive), and the slow path will allocate on the right node; what the waive left unread goes back to the ring
+    /// (or is released when the ring is full), so nothing is lost. The cache count is right before any release.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [SkipLocalsInit] // the stack buffer is written before it is read
+    private void WaiveForeignNode()
+    {
+        int nid = _nid;
+        int n = _hot.CacheCount;
+        for (int i = 0; i < n; i++)
+        {
+            if (((NetMem*)_cache[i])->Nid == nid)
+                continue;
+            _hot.Stats.Waive++;
+            int back = _ring.EnqueueBurst(_cache.AsSpan((i + 1)..n));
+            Span<nint> release = stackalloc nint[AllocCacheRefill];
+            release[0] = _cache[i];
+            _cache.AsSpan((i + 1 + back)..n).CopyTo(release[1..]);
+            release = release[..(n - i - back)];
+            _hot.CacheCount = i;
+            ReturnPages(release);
+            return;
+        }
+    }
+
+    /// <summary>
+    /// Owner of <paramref name="items"/> only, after a refill into it from the ring: releases every page of another
+    /// node than the pool's (waive) and keeps the others. The count is right before any release.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [SkipLocalsInit] // the stack buffer is written before it is read
+    private void WaiveForeignNodes(nint[] items, ref int count, ref PoolCounters stats)
+    {
+        int nid = _nid;
+        int n = count;
+        Debug.Assert(n <= PerCpuCache.Capacity);
+        Span<nint> waived = stackalloc nint[PerCpuCache.Capacity];
+        int kept = 0, w = 0;
+        for (int i = 0; i < n; i++)
+        {
+            nint p = items[i];
+            if (((NetMem*)p)->Nid == nid)
+                items[kept++] = p;
+            else
+                waived[w++] = p;
+        }
+        count = kept;
+        stats.Waive += w;
+        ReturnPages(waived[..w]);
     }
 
     /// <summary>
@@ -530,17 +566,28 @@ public sealed unsafe partial class PagePool : IDisposable
             return default;
 
         int usable = 0;
-        for (int i = 0; i < got; i++)
+        int next = 0;
+        try
         {
-            NetMem* d = fresh[i].Descriptor;
-            if (!SetupPage(d))
-                continue;
-            cache[cacheCount++] = (nint)d;
-            usable++;
+            while (next < got)
+            {
+                NetMem* d = fresh[next++].Descriptor;
+                if (!SetupPage(d))
+                    continue;
+                cache[cacheCount++] = (nint)d;
+                usable++;
+            }
+        }
+        finally
+        {
+            // A page whose setup threw (an init callback or DMA mapper) was given back by SetupPage; the pages
+            // after it were never set up and go straight back to the provider; those before it are the pool's.
+            stats.Hold += usable;
+            for (; next < got; next++)
+                fresh[next].PutPage();
         }
         if (usable == 0)
             return default;
-        stats.Hold += usable;
         if (_order > 0)
             stats.SlowHighOrder++;
         else
@@ -592,25 +639,50 @@ public sealed unsafe partial class PagePool : IDisposable
         }
     }
 
-    /// <summary>The kernel's <c>page_pool_set_pp_info</c> plus DMA mapping; false when mapping failed (page given back).</summary>
+    /// <summary>
+    /// The kernel's <c>page_pool_set_pp_info</c> plus DMA mapping; false when mapping failed (page given back).
+    /// When the mapper or the init callback throws, the page is given back too (unmapped if it was mapped) and the
+    /// exception goes on: the page never became the pool's.
+    /// </summary>
     private bool SetupPage(NetMem* d)
     {
         var page = new NetMemRef(d);
-        if (_dmaMap)
+        bool mapped = false;
+        try
         {
-            if (!_mapper.Map(page.Address, (nuint)page.Size, _dmaDir, out ulong dma))
+            if (_dmaMap)
             {
-                page.PutPage();
-                return false;
+                if (!_mapper.Map(page.Address, (nuint)page.Size, _dmaDir, out ulong dma))
+                {
+                    page.PutPage();
+                    return false;
+                }
+                mapped = true;
+                d->DmaAddr = dma;
+                if (_dmaSync)
+                    _mapper.SyncForDevice(dma + (ulong)_offset, (nuint)_maxLen, _dmaDir);
             }
-            d->DmaAddr = dma;
-            if (_dmaSync)
-                _mapper.SyncForDevice(dma + (ulong)_offset, (nuint)_maxLen, _dmaDir);
+            d->PpMagic = NetMemRef.PpSignature;
+            d->Pp = _pp;
+            d->PpRefCount = 0;
+            _initCallback?.Invoke(page, _initArg);
         }
-        d->PpMagic = NetMemRef.PpSignature;
-        d->Pp = _pp;
-        d->PpRefCount = 0;
-        _initCallback?.Invoke(page, _initArg);
+        catch
+        {
+            try
+            {
+                if (mapped)
+                    _mapper.Unmap(d->DmaAddr, (nuint)page.Size, _dmaDir);
+            }
+            finally
+            {
+                d->PpMagic = 0;
+                d->Pp = 0;
+                d->DmaAddr = 0;
+                page.PutPage();
+            }
+            throw;
+        }
         if (_debug)
             DebugOnHold(d);
         return true;
@@ -635,24 +707,10 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             else
             {
-                int n = _ring.DequeueBurst(c.Items.AsSpan(0, PerCpuCache.Batch));
-                int nid = _nid;
-                int kept = 0;
-                for (int i = 0; i < n; i++)
-                {
-                    NetMem* p = (NetMem*)c.Items[i];
-                    if (nid >= 0 && p->Nid != nid)
-                    {
-                        c.Stats.Waive++;
-                        ReturnPage(p);
-                    }
-                    else
-                    {
-                        c.Items[kept++] = (nint)p;
-                    }
-                }
-                c.Count = kept;
-                if (kept > 0)
+                c.Count = _ring.DequeueBurst(c.Items.AsSpan(0, PerCpuCache.Batch));
+                if (_nid >= 0 && c.Count > 0)
+                    WaiveForeignNodes(c.Items, ref c.Count, ref c.Stats);
+                if (c.Count > 0)
                 {
                     d = (NetMem*)c.Items[--c.Count];
                     c.Stats.Refill++;
@@ -672,6 +730,9 @@ public sealed unsafe partial class PagePool : IDisposable
         finally
         {
             ExitPerCpu(s);
+            // Volatile: a Dispose that drained the caches before this refill filled one would have missed its pages.
+            if (Volatile.Read(ref _state) != StateAlive)
+                DrainAfterDispose();
         }
     }
 
@@ -710,12 +771,13 @@ public sealed unsafe partial class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private PerCpuCache? EnterPerCpu(PutterState s)
     {
-        if (s.Busy != 0)
+        int section = s.Section;
+        if ((section & 1) != 0)
             return null;
         // Volatile: keeps the compiler from moving this store past the owner check below (a plain store on x64).
         // The processor may still reorder the two; a revoking drainer's process-wide barrier orders them for it:
-        // either it sees Busy and waits for ExitPerCpu, or the check sees the cache gone.
-        Volatile.Write(ref s.Busy, 1);
+        // either it sees the section open and waits for ExitPerCpu, or the check sees the cache gone.
+        Volatile.Write(ref s.Section, section + 1);
         PerCpuCache? c = s.Cache;
         if (c != null && ReferenceEquals(c.Pool, this) && c.IsHeldBy(s))
             return c;
@@ -817,8 +879,8 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>Closes the section <see cref="EnterPerCpu"/> opened.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ExitPerCpu(PutterState s) =>
-        // Volatile (release): the section's writes to the cache happen before a drainer sees Busy == 0.
-        Volatile.Write(ref s.Busy, 0);
+        // Volatile (release): the section's writes to the cache happen before a drainer sees the number move on.
+        Volatile.Write(ref s.Section, s.Section + 1);
 
     /// <summary>
     /// Inside a section, after a flush to the ring: a holder that now runs on another CPU lets its cache go, so
@@ -901,6 +963,7 @@ public sealed unsafe partial class PagePool : IDisposable
         foreach (NetMemRef page in pages)
             CheckOwned(page);
         Span<nint> recyclable = stackalloc nint[PerCpuCache.Capacity];
+        Exception? failed = null;
         while (!pages.IsEmpty)
         {
             int n = 0;
@@ -922,17 +985,37 @@ public sealed unsafe partial class PagePool : IDisposable
                 recyclable[n++] = (nint)d;
             }
             pages = pages[used..];
+            // A release that throws in a flush (a DMA mapper's unmap) does not stop the batch: every page this call
+            // unreferenced is recycled or released, and the first exception is rethrown at the end.
             if (OnConsumerThread())
             {
                 // The consumer's own put buffer: plain stores, flushed to the ring in batches.
                 foreach (nint p in recyclable[..n])
-                    ConsumerRecycleInRing((NetMem*)p);
+                {
+                    try
+                    {
+                        ConsumerRecycleInRing((NetMem*)p);
+                    }
+                    catch (Exception e)
+                    {
+                        failed ??= e;
+                    }
+                }
             }
             else
             {
-                RecycleInRingBulk(recyclable[..n]);
+                try
+                {
+                    RecycleInRingBulk(recyclable[..n]);
+                }
+                catch (Exception e)
+                {
+                    failed ??= e;
+                }
             }
         }
+        if (failed != null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
     }
 
     /// <summary><see cref="PutPages(ReadOnlySpan{NetMemRef})"/> for raw addresses, each anywhere inside its page.</summary>
@@ -1149,6 +1232,9 @@ public sealed unsafe partial class PagePool : IDisposable
             if (_ring.TryEnqueue((nint)d))
             {
                 Interlocked.Increment(ref _shared.Ring);
+                // Volatile: a Dispose that drained the ring before this page went in would have missed it.
+                if (Volatile.Read(ref _state) != StateAlive)
+                    DrainAfterDispose();
             }
             else
             {
@@ -1157,6 +1243,7 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             return;
         }
+        Exception? failed = null;
         try
         {
             int count = c.Count;
@@ -1165,18 +1252,47 @@ public sealed unsafe partial class PagePool : IDisposable
             c.Stats.Ring++;
             if (count + 1 == PerCpuCache.Capacity)
             {
-                FlushPerCpu(c);
+                failed = FlushPerCpuCatching(c);
                 LetGoIfMigrated(s, c);
             }
         }
         finally
         {
-            // Even when a release during the flush throws (a DMA mapper's unmap): a drain waits for this.
             ExitPerCpu(s);
         }
-        // Volatile: a Dispose that drained the caches before this page went into one would have missed it.
+        AfterSection(failed);
+    }
+
+    /// <summary>
+    /// After a per-CPU section: a Dispose that drained the caches before the section put pages into one would have
+    /// missed them, so they are drained now; then a failure of the section's flush (a DMA mapper's unmap that
+    /// threw while releasing a page the ring refused) is rethrown.
+    /// </summary>
+    private void AfterSection(Exception? failed)
+    {
+        // Volatile: Dispose sets the state on another thread.
         if (Volatile.Read(ref _state) != StateAlive)
             DrainAfterDispose();
+        if (failed != null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+    }
+
+    /// <summary>
+    /// <see cref="FlushPerCpu"/> inside a section, returning what a release threw instead of throwing it: the
+    /// section still closes, the rest of a bulk put still goes in, and the pages stay consistent (the flush fixes
+    /// the cache before releasing anything).
+    /// </summary>
+    private Exception? FlushPerCpuCatching(PerCpuCache c)
+    {
+        try
+        {
+            FlushPerCpu(c);
+            return null;
+        }
+        catch (Exception e)
+        {
+            return e;
+        }
     }
 
     /// <summary>Recycles a batch through one per-CPU cache: one CAS for the cache, one per ring batch.</summary>
@@ -1190,14 +1306,16 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             int enq = _ring.EnqueueBurst(pages);
             Interlocked.Add(ref _shared.Ring, enq);
+            if (enq > 0 && Volatile.Read(ref _state) != StateAlive) // Volatile: as in RecycleInRing
+                DrainAfterDispose();
             if (enq < pages.Length)
             {
                 Interlocked.Add(ref _shared.RingFull, pages.Length - enq);
-                for (int i = enq; i < pages.Length; i++)
-                    ReturnPage((NetMem*)pages[i]);
+                ReturnPages(pages[enq..]);
             }
             return;
         }
+        Exception? failed = null;
         try
         {
             bool flushed = false;
@@ -1207,7 +1325,9 @@ public sealed unsafe partial class PagePool : IDisposable
                 c.Stats.Ring++;
                 if (c.Count == PerCpuCache.Capacity)
                 {
-                    FlushPerCpu(c);
+                    // A flush that fails still leaves room: the rest of the batch goes in, nothing is dropped.
+                    Exception? e = FlushPerCpuCatching(c);
+                    failed ??= e;
                     flushed = true;
                 }
             }
@@ -1216,12 +1336,9 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         finally
         {
-            // As in RecycleInRing.
             ExitPerCpu(s);
         }
-        // Volatile: as in RecycleInRing.
-        if (Volatile.Read(ref _state) != StateAlive)
-            DrainAfterDispose();
+        AfterSection(failed);
     }
 
     /// <summary>Owner of <paramref name="c"/> only: moves the oldest half of the cache to the ring in one batch.</summary>
@@ -1366,6 +1483,10 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="nid"/> is below -1 or above 63.</exception>
     /// <exception cref="InvalidOperationException">Called from a thread other than the consumer.</exception>
+    /// <remarks>
+    /// This waits for other threads' per-CPU sections, which may be running the pool's init callback, DMA mapper or
+    /// an event listener: do not call it while holding a lock that any of those take.
+    /// </remarks>
     public void UpdateNid(int nid)
     {
         if (nid is < -1 or > 63)
@@ -1380,17 +1501,26 @@ public sealed unsafe partial class PagePool : IDisposable
         Volatile.Write(ref _nid, nid);
         while (_hot.CacheCount > 0)
             ReturnPage((NetMem*)_cache[--_hot.CacheCount]);
-        int moved = _ring.EnqueueBurst(_putBuffer.AsSpan(0, _hot.PutCount));
-        for (int i = moved; i < _hot.PutCount; i++)
-            ReturnPage((NetMem*)_putBuffer[i]);
-        _hot.PutCount = 0;
-        EmptyPerCpuCaches(this, onlyNonEmpty: false, static (c, pool) =>
-        {
-            int enq = pool._ring.EnqueueBurst(c.Items.AsSpan(0, c.Count));
-            for (int i = enq; i < c.Count; i++)
-                pool.ReturnPage((NetMem*)c.Items[i]);
-            c.Count = 0;
-        });
+        SpillToRing(_putBuffer, ref _hot.PutCount);
+        EmptyPerCpuCaches(this, onlyNonEmpty: false, static (c, pool) => pool.SpillToRing(c.Items, ref c.Count));
+    }
+
+    /// <summary>
+    /// Owner of <paramref name="items"/> only: moves all <paramref name="count"/> pages to the ring and releases
+    /// those it refuses. The count is 0 before any page is released: a release that throws (a DMA mapper's unmap)
+    /// leaves no page both in the ring and in <paramref name="items"/>, where it would be handed out twice.
+    /// </summary>
+    [SkipLocalsInit] // the stack buffer is written before it is read
+    private void SpillToRing(nint[] items, ref int count)
+    {
+        int n = count;
+        Debug.Assert(n <= PerCpuCache.Capacity);
+        int enq = _ring.EnqueueBurst(items.AsSpan(0, n));
+        Span<nint> refused = stackalloc nint[PerCpuCache.Capacity];
+        refused = refused[..(n - enq)];
+        items.AsSpan(enq, n - enq).CopyTo(refused);
+        count = 0;
+        ReturnPages(refused);
     }
 
     // =====================================================================================================
@@ -1403,6 +1533,11 @@ public sealed unsafe partial class PagePool : IDisposable
     /// recycled), retrying every second and warning "stalled pool shutdown" every 60 s. Call it from the
     /// consumer thread, or when the consumer no longer runs.
     /// </summary>
+    /// <remarks>
+    /// A release that throws (a DMA mapper's unmap) is rethrown after the shutdown has run to the end; the page
+    /// stays in flight. This waits for other threads' per-CPU sections, which may be running the pool's init
+    /// callback, DMA mapper or an event listener: do not call it while holding a lock that any of those take.
+    /// </remarks>
     public void Dispose()
     {
         // Interlocked: Dispose may race with itself from several threads; one proceeds.
@@ -1416,13 +1551,40 @@ public sealed unsafe partial class PagePool : IDisposable
         Interlocked.MemoryBarrierProcessWide();
         Interlocked.Exchange(ref _destroyStartedTicks, Stopwatch.GetTimestamp());
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
-        OnDestroying();
-        FreeFrags();
-        while (_hot.CacheCount > 0)
-            ReturnPage((NetMem*)_cache[--_hot.CacheCount]);
-        while (_hot.PutCount > 0)
-            ReturnPage((NetMem*)_putBuffer[--_hot.PutCount]);
-        ReleaseAttempt();
+        // A release that throws (a DMA mapper's unmap) does not stop the shutdown: that page stays in flight, every
+        // other step still runs and the retry timer starts; the first exception is rethrown at the end.
+        Exception? failed = null;
+        try
+        {
+            OnDestroying();
+            FreeFrags();
+        }
+        catch (Exception e)
+        {
+            failed = e;
+        }
+        while (_hot.CacheCount > 0 || _hot.PutCount > 0)
+        {
+            try
+            {
+                while (_hot.CacheCount > 0)
+                    ReturnPage((NetMem*)_cache[--_hot.CacheCount]);
+                while (_hot.PutCount > 0)
+                    ReturnPage((NetMem*)_putBuffer[--_hot.PutCount]);
+            }
+            catch (Exception e)
+            {
+                failed ??= e;
+            }
+        }
+        try
+        {
+            ReleaseAttempt();
+        }
+        catch (Exception e)
+        {
+            failed ??= e;
+        }
         if (!IsFreed)
         {
             var timer = new Timer(static s => ((PagePool)s!).ReleaseRetry(), this, Timeout.Infinite, Timeout.Infinite);
@@ -1431,6 +1593,8 @@ public sealed unsafe partial class PagePool : IDisposable
             // The last page may have come back between ReleaseAttempt and the timer's creation.
             TryFreeAfterRelease();
         }
+        if (failed != null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
     }
 
     /// <summary>The kernel's <c>page_pool_release</c>: empties ring and per-CPU caches; frees the pool when nothing is in flight.</summary>
@@ -1453,9 +1617,9 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         Span<nint> batch = stackalloc nint[AllocCacheRefill];
         int n;
+        // Each batch is released whole even when one release throws; that page stays in flight, the rest do not.
         while ((n = _ring.DequeueBurst(batch)) > 0)
-            for (int i = 0; i < n; i++)
-                ReturnPage((NetMem*)batch[i]);
+            ReturnPages(batch[..n]);
         EmptyPerCpuCaches(this, onlyNonEmpty: true, static (c, pool) =>
         {
             while (c.Count > 0)
@@ -1467,7 +1631,16 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (IsFreed)
             return;
-        ReleaseAttempt();
+        try
+        {
+            ReleaseAttempt();
+        }
+        catch (Exception e)
+        {
+            // A release that threw on this timer thread (a DMA mapper's unmap) must not take the process down: the
+            // page stays in flight, the next attempt tries the rest, and the stall warning carries the exception.
+            _lastReleaseError = e;
+        }
         if (IsFreed)
             return;
         long now = Stopwatch.GetTimestamp();
@@ -1476,12 +1649,14 @@ public sealed unsafe partial class PagePool : IDisposable
             Volatile.Write(ref _lastStallWarningTicks, now);
             long seconds = (long)Stopwatch.GetElapsedTime(Volatile.Read(ref _destroyStartedTicks), now).TotalSeconds;
             long inflight = InFlight;
-            StalledShutdownRaised?.Invoke(this, new StalledShutdownEventArgs(Id, inflight, seconds));
+            StalledShutdownRaised?.Invoke(this, new StalledShutdownEventArgs(Id, inflight, seconds, _lastReleaseError));
             var log = PagePoolEventSource.Log;
             if (log.IsEnabled(EventLevel.Warning, PagePoolEventSource.Keywords.Lifecycle))
                 log.StalledShutdown(Id, inflight, seconds, DescribeLeaks());
         }
     }
+
+    private Exception? _lastReleaseError; // the retry timer's thread only
 
     /// <summary>Raised (on a timer thread) with each "stalled pool shutdown" warning.</summary>
     public event EventHandler<StalledShutdownEventArgs>? StalledShutdownRaised;
@@ -1556,7 +1731,7 @@ public sealed unsafe partial class PagePool : IDisposable
 }
 
 /// <summary>Arguments of <see cref="PagePool.StalledShutdownRaised"/>.</summary>
-public sealed class StalledShutdownEventArgs(long poolId, long inFlight, long seconds) : EventArgs
+public sealed class StalledShutdownEventArgs(long poolId, long inFlight, long seconds, Exception? releaseError = null) : EventArgs
 {
     /// <summary>The pool's id.</summary>
     public long PoolId { get; } = poolId;
@@ -1566,4 +1741,10 @@ public sealed class StalledShutdownEventArgs(long poolId, long inFlight, long se
 
     /// <summary>Seconds since <see cref="PagePool.Dispose"/>.</summary>
     public long Seconds { get; } = seconds;
+
+    /// <summary>
+    /// The last exception a release attempt of the shutdown threw (a DMA mapper's unmap, for instance), or null:
+    /// the page whose release threw stays in flight, which may be why the shutdown stalls.
+    /// </summary>
+    public Exception? ReleaseError { get; } = releaseError;
 }

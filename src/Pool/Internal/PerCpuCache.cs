@@ -15,10 +15,11 @@ namespace UnmanagedPool.Internal;
 /// </para>
 /// <para>
 /// A drain (Dispose, UpdateNid, Trim, the consumer's last-resort steal) takes a held cache from its holder by
-/// revocation, an asymmetric Dekker handshake: the holder marks itself busy and then checks the owner word; the
-/// drainer swaps the word from the holder to <see cref="Drainer"/>, runs a process-wide memory barrier, and waits
-/// until that holder is no longer busy. Either the holder's busy mark was visible to the drainer (which then waits
-/// for the holder's section to end) or the holder's check runs after the barrier and sees that the cache is gone.
+/// revocation, an asymmetric Dekker handshake: the holder marks itself busy (its section number turns odd) and then
+/// checks the owner word; the drainer swaps the word from the holder to <see cref="Drainer"/>, runs a process-wide
+/// memory barrier, and, when the holder's number is odd, waits until that number changes. Either the holder's busy
+/// mark was visible to the drainer (which then waits for that one section to end: a holder that enters section
+/// after section cannot starve it) or the holder's check runs after the barrier and sees that the cache is gone.
 /// The holder pays a store and a load per call; the drainer, which runs rarely, pays the barrier.
 /// </para>
 /// Each cache is a separate object followed on the heap by its own item array, which keeps two caches' hot
@@ -91,7 +92,7 @@ internal sealed class PerCpuCache
     public bool TakeForDrain()
     {
         PutterState? self = PutterState.CurrentOrNull;
-        bool selfBusy = self != null && Volatile.Read(ref self.Busy) != 0;
+        bool selfBusy = self != null && self.IsBusy;
         var spin = new SpinWait();
         while (true)
         {
@@ -120,9 +121,15 @@ internal sealed class PerCpuCache
             if (!ReferenceEquals(holder, self))
             {
                 // Volatile (acquire): pairs with the holder's release at the end of its section, so its writes to
-                // Count and Items are visible here. A section is short and never waits on a drain.
-                while (Volatile.Read(ref holder.Busy) != 0)
-                    spin.SpinOnce(sleep1Threshold: -1);
+                // Count and Items are visible here. A section is short and never waits on a drain; the wait ends
+                // with the section seen open, not at a moment the holder is outside every section.
+                int open = Volatile.Read(ref holder.Section);
+                if ((open & 1) != 0)
+                {
+                    // Volatile (acquire): as above, on each re-read.
+                    while (Volatile.Read(ref holder.Section) == open)
+                        spin.SpinOnce(sleep1Threshold: -1);
+                }
             }
             return true;
         }
@@ -140,7 +147,7 @@ internal sealed class PerCpuCache
 /// <summary>
 /// A thread's side of sticky per-CPU cache ownership: the cache it holds (at most one, of one pool) and its busy
 /// mark. Created on a thread's first put or alloc from outside the consumer; the cache it holds keeps it
-/// reachable after the thread exits, with <see cref="Busy"/> at 0, so a drain can always revoke a dead thread's
+/// reachable after the thread exits, with <see cref="Section"/> even, so a drain can always revoke a dead thread's
 /// cache.
 /// </summary>
 internal sealed class PutterState
@@ -148,8 +155,18 @@ internal sealed class PutterState
     [ThreadStatic]
     private static PutterState? t_current;
 
-    /// <summary>Nonzero while the thread is inside a section that uses <see cref="Cache"/>. Written by its thread only.</summary>
-    public int Busy;
+    /// <summary>
+    /// The thread's section number: odd while it is inside a section that uses <see cref="Cache"/>, even outside;
+    /// each entry and each exit adds one (wrapping keeps the parity). Written by its thread only.
+    /// </summary>
+    public int Section;
+
+    /// <summary>Whether the thread is inside a section. Its own thread, or a drainer's racy first look.</summary>
+    public bool IsBusy
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => (Section & 1) != 0;
+    }
 
     /// <summary>The cache this thread holds or last held (check with <see cref="PerCpuCache.IsHeldBy"/>). Its thread only.</summary>
     public PerCpuCache? Cache;
@@ -165,7 +182,7 @@ internal sealed class PutterState
     public static PutterState? CurrentOrNull => t_current;
 
     /// <summary>Whether the calling thread is inside a per-CPU section (drains from there must not block).</summary>
-    public static bool InSection => t_current is { } s && s.Busy != 0;
+    public static bool InSection => t_current is { } s && s.IsBusy;
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static PutterState Create() => t_current = new PutterState();
