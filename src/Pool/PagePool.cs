@@ -268,28 +268,29 @@ public sealed unsafe partial class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal NetMemRef ConsumerAlloc()
     {
-        NetMem* d = TryConsumerAllocFast();
-        return d != null ? new NetMemRef(d) : ConsumerAllocSlow();
+        return TryConsumerAllocFast(out NetMem* d) ? new NetMemRef(d) : ConsumerAllocSlow();
     }
 
     /// <summary>
-    /// Consumer thread only: a pop from the alloc cache, or null when the cache is empty or the fast path is
-    /// blocked (debug mode, Dispose), which sends the caller to <see cref="ConsumerAllocSlow"/>.
+    /// Consumer thread only: a pop from the alloc cache into <paramref name="d"/>; false when the cache is empty or
+    /// the fast path is blocked (debug mode, Dispose), which sends the caller to <see cref="ConsumerAllocSlow"/>.
+    /// A bool rather than a null test lets the JIT branch straight to the caller's slow call.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal NetMem* TryConsumerAllocFast()
+    internal bool TryConsumerAllocFast(out NetMem* d)
     {
         int count = _hot.CacheCount;
         if (count > _allocFloor)
         {
-            count--;
-            NetMem* d = (NetMem*)_cacheData[count];
+            uint top = (uint)count - 1; // count > _allocFloor >= 0: the same index, unsigned
+            d = (NetMem*)_cacheData[top];
             d->PpRefCount = 1;
-            _hot.CacheCount = count;
+            _hot.CacheCount = (int)top;
             _hot.Stats.Fast++;
-            return d;
+            return true;
         }
-        return null;
+        d = null;
+        return false;
     }
 
     /// <summary>
@@ -304,7 +305,7 @@ public sealed unsafe partial class PagePool : IDisposable
         if (count < _recycleLimit && IsOrdinaryLastReference(d))
         {
             d->PpRefCount = 0;
-            _cacheData[count] = (nint)d;
+            _cacheData[(uint)count] = (nint)d; // 0 <= count
             _hot.CacheCount = count + 1;
             _hot.Stats.Cached++;
             return true;

@@ -39,8 +39,7 @@ public sealed unsafe class PagePoolConsumer
     {
         // Debug mode blocks the pool's fast pop (its alloc floor is int.MaxValue), so the thread check lives
         // on the slow call alone and costs the fast path nothing.
-        NetMem* d = _pool.TryConsumerAllocFast();
-        return d != null ? new NetMemRef(d) : AllocSlow();
+        return _pool.TryConsumerAllocFast(out NetMem* d) ? new NetMemRef(d) : AllocSlow();
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
