@@ -90,6 +90,8 @@ public sealed unsafe partial class PagePool : IDisposable
     private readonly Lock _perCpuDrainLock = new();  // one drainer at a time revokes per-CPU caches
     private PoolCounters _shared;       // rare counters from any thread: Interlocked only
     private long _release;              // pages_state_release_cnt: Interlocked, any thread releases
+    private int _uncachedTakes;         // provider takes outside any per-CPU section, under way: Interlocked
+    private int _drainedAll;            // 1 once a drain after Dispose revoked every per-CPU cache: Interlocked
     private long _destroyCount;
     private long _destroyStartedTicks;
     private long _lastStallWarningTicks;
@@ -700,6 +702,13 @@ public sealed unsafe partial class PagePool : IDisposable
             return SharedAllocUncached();
         try
         {
+            // Checked again inside the section: a Dispose that began after the check above revokes this cache and
+            // waits for the section, so a refill from the provider here is counted before it decides whether
+            // pages are in flight; one that began before it is seen here (the cache was acquired or kept after
+            // its revocation), and nothing is taken.
+            // Volatile: Dispose sets the state on another thread.
+            if (Volatile.Read(ref _state) != StateAlive)
+                PoolThrowHelper.ThrowDisposed(Id);
             NetMem* d;
             if (c.Count > 0)
             {
@@ -750,17 +759,31 @@ public sealed unsafe partial class PagePool : IDisposable
             return new NetMemRef(d);
         }
         Interlocked.Increment(ref _shared.Empty);
-        NetMemRef fresh = default;
-        if (TakeFromProvider(new Span<NetMemRef>(ref fresh)) == 0)
-            return default;
-        if (!SetupPage(fresh.Descriptor))
-            return default;
-        Interlocked.Increment(ref _shared.Hold);
-        Interlocked.Increment(ref _order > 0 ? ref _shared.SlowHighOrder : ref _shared.Slow);
-        fresh.Value.PpRefCount = 1;
-        if (_debug)
-            DebugOnAlloc(fresh.Descriptor);
-        return fresh;
+        // Interlocked (a full fence before the state check): Dispose sets the state and then waits for this count
+        // to fall to 0, so either this take sees the pool closing or Dispose sees the take and waits for its Hold.
+        Interlocked.Increment(ref _uncachedTakes);
+        try
+        {
+            // Volatile: as above.
+            if (Volatile.Read(ref _state) != StateAlive)
+                PoolThrowHelper.ThrowDisposed(Id);
+            NetMemRef fresh = default;
+            if (TakeFromProvider(new Span<NetMemRef>(ref fresh)) == 0)
+                return default;
+            if (!SetupPage(fresh.Descriptor))
+                return default;
+            Interlocked.Increment(ref _shared.Hold);
+            Interlocked.Increment(ref _order > 0 ? ref _shared.SlowHighOrder : ref _shared.Slow);
+            fresh.Value.PpRefCount = 1;
+            if (_debug)
+                DebugOnAlloc(fresh.Descriptor);
+            return fresh;
+        }
+        finally
+        {
+            // Interlocked: read by Dispose on another thread.
+            Interlocked.Decrement(ref _uncachedTakes);
+        }
     }
 
     /// <summary>
@@ -829,11 +852,13 @@ public sealed unsafe partial class PagePool : IDisposable
     /// Revokes each per-CPU cache in turn (only those holding pages when <paramref name="onlyNonEmpty"/>) and
     /// hands it to <paramref name="empty"/>, which must leave it empty. A cache held by the calling thread inside
     /// a section is skipped. Drains run one at a time; each revocation of a held cache costs a process-wide barrier.
+    /// Returns false when a cache was skipped or the drain declined (see <see cref="EnterDrain"/>).
     /// </summary>
-    private void EmptyPerCpuCaches<TState>(TState state, bool onlyNonEmpty, Action<PerCpuCache, TState> empty)
+    private bool EmptyPerCpuCaches<TState>(TState state, bool onlyNonEmpty, Action<PerCpuCache, TState> empty)
     {
         if (!EnterDrain())
-            return;
+            return false;
+        bool complete = true;
         try
         {
             foreach (PerCpuCache c in _perCpu)
@@ -842,7 +867,10 @@ public sealed unsafe partial class PagePool : IDisposable
                 if (onlyNonEmpty && Volatile.Read(ref c.Count) == 0)
                     continue;
                 if (!c.TakeForDrain())
+                {
+                    complete = false;
                     continue;
+                }
                 try
                 {
                     empty(c, state);
@@ -857,6 +885,7 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             _perCpuDrainLock.Exit();
         }
+        return complete;
     }
 
     /// <summary>
@@ -1550,6 +1579,12 @@ public sealed unsafe partial class PagePool : IDisposable
         // Every thread executes a full barrier: a putter that filled a per-CPU cache before this point has its count
         // seen by the drains below; one after it sees the pool destroying and drains its own cache after its section.
         Interlocked.MemoryBarrierProcessWide();
+        // A thread that took pages from the provider outside any section (every per-CPU cache busy) finishes
+        // counting them before the pool decides whether pages are in flight; takes that start now see the state.
+        var spin = new SpinWait();
+        // Volatile: incremented and decremented by allocating threads.
+        while (Volatile.Read(ref _uncachedTakes) != 0)
+            spin.SpinOnce(sleep1Threshold: -1);
         Interlocked.Exchange(ref _destroyStartedTicks, Stopwatch.GetTimestamp());
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         // A release that throws (a DMA mapper's unmap) does not stop the shutdown: that page stays in flight, every
@@ -1601,7 +1636,23 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>The kernel's <c>page_pool_release</c>: empties ring and per-CPU caches; frees the pool when nothing is in flight.</summary>
     private void ReleaseAttempt()
     {
-        DrainAfterDispose();
+        // Until one drain has revoked every held per-CPU cache, empty or not, the pool is not freed: that drain
+        // waits for any allocation inside a section, which may be taking pages from the provider into an empty
+        // cache, and it is what makes every such page's Hold visible to whoever decides that none is in flight.
+        // Volatile: written below by whichever thread (Dispose, the retry timer) completes that drain.
+        if (Volatile.Read(ref _drainedAll) == 0)
+        {
+            if (DrainAfterDispose(revokeAll: true))
+            {
+                // Interlocked (a full fence): releases on other threads either see the flag and free the pool
+                // themselves, or their release count is seen by TryFreeAfterRelease below.
+                Interlocked.Exchange(ref _drainedAll, 1);
+            }
+        }
+        else
+        {
+            DrainAfterDispose();
+        }
         long destroyCount = Interlocked.Increment(ref _destroyCount);
         var log = PagePoolEventSource.Log;
         if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Lifecycle))
@@ -1613,15 +1664,20 @@ public sealed unsafe partial class PagePool : IDisposable
         TryFreeAfterRelease();
     }
 
+    /// <summary>
+    /// After Dispose: releases the ring's pages and those of the per-CPU caches (all held caches when
+    /// <paramref name="revokeAll"/>, else only those that hold pages).
+    /// </summary>
+    /// <returns>Whether every per-CPU cache was visited (false when the drain had to leave a held one alone).</returns>
     [SkipLocalsInit] // the stack buffer is written before it is read
-    private void DrainAfterDispose()
+    private bool DrainAfterDispose(bool revokeAll = false)
     {
         Span<nint> batch = stackalloc nint[AllocCacheRefill];
         int n;
         // Each batch is released whole even when one release throws; that page stays in flight, the rest do not.
         while ((n = _ring.DequeueBurst(batch)) > 0)
             ReturnPages(batch[..n]);
-        EmptyPerCpuCaches(this, onlyNonEmpty: true, static (c, pool) =>
+        return EmptyPerCpuCaches(this, onlyNonEmpty: !revokeAll, static (c, pool) =>
         {
             while (c.Count > 0)
                 pool.ReturnPage((NetMem*)c.Items[--c.Count]);
@@ -1664,7 +1720,10 @@ public sealed unsafe partial class PagePool : IDisposable
 
     private void TryFreeAfterRelease()
     {
-        // Hold no longer moves once destroying (no allocation), so InFlight only falls.
+        // Volatile: see ReleaseAttempt; before the first complete drain, a Hold may still be on its way.
+        if (Volatile.Read(ref _drainedAll) == 0)
+            return;
+        // Hold no longer moves once that drain is done (no allocation), so InFlight only falls.
         if (InFlight != 0)
             return;
         // Interlocked: the last releasing thread and the retry timer may both get here; one frees.

@@ -93,6 +93,62 @@ public unsafe class DisposeTests
     }
 
     [Fact]
+    public void Allocations_from_other_threads_racing_Dispose_never_get_a_page_from_a_freed_pool()
+    {
+        // Two threads allocate and put back one page at a time (so the pool is often empty of pages in flight,
+        // and each refill goes to the provider), while the consumer disposes. A page handed out must keep the pool
+        // alive until it is back; the ones the pool took from the provider must all be given back.
+        using var provider = new PageProvider();
+        int fromFreedPool = 0, otherErrors = 0;
+        Exception? firstError = null;
+        for (int round = 0; round < 200; round++)
+        {
+            var pool = new PagePool(new PagePoolOptions { Provider = provider, PoolSize = 16 });
+            long allocated = 0;
+            var threads = new Thread[2];
+            for (int t = 0; t < threads.Length; t++)
+            {
+                threads[t] = new Thread(() =>
+                {
+                    try
+                    {
+                        while (true)
+                        {
+                            NetMemRef p = pool.AllocPage();
+                            if (p.IsNull)
+                                continue;
+                            if (pool.IsFreed)
+                                Interlocked.Increment(ref fromFreedPool);
+                            Interlocked.Increment(ref allocated);
+                            // Release rather than recycle: the next allocation goes to the provider again.
+                            pool.ReleasePage(p);
+                        }
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                    }
+                    catch (Exception e)
+                    {
+                        Interlocked.CompareExchange(ref firstError, e, null);
+                        Interlocked.Increment(ref otherErrors);
+                    }
+                });
+                threads[t].Start();
+            }
+            var spin = new SpinWait();
+            while (Volatile.Read(ref allocated) < 20 + round % 50)
+                spin.SpinOnce(sleep1Threshold: -1);
+            pool.Dispose();
+            foreach (Thread t in threads)
+                Assert.True(t.Join(TimeSpan.FromSeconds(30)), "an allocating thread did not stop after Dispose");
+            Assert.True(pool.IsFreed, $"round {round}: {pool.InFlight} pages in flight after every page came back");
+            Assert.True(provider.PagesInUse == 0, $"round {round}: provider has {provider.PagesInUse} pages out; {pool.GetStats()}");
+        }
+        Assert.Equal(0, fromFreedPool);
+        Assert.True(otherErrors == 0, $"{otherErrors} unexpected exceptions, the first: {firstError}");
+    }
+
+    [Fact]
     public void A_shared_provider_outlives_its_pools()
     {
         using var provider = new PageProvider();
