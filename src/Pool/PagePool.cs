@@ -88,6 +88,8 @@ public sealed unsafe partial class PagePool : IDisposable
     private readonly PtrRing _ring;
     private readonly PerCpuCache[] _perCpu;
     private readonly Lock _perCpuDrainLock = new();  // one drainer at a time revokes per-CPU caches
+    private readonly PutterState?[] _drainRevoked;   // the drain's scratch (under _perCpuDrainLock): holders revoked
+    private readonly bool[] _drainTaken;             // and caches taken, one entry per per-CPU cache
     private PoolCounters _shared;       // rare counters from any thread: Interlocked only
     private long _release;              // pages_state_release_cnt: Interlocked, any thread releases
     private int _uncachedTakes;         // provider takes outside any per-CPU section, under way: Interlocked
@@ -142,6 +144,8 @@ public sealed unsafe partial class PagePool : IDisposable
         _ring = new PtrRing(PoolSize);
         int cpus = Math.Max(1, Environment.ProcessorCount);
         _perCpu = new PerCpuCache[cpus];
+        _drainRevoked = new PutterState?[cpus];
+        _drainTaken = new bool[cpus];
         for (int i = 0; i < cpus; i++)
             _perCpu[i] = new PerCpuCache(this, i);
 
@@ -849,40 +853,72 @@ public sealed unsafe partial class PagePool : IDisposable
     }
 
     /// <summary>
-    /// Revokes each per-CPU cache in turn (only those holding pages when <paramref name="onlyNonEmpty"/>) and
-    /// hands it to <paramref name="empty"/>, which must leave it empty. A cache held by the calling thread inside
-    /// a section is skipped. Drains run one at a time; each revocation of a held cache costs a process-wide barrier.
+    /// Takes every per-CPU cache (only those holding pages when <paramref name="onlyNonEmpty"/>), revoking held ones,
+    /// and hands each to <paramref name="empty"/>, which must leave it empty. A cache held by another thread while
+    /// the calling thread is inside a section is skipped. Drains run one at a time; one process-wide barrier
+    /// covers all the caches a drain revokes, however many CPUs there are.
     /// Returns false when a cache was skipped or the drain declined (see <see cref="EnterDrain"/>).
     /// </summary>
     private bool EmptyPerCpuCaches<TState>(TState state, bool onlyNonEmpty, Action<PerCpuCache, TState> empty)
     {
         if (!EnterDrain())
             return false;
+        PerCpuCache[] caches = _perCpu;
+        // Owned by the drain lock's holder: which caches this drain took, and from which holders.
+        PutterState?[] revoked = _drainRevoked;
+        bool[] taken = _drainTaken;
         bool complete = true;
         try
         {
-            foreach (PerCpuCache c in _perCpu)
+            bool anyRevoked = false;
+            for (int i = 0; i < caches.Length; i++)
             {
+                PerCpuCache c = caches[i];
                 // Volatile: Count is written by the cache's holder; an empty cache needs no revocation.
                 if (onlyNonEmpty && Volatile.Read(ref c.Count) == 0)
                     continue;
-                if (!c.TakeForDrain())
+                switch (c.BeginDrain(out revoked[i]))
                 {
-                    complete = false;
-                    continue;
+                    case DrainTake.Skipped:
+                        complete = false;
+                        break;
+                    case DrainTake.Free:
+                        taken[i] = true;
+                        break;
+                    case DrainTake.Revoked:
+                        taken[i] = true;
+                        anyRevoked = true;
+                        break;
                 }
-                try
+            }
+            if (anyRevoked)
+            {
+                // One barrier for every cache revoked above (see PerCpuCache): each thread executes a full barrier,
+                // after which a holder either is seen in its section below or sees its cache gone.
+                Interlocked.MemoryBarrierProcessWide();
+                for (int i = 0; i < caches.Length; i++)
                 {
-                    empty(c, state);
+                    if (revoked[i] is { } holder)
+                        PerCpuCache.AwaitRevoked(holder);
                 }
-                finally
-                {
-                    c.ReleaseDrained();
-                }
+            }
+            for (int i = 0; i < caches.Length; i++)
+            {
+                if (taken[i])
+                    empty(caches[i], state);
             }
         }
         finally
         {
+            // Every cache taken goes back, even when emptying one threw.
+            for (int i = 0; i < caches.Length; i++)
+            {
+                revoked[i] = null;
+                if (!taken[i])
+                    continue;
+                taken[i] = false;
+                caches[i].ReleaseDrained();
+            }
             _perCpuDrainLock.Exit();
         }
         return complete;

@@ -87,10 +87,33 @@ internal sealed class PerCpuCache
     /// thread is itself inside a section (an init callback, DMA mapper or event handler that drains from within a
     /// put or alloc): it could wait on a section that waits on it. A Dispose then gets the cache from the
     /// section's own end or from the retry timer. Drains must not nest or run concurrently (the pool serializes
-    /// them); release with <see cref="ReleaseDrained"/>.
+    /// them); release with <see cref="ReleaseDrained"/>. To take several caches with one barrier, use
+    /// <see cref="BeginDrain"/> and <see cref="AwaitRevoked"/>.
     /// </summary>
     public bool TakeForDrain()
     {
+        DrainTake take = BeginDrain(out PutterState? revoked);
+        if (take == DrainTake.Skipped)
+            return false;
+        if (take == DrainTake.Revoked)
+        {
+            // Every thread executes a full barrier: see AwaitRevoked.
+            Interlocked.MemoryBarrierProcessWide();
+            if (revoked != null)
+                AwaitRevoked(revoked);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The first half of <see cref="TakeForDrain"/>: the owner word becomes <see cref="Drainer"/>. For
+    /// <see cref="DrainTake.Revoked"/> the cache is not the drainer's to use until a process-wide barrier has run
+    /// after this call and <see cref="AwaitRevoked"/> has returned for <paramref name="revoked"/> (null when the
+    /// holder was the calling thread itself, outside any section: nothing to wait for).
+    /// </summary>
+    public DrainTake BeginDrain(out PutterState? revoked)
+    {
+        revoked = null;
         PutterState? self = PutterState.CurrentOrNull;
         bool selfBusy = self != null && self.IsBusy;
         var spin = new SpinWait();
@@ -102,11 +125,11 @@ internal sealed class PerCpuCache
             {
                 // Interlocked: as TryAcquire.
                 if (Interlocked.CompareExchange(ref _owner, Drainer, null) == null)
-                    return true;
+                    return DrainTake.Free;
                 continue;
             }
             if (selfBusy)
-                return false;
+                return DrainTake.Skipped;
             if (ReferenceEquals(holder, Drainer))
                 throw new InvalidOperationException("Per-CPU cache taken by two drains at once.");
             // Interlocked: revoke exactly this holder (it may be letting go at this moment).
@@ -115,24 +138,29 @@ internal sealed class PerCpuCache
                 spin.SpinOnce(sleep1Threshold: -1);
                 continue;
             }
-            // Every thread executes a full barrier: a holder whose busy mark is not visible below will see the
-            // owner word changed when it next checks it.
-            Interlocked.MemoryBarrierProcessWide();
             if (!ReferenceEquals(holder, self))
-            {
-                // Volatile (acquire): pairs with the holder's release at the end of its section, so its writes to
-                // Count and Items are visible here. A section is short and never waits on a drain; the wait ends
-                // with the section seen open, not at a moment the holder is outside every section.
-                int open = Volatile.Read(ref holder.Section);
-                if ((open & 1) != 0)
-                {
-                    // Volatile (acquire): as above, on each re-read.
-                    while (Volatile.Read(ref holder.Section) == open)
-                        spin.SpinOnce(sleep1Threshold: -1);
-                }
-            }
-            return true;
+                revoked = holder;
+            return DrainTake.Revoked;
         }
+    }
+
+    /// <summary>
+    /// The second half of <see cref="TakeForDrain"/>, after a process-wide barrier that followed the revocation:
+    /// a holder whose busy mark the barrier did not make visible here will see the owner word changed when it
+    /// next checks it; one whose mark is visible is waited for until that section ends.
+    /// </summary>
+    public static void AwaitRevoked(PutterState holder)
+    {
+        var spin = new SpinWait();
+        // Volatile (acquire): pairs with the holder's release at the end of its section, so its writes to Count
+        // and Items are visible here. A section is short and never waits on a drain; the wait ends with the
+        // section seen open, not at a moment the holder is outside every section.
+        int open = Volatile.Read(ref holder.Section);
+        if ((open & 1) == 0)
+            return;
+        // Volatile (acquire): as above, on each re-read.
+        while (Volatile.Read(ref holder.Section) == open)
+            spin.SpinOnce(sleep1Threshold: -1);
     }
 
     /// <summary>A drain lets the cache go.</summary>
@@ -142,6 +170,19 @@ internal sealed class PerCpuCache
         if (!ReferenceEquals(Interlocked.CompareExchange(ref _owner, null, Drainer), Drainer))
             throw new InvalidOperationException("Per-CPU cache released by a drain that did not hold it.");
     }
+}
+
+/// <summary>What <see cref="PerCpuCache.BeginDrain"/> did.</summary>
+internal enum DrainTake
+{
+    /// <summary>Left alone: held, and the drainer is inside a section itself.</summary>
+    Skipped,
+
+    /// <summary>Taken while free: the drainer may use it at once.</summary>
+    Free,
+
+    /// <summary>Taken from a holder: usable after a process-wide barrier and <see cref="PerCpuCache.AwaitRevoked"/>.</summary>
+    Revoked,
 }
 
 /// <summary>

@@ -69,6 +69,47 @@ public unsafe class PerCpuCacheTests
     }
 
     [Fact]
+    public void Dispose_revokes_every_held_cache_in_one_drain()
+    {
+        // As many live putters as there are caches, each one putting while the others hold theirs, so each ends up
+        // holding a different cache: one drain must take them all back (with one barrier for all of them).
+        int putters = Math.Max(1, Environment.ProcessorCount);
+        var pool = new PagePool(new PagePoolOptions());
+        var held = new NetMemRef[putters * 3];
+        Assert.Equal(held.Length, pool.AllocPages(held));
+        using var mayExit = new ManualResetEventSlim();
+        var threads = new Thread[putters];
+        try
+        {
+            for (int t = 0; t < putters; t++)
+            {
+                using var putDone = new ManualResetEventSlim();
+                int first = t * 3;
+                threads[t] = new Thread(() =>
+                {
+                    for (int i = first; i < first + 3; i++)
+                        pool.PutPage(held[i]);
+                    putDone.Set();
+                    mayExit.Wait();
+                });
+                threads[t].Start();
+                putDone.Wait();
+            }
+            Assert.Equal(held.Length, pool.PerCpuSnapshot().Pooled);
+            pool.Dispose();
+            Assert.True(pool.IsFreed);
+            Assert.Equal(0, pool.PerCpuSnapshot().Pooled);
+            Assert.Equal(0, pool.GetStats().InFlight);
+        }
+        finally
+        {
+            mayExit.Set();
+            foreach (Thread t in threads)
+                t?.Join();
+        }
+    }
+
+    [Fact]
     public void Dispose_revokes_the_cache_of_a_thread_that_has_exited()
     {
         var pool = new PagePool(new PagePoolOptions());
