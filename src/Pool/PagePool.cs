@@ -766,6 +766,8 @@ public sealed unsafe partial class PagePool : IDisposable
         // Interlocked (a full fence before the state check): Dispose sets the state and then waits for this count
         // to fall to 0, so either this take sees the pool closing or Dispose sees the take and waits for its Hold.
         Interlocked.Increment(ref _uncachedTakes);
+        PagePool? outer = t_uncachedTakeOf;
+        t_uncachedTakeOf = this;
         try
         {
             // Volatile: as above.
@@ -785,10 +787,15 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         finally
         {
+            t_uncachedTakeOf = outer;
             // Interlocked: read by Dispose on another thread.
             Interlocked.Decrement(ref _uncachedTakes);
         }
     }
+
+    /// <summary>The pool whose uncached provider take the calling thread is inside (its init callback runs there).</summary>
+    [ThreadStatic]
+    private static PagePool? t_uncachedTakeOf;
 
     /// <summary>
     /// Opens a section that uses the calling thread's per-CPU cache of this pool (see <see cref="PerCpuCache"/>):
@@ -1604,8 +1611,15 @@ public sealed unsafe partial class PagePool : IDisposable
     /// stays in flight. This waits for other threads' per-CPU sections, which may be running the pool's init
     /// callback, DMA mapper or an event listener: do not call it while holding a lock that any of those take.
     /// </remarks>
+    /// <exception cref="InvalidOperationException">
+    /// Called from the init callback or DMA mapper of an allocation of this pool that runs outside any per-CPU cache;
+    /// the pool is unchanged.
+    /// </exception>
     public void Dispose()
     {
+        // Dispose would wait for that take to finish, and it cannot finish before Dispose returns.
+        if (ReferenceEquals(t_uncachedTakeOf, this))
+            throw new InvalidOperationException($"PagePool {Id}: Dispose called from inside one of its own allocations (an init callback or DMA mapper).");
         // Interlocked: Dispose may race with itself from several threads; one proceeds.
         if (Interlocked.CompareExchange(ref _state, StateDestroying, StateAlive) != StateAlive)
             return;

@@ -146,6 +146,56 @@ public unsafe class ExceptionSafetyTests
     }
 
     [Fact]
+    public void Dispose_from_an_init_callback_of_its_own_uncached_allocation_is_refused_and_changes_nothing()
+    {
+        // Another thread allocates: its per-CPU section refills from the provider and runs the init callback,
+        // which allocates again (nested in the section, so with no per-CPU cache: straight to the provider), and
+        // that allocation's init callback disposes the pool. Dispose would wait for the allocation it runs in.
+        PagePool? pool = null;
+        int depth = 0;
+        bool armed = true;
+        Exception? refused = null;
+        pool = new PagePool(new PagePoolOptions
+        {
+            InitCallback = (_, _) =>
+            {
+                if (!armed)
+                    return;
+                if (depth == 0)
+                {
+                    depth++;
+                    try
+                    {
+                        NetMemRef nested = pool!.AllocPage();
+                        pool.ReleasePage(nested);
+                    }
+                    catch (InvalidOperationException e)
+                    {
+                        refused = e;
+                    }
+                    finally
+                    {
+                        depth--;
+                        armed = false;
+                    }
+                    return;
+                }
+                pool!.Dispose();
+            },
+        });
+        OtherThread.Run(() => pool.ReleasePage(pool.AllocPage()));
+        Assert.NotNull(refused);
+        Assert.Contains("Dispose called from inside", refused!.Message);
+        Assert.False(pool.IsDisposed);
+        // The pool goes on, and its own thread disposes it.
+        pool.RecycleDirect(pool.AllocPage());
+        StatsAssert.Consistent(pool.GetStats());
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+        Assert.Equal(0, pool.Provider.PagesInUse);
+    }
+
+    [Fact]
     public void Dispose_whose_unmap_throws_still_releases_every_other_page_and_keeps_retrying()
     {
         var (pool, provider, mapper) = NewPool(ringSize: 64);
