@@ -132,6 +132,7 @@ public static class Program
             Action<PosixSignalContext> onSignal = ctx =>
             {
                 ctx.Cancel = true;
+                stderr.WriteLine($"{ctx.Signal}: stopping.");
                 cts.Cancel();
             };
             using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, onSignal);
