@@ -157,7 +157,7 @@ public sealed unsafe partial class PagePool
             {
                 // Volatile: a Dispose that ran while we held pages would have missed them.
                 if (Volatile.Read(ref _state) != StateAlive)
-                    DrainAfterDispose();
+                    DrainAfterDisposeQuietly();
             }
         }
         return released;

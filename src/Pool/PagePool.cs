@@ -465,8 +465,9 @@ public sealed unsafe partial class PagePool : IDisposable
             return false;
         }
         _hot.CacheCount = n;
-        if (_nid >= 0)
-            WaiveForeignNode();
+        int nid = _nid;
+        if (nid >= 0)
+            WaiveForeignNode(nid);
         return _hot.CacheCount > 0;
     }
 
@@ -477,9 +478,8 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     [SkipLocalsInit] // the stack buffer is written before it is read
-    private void WaiveForeignNode()
+    private void WaiveForeignNode(int nid)
     {
-        int nid = _nid;
         int n = _hot.CacheCount;
         for (int i = 0; i < n; i++)
         {
@@ -499,13 +499,12 @@ public sealed unsafe partial class PagePool : IDisposable
 
     /// <summary>
     /// Owner of <paramref name="items"/> only, after a refill into it from the ring: releases every page of another
-    /// node than the pool's (waive) and keeps the others. The count is right before any release.
+    /// node than <paramref name="nid"/> (waive) and keeps the others. The count is right before any release.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     [SkipLocalsInit] // the stack buffer is written before it is read
-    private void WaiveForeignNodes(nint[] items, ref int count, ref PoolCounters stats)
+    private void WaiveForeignNodes(int nid, nint[] items, ref int count, ref PoolCounters stats)
     {
-        int nid = _nid;
         int n = count;
         Debug.Assert(n <= PerCpuCache.Capacity);
         Span<nint> waived = stackalloc nint[PerCpuCache.Capacity];
@@ -557,7 +556,13 @@ public sealed unsafe partial class PagePool : IDisposable
 
     /// <summary>
     /// The kernel's <c>__page_pool_alloc_pages_slow</c>: takes a bulk of pages (one for order &gt; 0) from the
-    /// provider into <paramref name="cache"/>, sets them up for the pool, and returns one of them.
+    /// provider, sets them up for the pool, returns one of them and puts the others in <paramref name="cache"/>.
+    /// <para>
+    /// The pages are set up on the stack and reach the cache only when all are ready: an init callback or DMA
+    /// mapper that calls back into the pool (a put, <see cref="Trim"/>, <see cref="Dispose"/>) sees a consistent
+    /// cache, and each page is counted in Hold as soon as it is set up, so a Dispose from such a callback sees it
+    /// in flight. A pool disposed meanwhile gets every page back and the allocation throws.
+    /// </para>
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     [SkipLocalsInit] // the stack buffer is written before it is read
@@ -574,6 +579,7 @@ public sealed unsafe partial class PagePool : IDisposable
 
         int usable = 0;
         int next = 0;
+        bool setUp = false;
         try
         {
             while (next < got)
@@ -581,34 +587,75 @@ public sealed unsafe partial class PagePool : IDisposable
                 NetMem* d = fresh[next++].Descriptor;
                 if (!SetupPage(d))
                     continue;
-                cache[cacheCount++] = (nint)d;
-                usable++;
+                fresh[usable++] = new NetMemRef(d);
+                stats.Hold++;
             }
+            setUp = true;
         }
         finally
         {
-            // A page whose setup threw (an init callback or DMA mapper) was given back by SetupPage; the pages
-            // after it were never set up and go straight back to the provider; those before it are the pool's.
-            stats.Hold += usable;
-            for (; next < got; next++)
-                fresh[next].PutPage();
+            if (!setUp)
+            {
+                // A page whose setup threw (an init callback or DMA mapper) was given back by SetupPage; the pages
+                // after it were never set up and go straight back to the provider; those before it are the pool's.
+                for (; next < got; next++)
+                    fresh[next].PutPage();
+                if (usable > 0)
+                    CountSlow(ref stats);
+                StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]), cache, ref cacheCount);
+            }
         }
         if (usable == 0)
             return default;
-        if (_order > 0)
-            stats.SlowHighOrder++;
-        else
-            stats.Slow++;
+        CountSlow(ref stats);
 
         var log = PagePoolEventSource.Log;
         if (log.IsEnabled())
-            TraceHold(log, cache, cacheCount, usable);
+            TraceHold(log, fresh[..usable]);
 
-        NetMem* page = (NetMem*)cache[--cacheCount];
+        // Volatile: a callback above may have disposed the pool (on this thread or another).
+        if (Volatile.Read(ref _state) != StateAlive)
+        {
+            ReturnPages(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]));
+            PoolThrowHelper.ThrowDisposed(Id);
+        }
+        NetMem* page = fresh[usable - 1].Descriptor;
+        StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..(usable - 1)]), cache, ref cacheCount);
         page->PpRefCount = 1;
         if (_debug)
             DebugOnAlloc(page);
         return new NetMemRef(page);
+    }
+
+    private void CountSlow(ref PoolCounters stats)
+    {
+        if (_order > 0)
+            stats.SlowHighOrder++;
+        else
+            stats.Slow++;
+    }
+
+    /// <summary>
+    /// Puts pages the slow path set up into <paramref name="cache"/> as far as it has room (a callback may have
+    /// filled it meanwhile), the rest into the ring, and releases what the ring refuses; all are released when the
+    /// pool has been disposed meanwhile.
+    /// </summary>
+    private void StashSetUp(ReadOnlySpan<nint> pages, nint[] cache, ref int cacheCount)
+    {
+        // Volatile: Dispose sets the state on another thread (or from a callback on this one).
+        if (Volatile.Read(ref _state) != StateAlive)
+        {
+            ReturnPages(pages);
+            return;
+        }
+        int room = Math.Min(pages.Length, cache.Length - cacheCount);
+        pages[..room].CopyTo(cache.AsSpan(cacheCount));
+        cacheCount += room;
+        pages = pages[room..];
+        if (pages.IsEmpty)
+            return;
+        int enq = _ring.EnqueueBurst(pages);
+        ReturnPages(pages[enq..]);
     }
 
     private int TakeFromProvider(Span<NetMemRef> fresh)
@@ -630,19 +677,16 @@ public sealed unsafe partial class PagePool : IDisposable
         return got;
     }
 
-    private void TraceHold(PagePoolEventSource log, nint[] cache, int cacheCount, int usable)
+    private void TraceHold(PagePoolEventSource log, ReadOnlySpan<NetMemRef> pages)
     {
         if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.SlowPath))
-            log.SlowPathRefill(Id, usable, _order);
+            log.SlowPathRefill(Id, pages.Length, _order);
         if (log.IsEnabled(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState))
         {
             // The kernel reports each page with the hold count it took: number the new pages up to the total.
-            long hold = TotalHold() - usable;
-            for (int i = cacheCount - usable; i < cacheCount; i++)
-            {
-                var page = new NetMemRef((NetMem*)cache[i]);
+            long hold = TotalHold() - pages.Length;
+            foreach (NetMemRef page in pages)
                 log.StateHold(Id, (ulong)page.Address, ++hold, page.Index);
-            }
         }
     }
 
@@ -722,8 +766,9 @@ public sealed unsafe partial class PagePool : IDisposable
             else
             {
                 c.Count = _ring.DequeueBurst(c.Items.AsSpan(0, PerCpuCache.Batch));
-                if (_nid >= 0 && c.Count > 0)
-                    WaiveForeignNodes(c.Items, ref c.Count, ref c.Stats);
+                int nid = _nid;
+                if (nid >= 0 && c.Count > 0)
+                    WaiveForeignNodes(nid, c.Items, ref c.Count, ref c.Stats);
                 if (c.Count > 0)
                 {
                     d = (NetMem*)c.Items[--c.Count];
@@ -746,7 +791,7 @@ public sealed unsafe partial class PagePool : IDisposable
             ExitPerCpu(s);
             // Volatile: a Dispose that drained the caches before this refill filled one would have missed its pages.
             if (Volatile.Read(ref _state) != StateAlive)
-                DrainAfterDispose();
+                DrainAfterDisposeQuietly();
         }
     }
 
@@ -763,11 +808,9 @@ public sealed unsafe partial class PagePool : IDisposable
             return new NetMemRef(d);
         }
         Interlocked.Increment(ref _shared.Empty);
-        // Interlocked (a full fence before the state check): Dispose sets the state and then waits for this count
-        // to fall to 0, so either this take sees the pool closing or Dispose sees the take and waits for its Hold.
+        // Interlocked (a full fence before the state check): the pool is not freed while this count is above 0
+        // (see ReleaseAttempt), so either this take sees the pool closing or the pool sees the take and its Hold.
         Interlocked.Increment(ref _uncachedTakes);
-        PagePool? outer = t_uncachedTakeOf;
-        t_uncachedTakeOf = this;
         try
         {
             // Volatile: as above.
@@ -787,15 +830,10 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         finally
         {
-            t_uncachedTakeOf = outer;
-            // Interlocked: read by Dispose on another thread.
+            // Interlocked (a full fence after the Hold above): a release attempt that reads 0 here sees that Hold.
             Interlocked.Decrement(ref _uncachedTakes);
         }
     }
-
-    /// <summary>The pool whose uncached provider take the calling thread is inside (its init callback runs there).</summary>
-    [ThreadStatic]
-    private static PagePool? t_uncachedTakeOf;
 
     /// <summary>
     /// Opens a section that uses the calling thread's per-CPU cache of this pool (see <see cref="PerCpuCache"/>):
@@ -1053,9 +1091,19 @@ public sealed unsafe partial class PagePool : IDisposable
                 }
                 if (!UnrefAndTest(d))
                     continue;
-                if (!CanRecycle(d, -1))
+                bool recycle;
+                try
+                {
+                    recycle = CanRecycle(d, -1);
+                }
+                catch (Exception e)
+                {
+                    // That page was released (or is stuck in flight if its release threw); the batch goes on.
+                    failed ??= e;
                     continue;
-                recyclable[n++] = (nint)d;
+                }
+                if (recycle)
+                    recyclable[n++] = (nint)d;
             }
             pages = pages[used..];
             // A release that throws in a flush (a DMA mapper's unmap) does not stop the batch: every page this call
@@ -1235,10 +1283,28 @@ public sealed unsafe partial class PagePool : IDisposable
             return false;
         }
         if (_dmaSync)
-            SyncForDevice(d, dmaSyncSize);
+            SyncForDeviceOrRelease(d, dmaSyncSize);
         if (_debug)
             DebugOnPut(d);
         return true;
+    }
+
+    /// <summary>
+    /// The recycle's sync for the device. A mapper that throws leaves the page unfit for the device and no one's:
+    /// it goes back to the provider before the exception goes on, so it is not lost.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void SyncForDeviceOrRelease(NetMem* d, int dmaSyncSize)
+    {
+        try
+        {
+            SyncForDevice(d, dmaSyncSize);
+        }
+        catch
+        {
+            ReturnPage(d);
+            throw;
+        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -1272,8 +1338,26 @@ public sealed unsafe partial class PagePool : IDisposable
         _hot.Stats.CacheFull++;
         // Plain read of a flag Trim sets from another thread: seeing it late only delays the trim.
         if (_consumerTrimPending != 0)
-            ConsumerTrimDeferred();
+        {
+            ConsumerTrimThenRecycle(d);
+            return;
+        }
         ConsumerRecycleInRing(d);
+    }
+
+    /// <summary>Consumer thread only, at a full alloc cache: the trim another thread asked for, then the ring.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ConsumerTrimThenRecycle(NetMem* d)
+    {
+        try
+        {
+            ConsumerTrimDeferred();
+        }
+        finally
+        {
+            // Even when a release in the trim throws: this page is not lost with it.
+            ConsumerRecycleInRing(d);
+        }
     }
 
     /// <summary>Consumer thread only: page_pool_recycle_in_ring through the consumer's put buffer.</summary>
@@ -1307,7 +1391,7 @@ public sealed unsafe partial class PagePool : IDisposable
                 Interlocked.Increment(ref _shared.Ring);
                 // Volatile: a Dispose that drained the ring before this page went in would have missed it.
                 if (Volatile.Read(ref _state) != StateAlive)
-                    DrainAfterDispose();
+                    DrainAfterDisposeQuietly();
             }
             else
             {
@@ -1345,7 +1429,7 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         // Volatile: Dispose sets the state on another thread.
         if (Volatile.Read(ref _state) != StateAlive)
-            DrainAfterDispose();
+            DrainAfterDisposeQuietly();
         if (failed != null)
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
     }
@@ -1379,12 +1463,18 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             int enq = _ring.EnqueueBurst(pages);
             Interlocked.Add(ref _shared.Ring, enq);
-            if (enq > 0 && Volatile.Read(ref _state) != StateAlive) // Volatile: as in RecycleInRing
-                DrainAfterDispose();
-            if (enq < pages.Length)
+            try
             {
-                Interlocked.Add(ref _shared.RingFull, pages.Length - enq);
-                ReturnPages(pages[enq..]);
+                if (enq < pages.Length)
+                {
+                    Interlocked.Add(ref _shared.RingFull, pages.Length - enq);
+                    ReturnPages(pages[enq..]);
+                }
+            }
+            finally
+            {
+                if (enq > 0 && Volatile.Read(ref _state) != StateAlive) // Volatile: as in RecycleInRing
+                    DrainAfterDisposeQuietly();
             }
             return;
         }
@@ -1611,15 +1701,8 @@ public sealed unsafe partial class PagePool : IDisposable
     /// stays in flight. This waits for other threads' per-CPU sections, which may be running the pool's init
     /// callback, DMA mapper or an event listener: do not call it while holding a lock that any of those take.
     /// </remarks>
-    /// <exception cref="InvalidOperationException">
-    /// Called from the init callback or DMA mapper of an allocation of this pool that runs outside any per-CPU cache;
-    /// the pool is unchanged.
-    /// </exception>
     public void Dispose()
     {
-        // Dispose would wait for that take to finish, and it cannot finish before Dispose returns.
-        if (ReferenceEquals(t_uncachedTakeOf, this))
-            throw new InvalidOperationException($"PagePool {Id}: Dispose called from inside one of its own allocations (an init callback or DMA mapper).");
         // Interlocked: Dispose may race with itself from several threads; one proceeds.
         if (Interlocked.CompareExchange(ref _state, StateDestroying, StateAlive) != StateAlive)
             return;
@@ -1629,12 +1712,6 @@ public sealed unsafe partial class PagePool : IDisposable
         // Every thread executes a full barrier: a putter that filled a per-CPU cache before this point has its count
         // seen by the drains below; one after it sees the pool destroying and drains its own cache after its section.
         Interlocked.MemoryBarrierProcessWide();
-        // A thread that took pages from the provider outside any section (every per-CPU cache busy) finishes
-        // counting them before the pool decides whether pages are in flight; takes that start now see the state.
-        var spin = new SpinWait();
-        // Volatile: incremented and decremented by allocating threads.
-        while (Volatile.Read(ref _uncachedTakes) != 0)
-            spin.SpinOnce(sleep1Threshold: -1);
         Interlocked.Exchange(ref _destroyStartedTicks, Stopwatch.GetTimestamp());
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         // A release that throws (a DMA mapper's unmap) does not stop the shutdown: that page stays in flight, every
@@ -1690,9 +1767,12 @@ public sealed unsafe partial class PagePool : IDisposable
         // waits for any allocation inside a section, which may be taking pages from the provider into an empty
         // cache, and it is what makes every such page's Hold visible to whoever decides that none is in flight.
         // Volatile: written below by whichever thread (Dispose, the retry timer) completes that drain.
+        // A provider take outside any section that is still under way (its init callback may be the caller of this
+        // Dispose) holds the flag back too; the retry timer sets it once the take is done and its Hold visible.
         if (Volatile.Read(ref _drainedAll) == 0)
         {
-            if (DrainAfterDispose(revokeAll: true))
+            // Volatile: decremented (a full fence after its Hold) by the allocating thread.
+            if (DrainAfterDispose(revokeAll: true) && Volatile.Read(ref _uncachedTakes) == 0)
             {
                 // Interlocked (a full fence): releases on other threads either see the flag and free the pool
                 // themselves, or their release count is seen by TryFreeAfterRelease below.
@@ -1712,6 +1792,25 @@ public sealed unsafe partial class PagePool : IDisposable
             log.Release(Id, hold - release, hold, release, destroyCount);
         }
         TryFreeAfterRelease();
+    }
+
+    /// <summary>
+    /// After a put or an allocation that went through a cache or the ring while the pool was being disposed: a
+    /// Dispose that drained before it would have missed what it left there. A release that throws here must not
+    /// turn the caller's success into a failure (a caller that retried would put twice): the exception is kept
+    /// for the stall warning, and the retry timer drains again.
+    /// </summary>
+    private void DrainAfterDisposeQuietly()
+    {
+        try
+        {
+            DrainAfterDispose();
+        }
+        catch (Exception e)
+        {
+            // Volatile: read by the retry timer's thread.
+            Volatile.Write(ref _lastReleaseError, e);
+        }
     }
 
     /// <summary>
@@ -1746,7 +1845,8 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             // A release that threw on this timer thread (a DMA mapper's unmap) must not take the process down: the
             // page stays in flight, the next attempt tries the rest, and the stall warning carries the exception.
-            _lastReleaseError = e;
+            // Volatile: also written by putters that drain after Dispose.
+            Volatile.Write(ref _lastReleaseError, e);
         }
         if (IsFreed)
             return;
@@ -1756,14 +1856,14 @@ public sealed unsafe partial class PagePool : IDisposable
             Volatile.Write(ref _lastStallWarningTicks, now);
             long seconds = (long)Stopwatch.GetElapsedTime(Volatile.Read(ref _destroyStartedTicks), now).TotalSeconds;
             long inflight = InFlight;
-            StalledShutdownRaised?.Invoke(this, new StalledShutdownEventArgs(Id, inflight, seconds, _lastReleaseError));
+            StalledShutdownRaised?.Invoke(this, new StalledShutdownEventArgs(Id, inflight, seconds, Volatile.Read(ref _lastReleaseError)));
             var log = PagePoolEventSource.Log;
             if (log.IsEnabled(EventLevel.Warning, PagePoolEventSource.Keywords.Lifecycle))
                 log.StalledShutdown(Id, inflight, seconds, DescribeLeaks());
         }
     }
 
-    private Exception? _lastReleaseError; // the retry timer's thread only
+    private Exception? _lastReleaseError; // the last release after Dispose that threw: Volatile, any thread
 
     /// <summary>Raised (on a timer thread) with each "stalled pool shutdown" warning.</summary>
     public event EventHandler<StalledShutdownEventArgs>? StalledShutdownRaised;

@@ -95,9 +95,10 @@ public unsafe class DisposeTests
     [Fact]
     public void Allocations_from_other_threads_racing_Dispose_never_get_a_page_from_a_freed_pool()
     {
-        // Two threads allocate and put back one page at a time (so the pool is often empty of pages in flight,
-        // and each refill goes to the provider), while the consumer disposes. A page handed out must keep the pool
-        // alive until it is back; the ones the pool took from the provider must all be given back.
+        // Two threads allocate and release one page at a time (so the pool often has nothing in flight, and once
+        // a thread's per-CPU cache is empty its next refill takes a bulk from the provider), while the consumer
+        // disposes. A page handed out must keep the pool alive until it is back; every page the pool took from
+        // the provider must be given back.
         using var provider = new PageProvider();
         int fromFreedPool = 0, otherErrors = 0;
         Exception? firstError = null;
@@ -120,7 +121,7 @@ public unsafe class DisposeTests
                             if (pool.IsFreed)
                                 Interlocked.Increment(ref fromFreedPool);
                             Interlocked.Increment(ref allocated);
-                            // Release rather than recycle: the next allocation goes to the provider again.
+                            // Release rather than recycle: refills keep going to the provider.
                             pool.ReleasePage(p);
                         }
                     }
