@@ -105,7 +105,6 @@ public sealed unsafe partial class PagePool
             for (int i = 0; i < n; i++)
                 pages.Add(batch[i]);
 
-        long released = 0;
         nint[] toRelease = [];
         if (pages.Count > keep)
         {
@@ -124,42 +123,33 @@ public sealed unsafe partial class PagePool
             });
             toRelease = pages.GetRange(keep, pages.Count - keep).ToArray();
             pages.RemoveRange(keep, pages.Count - keep);
-            released = toRelease.Length;
         }
 
-        try
+        // Every page is released even when one release throws (a DMA mapper's unmap); that one stays in flight and
+        // is not counted as trimmed.
+        Exception? failed = null;
+        long released = ReleaseEach(toRelease, ref failed);
+        Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread
+        // The kept pages go back whatever happened above.
+        int next = 0;
+        if (onConsumer)
         {
-            // Every page is released even when one release throws (a DMA mapper's unmap); that one stays in flight.
-            ReturnPages(toRelease);
+            // Kept pages refill the alloc cache first, the rest go to the ring.
+            for (; next < pages.Count && _hot.CacheCount < AllocCacheSize; next++)
+                _cache[_hot.CacheCount++] = pages[next];
         }
-        finally
+        var refused = new List<nint>();
+        for (; next < pages.Count; next++)
         {
-            Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread
-            // The kept pages go back whatever happened above.
-            int next = 0;
-            if (onConsumer)
-            {
-                // Kept pages refill the alloc cache first, the rest go to the ring.
-                for (; next < pages.Count && _hot.CacheCount < AllocCacheSize; next++)
-                    _cache[_hot.CacheCount++] = pages[next];
-            }
-            var refused = new List<nint>();
-            for (; next < pages.Count; next++)
-            {
-                if (!_ring.TryEnqueue(pages[next]))
-                    refused.Add(pages[next]);
-            }
-            try
-            {
-                ReturnPages(CollectionsMarshal.AsSpan(refused));
-            }
-            finally
-            {
-                // Volatile: a Dispose that ran while we held pages would have missed them.
-                if (Volatile.Read(ref _state) != StateAlive)
-                    DrainAfterDisposeQuietly();
-            }
+            if (!_ring.TryEnqueue(pages[next]))
+                refused.Add(pages[next]);
         }
+        ReleaseEach(CollectionsMarshal.AsSpan(refused), ref failed);
+        // Volatile: a Dispose that ran while we held pages would have missed them.
+        if (Volatile.Read(ref _state) != StateAlive)
+            DrainAfterDisposeQuietly();
+        if (failed != null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
         return released;
     }
 
@@ -169,24 +159,24 @@ public sealed unsafe partial class PagePool
     {
         // Volatile: pairs with the write in TrimLocked.
         Volatile.Write(ref _consumerTrimPending, 0);
-        // The put buffer is the ring's front: its pages go first.
+        // The put buffer is the ring's front: its pages go first; then the oldest entries, at the bottom of the
+        // cache (the rest slide down). Both are right before any release, so a release that throws leaves no
+        // released page in them; a page whose release threw stays in flight and is not counted as trimmed.
         int fromPutBuffer = _hot.PutCount;
-        while (_hot.PutCount > 0)
-            ReturnPage((NetMem*)_putBuffer[--_hot.PutCount]);
-        Interlocked.Add(ref _trimmed, fromPutBuffer); // Interlocked: read by GetStats on any thread
         int keep = Math.Min(_consumerKeep, _hot.CacheCount);
         int drop = _hot.CacheCount - keep;
-        if (drop <= 0)
-            return;
-        // The oldest entries sit at the bottom of the cache: slide the rest down, then release those (the cache is
-        // right before any release, so a release that throws leaves no released page in it).
-        Span<nint> dropped = stackalloc nint[AllocCacheSize];
-        dropped = dropped[..drop];
-        _cache.AsSpan(0, drop).CopyTo(dropped);
+        Span<nint> trimmed = stackalloc nint[PerCpuCache.Capacity + AllocCacheSize];
+        trimmed = trimmed[..(fromPutBuffer + drop)];
+        _putBuffer.AsSpan(0, fromPutBuffer).CopyTo(trimmed);
+        _hot.PutCount = 0;
+        _cache.AsSpan(0, drop).CopyTo(trimmed[fromPutBuffer..]);
         Array.Copy(_cache, drop, _cache, 0, keep);
         _hot.CacheCount = keep;
-        Interlocked.Add(ref _trimmed, drop); // Interlocked: read by GetStats on any thread
-        ReturnPages(dropped);
+        Exception? failed = null;
+        int released = ReleaseEach(trimmed, ref failed);
+        Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread
+        if (failed != null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
     }
 
     /// <summary>

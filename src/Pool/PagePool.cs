@@ -1541,19 +1541,31 @@ public sealed unsafe partial class PagePool : IDisposable
     private void ReturnPages(ReadOnlySpan<nint> pages)
     {
         Exception? first = null;
+        ReleaseEach(pages, ref first);
+        if (first != null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+    }
+
+    /// <summary>
+    /// Releases every page of <paramref name="pages"/> and returns how many were released; the first exception a
+    /// release threw is left in <paramref name="first"/> (unless it already holds one) and that page stays in flight.
+    /// </summary>
+    private int ReleaseEach(ReadOnlySpan<nint> pages, ref Exception? first)
+    {
+        int released = 0;
         foreach (nint p in pages)
         {
             try
             {
                 ReturnPage((NetMem*)p);
+                released++;
             }
             catch (Exception e)
             {
                 first ??= e;
             }
         }
-        if (first != null)
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+        return released;
     }
 
     /// <summary>

@@ -178,6 +178,12 @@ public unsafe class ExceptionSafetyTests
         Assert.Throws<InvalidOperationException>(() => pool.RecycleDirect(held[128]));
         Assert.Equal(1, mapper.Thrown);
         AssertAccounted(pool, provider, withUser: 0, stuck: 1);
+        // The trim took the put buffer (the 63 recycles past the full cache) and the whole cache (128), and the
+        // rest went on after the first release threw; that page is not counted as trimmed. Every release here is
+        // a trim's.
+        PagePoolStats s = pool.GetStats();
+        Assert.Equal(63 + 128 - 1, s.Trimmed);
+        Assert.Equal(s.Release, s.Trimmed);
         pool.Dispose();
         provider.Dispose();
     }
@@ -215,6 +221,9 @@ public unsafe class ExceptionSafetyTests
         Assert.Throws<InvalidOperationException>(() => pool.Trim());
         PagePoolStats s = pool.GetStats();
         Assert.Equal(40, s.Pooled);
+        // Trimmed counts the pages given back, not the one whose release threw (every release here is the trim's).
+        Assert.Equal(128 - 40 - 1, s.Trimmed);
+        Assert.Equal(s.Release, s.Trimmed);
         AssertAccounted(pool, provider, withUser: 0, stuck: 1);
         // The kept pages are all distinct and usable.
         var again = new NetMemRef[40];
