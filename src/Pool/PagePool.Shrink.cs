@@ -148,8 +148,7 @@ public sealed unsafe partial class PagePool
         // Volatile: a Dispose that ran while we held pages would have missed them.
         if (Volatile.Read(ref _state) != StateAlive)
             DrainAfterDisposeQuietly();
-        if (failed != null)
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+        RethrowIfAny(failed);
         return released;
     }
 
@@ -175,8 +174,7 @@ public sealed unsafe partial class PagePool
         Exception? failed = null;
         int released = ReleaseEach(trimmed, ref failed);
         Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread
-        if (failed != null)
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+        RethrowIfAny(failed);
     }
 
     /// <summary>

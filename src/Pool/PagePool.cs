@@ -1135,8 +1135,7 @@ public sealed unsafe partial class PagePool : IDisposable
                 }
             }
         }
-        if (failed != null)
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+        RethrowIfAny(failed);
     }
 
     /// <summary><see cref="PutPages(ReadOnlySpan{NetMemRef})"/> for raw addresses, each anywhere inside its page.</summary>
@@ -1430,8 +1429,7 @@ public sealed unsafe partial class PagePool : IDisposable
         // Volatile: Dispose sets the state on another thread.
         if (Volatile.Read(ref _state) != StateAlive)
             DrainAfterDisposeQuietly();
-        if (failed != null)
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+        RethrowIfAny(failed);
     }
 
     /// <summary>
@@ -1542,6 +1540,12 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         Exception? first = null;
         ReleaseEach(pages, ref first);
+        RethrowIfAny(first);
+    }
+
+    /// <summary>Rethrows, with its original stack, the first exception a batch kept while it went on; nothing when none.</summary>
+    private static void RethrowIfAny(Exception? first)
+    {
         if (first != null)
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
     }
@@ -1738,20 +1742,12 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             failed = e;
         }
-        while (_hot.CacheCount > 0 || _hot.PutCount > 0)
-        {
-            try
-            {
-                while (_hot.CacheCount > 0)
-                    ReturnPage((NetMem*)_cache[--_hot.CacheCount]);
-                while (_hot.PutCount > 0)
-                    ReturnPage((NetMem*)_putBuffer[--_hot.PutCount]);
-            }
-            catch (Exception e)
-            {
-                failed ??= e;
-            }
-        }
+        // The counts go to 0 first; the slots stay as they are (nothing recycles into them once destroying).
+        int cached = _hot.CacheCount, buffered = _hot.PutCount;
+        _hot.CacheCount = 0;
+        _hot.PutCount = 0;
+        ReleaseEach(_cache.AsSpan(0, cached), ref failed);
+        ReleaseEach(_putBuffer.AsSpan(0, buffered), ref failed);
         try
         {
             ReleaseAttempt();
@@ -1768,8 +1764,7 @@ public sealed unsafe partial class PagePool : IDisposable
             // The last page may have come back between ReleaseAttempt and the timer's creation.
             TryFreeAfterRelease();
         }
-        if (failed != null)
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+        RethrowIfAny(failed);
     }
 
     /// <summary>The kernel's <c>page_pool_release</c>: empties ring and per-CPU caches; frees the pool when nothing is in flight.</summary>
@@ -1778,9 +1773,9 @@ public sealed unsafe partial class PagePool : IDisposable
         // Until one drain has revoked every held per-CPU cache, empty or not, the pool is not freed: that drain
         // waits for any allocation inside a section, which may be taking pages from the provider into an empty
         // cache, and it is what makes every such page's Hold visible to whoever decides that none is in flight.
-        // Volatile: written below by whichever thread (Dispose, the retry timer) completes that drain.
         // A provider take outside any section that is still under way (its init callback may be the caller of this
         // Dispose) holds the flag back too; the retry timer sets it once the take is done and its Hold visible.
+        // Volatile: written below by whichever thread (Dispose, the retry timer) completes that drain.
         if (Volatile.Read(ref _drainedAll) == 0)
         {
             // Volatile: decremented (a full fence after its Hold) by the allocating thread.

@@ -36,6 +36,14 @@ public unsafe class ExceptionSafetyTests
         Assert.Equal(withUser + stuck + s.Pooled, s.InFlight);
     }
 
+    /// <summary>Disposes the pool with every page back but the one whose release threw: that one keeps it alive.</summary>
+    private static void DisposeWithOnePageStuck(PagePool pool, PageProvider provider)
+    {
+        pool.Dispose();
+        Assert.Equal(1, pool.InFlight);
+        provider.Dispose();
+    }
+
     [Fact]
     public void UpdateNid_whose_unmap_throws_leaves_no_page_both_in_the_ring_and_in_the_put_buffer()
     {
@@ -66,9 +74,7 @@ public unsafe class ExceptionSafetyTests
         for (int i = 20; i < 64; i++)
             pool.PutPage(held[i]);
         AssertAccounted(pool, provider, withUser: 0, stuck: 1);
-        pool.Dispose();
-        Assert.Equal(1, pool.InFlight);
-        provider.Dispose();
+        DisposeWithOnePageStuck(pool, provider);
     }
 
     [Fact]
@@ -92,9 +98,7 @@ public unsafe class ExceptionSafetyTests
         AssertAccounted(pool, provider, withUser: 24, stuck: 1);
         for (int i = 40; i < 64; i++)
             pool.PutPage(held[i]);
-        pool.Dispose();
-        Assert.Equal(1, pool.InFlight);
-        provider.Dispose();
+        DisposeWithOnePageStuck(pool, provider);
     }
 
     [Fact]
@@ -109,9 +113,7 @@ public unsafe class ExceptionSafetyTests
         OtherThread.Run(() => Assert.Throws<InvalidOperationException>(() => pool.PutPages(held)));
         Assert.Equal(1, mapper.Thrown);
         AssertAccounted(pool, provider, withUser: 0, stuck: 1);
-        pool.Dispose();
-        Assert.Equal(1, pool.InFlight);
-        provider.Dispose();
+        DisposeWithOnePageStuck(pool, provider);
     }
 
     [Fact]
@@ -233,9 +235,7 @@ public unsafe class ExceptionSafetyTests
         Assert.Equal(s.AllocSlow, pool.GetStats().AllocSlow);
         foreach (NetMemRef p in again)
             pool.PutPage(p);
-        pool.Dispose();
-        Assert.Equal(1, pool.InFlight);
-        provider.Dispose();
+        DisposeWithOnePageStuck(pool, provider);
     }
 
     private sealed class ArmedUnmapMapper : PassThroughDmaMapper
