@@ -831,7 +831,11 @@ public sealed unsafe partial class PagePool : IDisposable
         finally
         {
             // Interlocked (a full fence after the Hold above): a release attempt that reads 0 here sees that Hold.
-            Interlocked.Decrement(ref _uncachedTakes);
+            // And the state read after it: a Dispose that saw this take under way left the complete drain undone,
+            // so the last take to finish does it, and the pool is freed as soon as its pages come back rather than
+            // on the retry timer's next tick.
+            if (Interlocked.Decrement(ref _uncachedTakes) == 0 && Volatile.Read(ref _state) == StateDestroying)
+                CompleteDrainQuietly();
         }
     }
 
@@ -1774,22 +1778,9 @@ public sealed unsafe partial class PagePool : IDisposable
         // waits for any allocation inside a section, which may be taking pages from the provider into an empty
         // cache, and it is what makes every such page's Hold visible to whoever decides that none is in flight.
         // A provider take outside any section that is still under way (its init callback may be the caller of this
-        // Dispose) holds the flag back too; the retry timer sets it once the take is done and its Hold visible.
-        // Volatile: written below by whichever thread (Dispose, the retry timer) completes that drain.
-        if (Volatile.Read(ref _drainedAll) == 0)
-        {
-            // Volatile: decremented (a full fence after its Hold) by the allocating thread.
-            if (DrainAfterDispose(revokeAll: true) && Volatile.Read(ref _uncachedTakes) == 0)
-            {
-                // Interlocked (a full fence): releases on other threads either see the flag and free the pool
-                // themselves, or their release count is seen by TryFreeAfterRelease below.
-                Interlocked.Exchange(ref _drainedAll, 1);
-            }
-        }
-        else
-        {
+        // Dispose) holds the flag back too; the last such take to finish sets it (else the retry timer does).
+        if (!TryCompleteDrain())
             DrainAfterDispose();
-        }
         long destroyCount = Interlocked.Increment(ref _destroyCount);
         var log = PagePoolEventSource.Log;
         if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Lifecycle))
@@ -1799,6 +1790,45 @@ public sealed unsafe partial class PagePool : IDisposable
             log.Release(Id, hold - release, hold, release, destroyCount);
         }
         TryFreeAfterRelease();
+    }
+
+    /// <summary>
+    /// Until it has happened once, a drain that revokes every per-CPU cache with no provider take outside a section
+    /// under way; the pool is not freed before (see <see cref="ReleaseAttempt"/>).
+    /// </summary>
+    /// <returns>Whether no such drain is needed any more (false: a plain drain, if any, is the caller's to do).</returns>
+    private bool TryCompleteDrain()
+    {
+        // Volatile: written below by whichever thread (Dispose, the retry timer, the last uncached take) completes it.
+        if (Volatile.Read(ref _drainedAll) != 0)
+            return false;
+        // Volatile: decremented (a full fence after its Hold) by the allocating thread.
+        if (DrainAfterDispose(revokeAll: true) && Volatile.Read(ref _uncachedTakes) == 0)
+        {
+            // Interlocked (a full fence): releases on other threads either see the flag and free the pool
+            // themselves, or their release count is seen by the caller's TryFreeAfterRelease.
+            Interlocked.Exchange(ref _drainedAll, 1);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The last provider take outside a section that a Dispose saw under way has finished: complete the drain that
+    /// Dispose could not, and free the pool if nothing is in flight. A release that throws is kept for the stall
+    /// warning (the caller is an allocation, which must not fail for it); the retry timer tries again.
+    /// </summary>
+    private void CompleteDrainQuietly()
+    {
+        try
+        {
+            TryCompleteDrain();
+            TryFreeAfterRelease();
+        }
+        catch (Exception e)
+        {
+            // Volatile: read by the retry timer's thread.
+            Volatile.Write(ref _lastReleaseError, e);
+        }
     }
 
     /// <summary>

@@ -150,6 +150,74 @@ public unsafe class DisposeTests
     }
 
     [Fact]
+    public void A_provider_take_outside_any_section_that_Dispose_saw_under_way_frees_the_pool_when_its_page_comes_back()
+    {
+        // Every per-CPU cache is held (ownership is sticky) by an idle thread, so one more thread's allocation takes
+        // a page from the provider outside any section. Dispose runs while that take is inside its init callback,
+        // so it cannot conclude that nothing is in flight; once the take is done and its page released, the pool
+        // must be freed at once, not on the retry timer's next tick (made an hour here so that it cannot help).
+        var savedRetry = PagePool.ReleaseRetryInterval;
+        PagePool.ReleaseRetryInterval = TimeSpan.FromHours(1);
+        using var provider = new PageProvider();
+        Thread? taker = null;
+        using var inCallback = new ManualResetEventSlim();
+        using var proceed = new ManualResetEventSlim();
+        PagePool? pool = null;
+        var holders = new Thread[Environment.ProcessorCount];
+        using var holdersDone = new ManualResetEventSlim();
+        try
+        {
+            pool = new PagePool(new PagePoolOptions
+            {
+                Provider = provider,
+                InitCallback = (_, _) =>
+                {
+                    if (Thread.CurrentThread != Volatile.Read(ref taker))
+                        return;
+                    inCallback.Set();
+                    Assert.True(proceed.Wait(TimeSpan.FromSeconds(30)));
+                },
+            });
+            using var holding = new CountdownEvent(holders.Length);
+            for (int i = 0; i < holders.Length; i++)
+            {
+                holders[i] = new Thread(() =>
+                {
+                    pool.ReleasePage(pool.AllocPage()); // acquires a per-CPU cache and keeps it
+                    holding.Signal();
+                    holdersDone.Wait();
+                });
+                holders[i].Start();
+            }
+            Assert.True(holding.Wait(TimeSpan.FromSeconds(30)));
+
+            NetMemRef taken = default;
+            var t = new Thread(() => taken = pool.AllocPage());
+            Volatile.Write(ref taker, t);
+            t.Start();
+            Assert.True(inCallback.Wait(TimeSpan.FromSeconds(30)), "the allocation did not reach the provider");
+            pool.Dispose();
+            Assert.False(pool.IsFreed); // the take under way may still hand out a page
+            proceed.Set();
+            Assert.True(t.Join(TimeSpan.FromSeconds(30)));
+            Assert.False(taken.IsNull);
+            Assert.Equal(1, pool.InFlight);
+            Assert.False(pool.IsFreed);
+            pool.ReleasePage(taken);
+            Assert.True(pool.IsFreed, $"{pool.InFlight} pages in flight, yet the pool waits for its retry timer");
+            Assert.Equal(0, provider.PagesInUse);
+        }
+        finally
+        {
+            proceed.Set();
+            holdersDone.Set();
+            foreach (Thread h in holders)
+                h?.Join();
+            PagePool.ReleaseRetryInterval = savedRetry;
+        }
+    }
+
+    [Fact]
     public void A_shared_provider_outlives_its_pools()
     {
         using var provider = new PageProvider();
