@@ -917,6 +917,7 @@ public sealed unsafe partial class PagePool : IDisposable
         PutterState?[] revoked = _drainRevoked;
         bool[] taken = _drainTaken;
         bool complete = true;
+        Exception? failed = null;
         try
         {
             bool anyRevoked = false;
@@ -953,8 +954,17 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             for (int i = 0; i < caches.Length; i++)
             {
-                if (taken[i])
+                if (!taken[i])
+                    continue;
+                // A cache whose emptying threw (a release's unmap) does not keep the others from being emptied.
+                try
+                {
                     empty(caches[i], state);
+                }
+                catch (Exception e)
+                {
+                    failed ??= e;
+                }
             }
         }
         finally
@@ -970,6 +980,7 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             _perCpuDrainLock.Exit();
         }
+        RethrowIfAny(failed);
         return complete;
     }
 
@@ -1682,10 +1693,33 @@ public sealed unsafe partial class PagePool : IDisposable
             log.UpdateNid(Id, _nid, nid);
         // Volatile: other threads' refills read the node.
         Volatile.Write(ref _nid, nid);
-        while (_hot.CacheCount > 0)
-            ReturnPage((NetMem*)_cache[--_hot.CacheCount]);
-        SpillToRing(_putBuffer, ref _hot.PutCount);
-        EmptyPerCpuCaches(this, onlyNonEmpty: false, static (c, pool) => pool.SpillToRing(c.Items, ref c.Count));
+        // Each step runs even when a release in an earlier one throws (a DMA mapper's unmap): that page stays in
+        // flight, every other page is released or in the ring, and the first exception is rethrown at the end.
+        // The alloc cache's pages are copied out first: a callback that runs during a release (an unmap that calls
+        // Trim or recycles) may refill the cache's slots while they are being released.
+        Span<nint> cachedPages = stackalloc nint[AllocCacheSize];
+        cachedPages = cachedPages[.._hot.CacheCount];
+        _cache.AsSpan(0, cachedPages.Length).CopyTo(cachedPages);
+        _hot.CacheCount = 0;
+        Exception? failed = null;
+        ReleaseEach(cachedPages, ref failed);
+        try
+        {
+            SpillToRing(_putBuffer, ref _hot.PutCount);
+        }
+        catch (Exception e)
+        {
+            failed ??= e;
+        }
+        try
+        {
+            EmptyPerCpuCaches(this, onlyNonEmpty: false, static (c, pool) => pool.SpillToRing(c.Items, ref c.Count));
+        }
+        catch (Exception e)
+        {
+            failed ??= e;
+        }
+        RethrowIfAny(failed);
     }
 
     /// <summary>
@@ -1860,14 +1894,31 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         Span<nint> batch = stackalloc nint[AllocCacheRefill];
         int n;
-        // Each batch is released whole even when one release throws; that page stays in flight, the rest do not.
+        // Every page is released even when some releases throw: those pages stay in flight, the rest do not, and
+        // the first exception is rethrown once the ring and every cache are empty.
+        Exception? failed = null;
         while ((n = _ring.DequeueBurst(batch)) > 0)
-            ReturnPages(batch[..n]);
-        return EmptyPerCpuCaches(this, onlyNonEmpty: !revokeAll, static (c, pool) =>
+            ReleaseEach(batch[..n], ref failed);
+        bool complete = false;
+        try
         {
-            while (c.Count > 0)
-                pool.ReturnPage((NetMem*)c.Items[--c.Count]);
-        });
+            complete = EmptyPerCpuCaches(this, onlyNonEmpty: !revokeAll, static (c, pool) =>
+            {
+                // The count goes to 0 first, so a page whose release throws is in flight, not still in the cache;
+                // the pages are copied out, so a callback during a release cannot change what is being released.
+                Span<nint> pages = stackalloc nint[PerCpuCache.Capacity];
+                pages = pages[..c.Count];
+                c.Items.AsSpan(0, pages.Length).CopyTo(pages);
+                c.Count = 0;
+                pool.ReturnPages(pages);
+            });
+        }
+        catch (Exception e)
+        {
+            failed ??= e;
+        }
+        RethrowIfAny(failed);
+        return complete;
     }
 
     private void ReleaseRetry()

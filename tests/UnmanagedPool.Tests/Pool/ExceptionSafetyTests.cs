@@ -212,6 +212,71 @@ public unsafe class ExceptionSafetyTests
     }
 
     [Fact]
+    public void Dispose_whose_unmap_throws_in_the_ring_drain_still_empties_the_rest_of_the_ring_and_every_per_CPU_cache()
+    {
+        var (pool, provider, mapper) = NewPool(ringSize: 256);
+        // Four bulks leave the alloc cache empty, and nothing goes to the put buffer: Dispose's first release is
+        // in the ring, which holds more than one drain batch, and the per-CPU caches come after it.
+        var held = new NetMemRef[256];
+        Assert.Equal(256, pool.AllocPages(held));
+        OtherThread.Run(() =>
+        {
+            for (int i = 0; i < 150; i++)
+                pool.PutPage(held[i]);
+        });
+        // Another thread: another per-CPU cache where there is more than one CPU (the first stays with its holder).
+        OtherThread.Run(() =>
+        {
+            for (int i = 150; i < 190; i++)
+                pool.PutPage(held[i]);
+        });
+        Assert.True(pool.GetStats().Pooled - pool.PerCpuSnapshot().Pooled > 64, "the ring holds less than a batch");
+        Assert.True(pool.PerCpuSnapshot().Pooled > 0);
+        AssertAccounted(pool, provider, withUser: 66, stuck: 0);
+
+        mapper.ThrowOnNextUnmap();
+        Assert.Throws<InvalidOperationException>(pool.Dispose);
+        Assert.Equal(1, mapper.Thrown);
+        // At once, not on a retry: only the page whose unmap threw is out besides the user's.
+        Assert.Equal(0, pool.PerCpuSnapshot().Pooled);
+        Assert.Equal(0, pool.GetStats().Pooled);
+        Assert.Equal(66 + 1, pool.InFlight);
+        Assert.Equal(66 + 1, provider.PagesInUse);
+        for (int i = 190; i < 256; i++)
+            pool.PutPage(held[i]);
+        DisposeWithOnePageStuck(pool, provider);
+    }
+
+    [Fact]
+    public void UpdateNid_whose_unmap_throws_releasing_the_alloc_cache_still_spills_the_put_buffer_and_the_per_CPU_caches()
+    {
+        var (pool, provider, mapper) = NewPool(ringSize: 64);
+        // Two bulks: 100 pages out, 28 in the alloc cache.
+        var held = new NetMemRef[100];
+        Assert.Equal(100, pool.AllocPages(held));
+        for (int i = 0; i < 10; i++)
+            pool.PutPage(held[i]); // the consumer's put buffer
+        OtherThread.Run(() =>
+        {
+            for (int i = 10; i < 40; i++)
+                pool.PutPage(held[i]); // a per-CPU cache
+        });
+        Assert.Equal(30, pool.PerCpuSnapshot().Pooled);
+        Assert.Equal(28 + 10 + 30, pool.GetStats().Pooled);
+
+        mapper.ThrowOnNextUnmap();
+        Assert.Throws<InvalidOperationException>(() => pool.UpdateNid(0));
+        Assert.Equal(1, mapper.Thrown);
+        // The alloc cache's other 27 pages are released; the put buffer and the per-CPU cache are in the ring.
+        Assert.Equal(0, pool.PerCpuSnapshot().Pooled);
+        Assert.Equal(40, pool.GetStats().Pooled);
+        AssertAccounted(pool, provider, withUser: 60, stuck: 1);
+        for (int i = 40; i < 100; i++)
+            pool.PutPage(held[i]);
+        DisposeWithOnePageStuck(pool, provider);
+    }
+
+    [Fact]
     public void Trim_whose_unmap_throws_keeps_the_pages_it_meant_to_keep()
     {
         var (pool, provider, mapper) = NewPool(ringSize: 256, lowWaterMark: 40);
