@@ -601,17 +601,17 @@ public sealed unsafe partial class PagePool : IDisposable
                 for (; next < got; next++)
                     fresh[next].PutPage();
                 if (usable > 0)
+                {
                     CountSlow(ref stats);
+                    TraceHold(fresh[..usable]);
+                }
                 StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]), cache, ref cacheCount);
             }
         }
         if (usable == 0)
             return default;
         CountSlow(ref stats);
-
-        var log = PagePoolEventSource.Log;
-        if (log.IsEnabled())
-            TraceHold(log, fresh[..usable]);
+        TraceHold(fresh[..usable]);
 
         // Volatile: a callback above may have disposed the pool (on this thread or another).
         if (Volatile.Read(ref _state) != StateAlive)
@@ -675,6 +675,15 @@ public sealed unsafe partial class PagePool : IDisposable
         if (got == 0)
             CountAllocFailed();
         return got;
+    }
+
+    /// <summary>Traces pages the pool has just taken from the provider and counted in Hold (when tracing is on).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void TraceHold(ReadOnlySpan<NetMemRef> pages)
+    {
+        var log = PagePoolEventSource.Log;
+        if (log.IsEnabled())
+            TraceHold(log, pages);
     }
 
     private void TraceHold(PagePoolEventSource log, ReadOnlySpan<NetMemRef> pages)
@@ -823,6 +832,7 @@ public sealed unsafe partial class PagePool : IDisposable
                 return default;
             Interlocked.Increment(ref _shared.Hold);
             Interlocked.Increment(ref _order > 0 ? ref _shared.SlowHighOrder : ref _shared.Slow);
+            TraceHold(new ReadOnlySpan<NetMemRef>(in fresh));
             fresh.Value.PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(fresh.Descriptor);

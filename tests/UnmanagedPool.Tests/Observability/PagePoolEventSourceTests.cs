@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Tracing;
 using UnmanagedPool.Native;
+using UnmanagedPool.Tests.Pool;
 
 namespace UnmanagedPool.Tests.Observability;
 
@@ -69,6 +70,92 @@ public class PagePoolEventSourceTests
         var destroyed = Assert.Single(listener.For(pool.Id, "PoolDestroyed"));
         Assert.Equal(destroyed.Payload![1], destroyed.Payload![2]);
         Assert.NotEmpty(listener.For(pool.Id, "SlowPathRefill"));
+    }
+
+    /// <summary>Every page the pool counted in Hold was traced once, and every page it released was traced held.</summary>
+    private static void AssertEveryHoldTraced(Listener listener, PagePool pool)
+    {
+        PagePoolStats s = pool.GetStats();
+        var held = listener.For(pool.Id, "StateHold").Select(e => (ulong)e.Payload![1]!).ToList();
+        Assert.Equal(s.Hold, held.Count);
+        var released = listener.For(pool.Id, "StateRelease").Select(e => (ulong)e.Payload![1]!).ToList();
+        Assert.Equal(s.Release, released.Count);
+        // Addresses recur (a released page may come back from the provider), so compare counts per address.
+        var heldCounts = held.GroupBy(a => a).ToDictionary(g => g.Key, g => g.Count());
+        foreach (var g in released.GroupBy(a => a))
+            Assert.True(heldCounts.GetValueOrDefault(g.Key) >= g.Count(), $"page 0x{g.Key:x} released untraced");
+    }
+
+    [Fact]
+    public void A_slow_path_bulk_cut_short_by_a_throwing_init_callback_traces_the_pages_it_kept()
+    {
+        using var listener = new Listener(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState);
+        int calls = 0;
+        var pool = new PagePool(new PagePoolOptions
+        {
+            Name = "es-partial-bulk",
+            InitCallback = (_, _) =>
+            {
+                if (++calls == 10)
+                    throw new InvalidOperationException("init failed (test)");
+            },
+        });
+        var consumer = pool.BindConsumer();
+        Assert.Throws<InvalidOperationException>(() => consumer.AllocPage());
+        // The nine pages set up before the throw are the pool's now, in its cache.
+        Assert.Equal(9, pool.GetStats().Hold);
+        Assert.Equal(9, pool.GetStats().Pooled);
+        AssertEveryHoldTraced(listener, pool);
+        var pages = new NetMemRef[20];
+        Assert.Equal(20, consumer.AllocPages(pages));
+        foreach (NetMemRef p in pages)
+            pool.ReleasePage(p);
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+        AssertEveryHoldTraced(listener, pool);
+    }
+
+    [Fact]
+    public void A_provider_take_outside_any_per_CPU_section_is_traced()
+    {
+        // Every per-CPU cache is held (ownership is sticky) by an idle thread, so one more thread's allocation takes
+        // its page straight from the provider.
+        using var listener = new Listener(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState);
+        var pool = new PagePool(new PagePoolOptions { Name = "es-uncached" });
+        var holders = new Thread[Environment.ProcessorCount];
+        using var holding = new CountdownEvent(holders.Length);
+        using var done = new ManualResetEventSlim();
+        try
+        {
+            for (int i = 0; i < holders.Length; i++)
+            {
+                holders[i] = new Thread(() =>
+                {
+                    pool.ReleasePage(pool.AllocPage());
+                    holding.Signal();
+                    done.Wait();
+                });
+                holders[i].Start();
+            }
+            Assert.True(holding.Wait(TimeSpan.FromSeconds(30)));
+            long slowBefore = pool.GetStats().AllocSlow;
+            NetMemRef page = OtherThread.Run(pool.AllocPage);
+            Assert.False(page.IsNull);
+            // One page, not a bulk: the take went around the per-CPU caches.
+            Assert.Equal(slowBefore + 1, pool.GetStats().AllocSlow);
+            Assert.Equal(holders.Length * 64 + 1, pool.GetStats().Hold);
+            AssertEveryHoldTraced(listener, pool);
+            pool.ReleasePage(page);
+        }
+        finally
+        {
+            done.Set();
+            foreach (Thread h in holders)
+                h?.Join();
+        }
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+        AssertEveryHoldTraced(listener, pool);
     }
 
     [Fact]
