@@ -92,7 +92,7 @@ public sealed unsafe partial class PagePool : IDisposable
     private readonly bool[] _drainTaken;             // and caches taken, one entry per per-CPU cache
     private PoolCounters _shared;       // rare counters from any thread: Interlocked only
     private long _release;              // pages_state_release_cnt: Interlocked, any thread releases
-    private int _uncachedTakes;         // provider takes outside any per-CPU section, under way: Interlocked
+    private int _takesUnderWay;         // provider takes being set up (their Holds not all counted): Interlocked
     private int _drainedAll;            // 1 once a drain after Dispose revoked every per-CPU cache: Interlocked
     private long _destroyCount;
     private long _destroyStartedTicks;
@@ -580,6 +580,9 @@ public sealed unsafe partial class PagePool : IDisposable
         int usable = 0;
         int next = 0;
         bool setUp = false;
+        // On the consumer thread no per-CPU section covers the setup: a callback that disposes the pool before the
+        // first page is counted in Hold would otherwise see nothing in flight and free it under the bulk.
+        BeginTake();
         try
         {
             while (next < got)
@@ -605,9 +608,18 @@ public sealed unsafe partial class PagePool : IDisposable
                     CountSlow(ref stats);
                     TraceHold(fresh[..usable]);
                 }
-                StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]), cache, ref cacheCount);
+                try
+                {
+                    StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]), cache, ref cacheCount);
+                }
+                finally
+                {
+                    EndTake();
+                }
             }
         }
+        if (setUp)
+            EndTake();
         if (usable == 0)
             return default;
         CountSlow(ref stats);
@@ -817,9 +829,7 @@ public sealed unsafe partial class PagePool : IDisposable
             return new NetMemRef(d);
         }
         Interlocked.Increment(ref _shared.Empty);
-        // Interlocked (a full fence before the state check): the pool is not freed while this count is above 0
-        // (see ReleaseAttempt), so either this take sees the pool closing or the pool sees the take and its Hold.
-        Interlocked.Increment(ref _uncachedTakes);
+        BeginTake();
         try
         {
             // Volatile: as above.
@@ -840,13 +850,29 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         finally
         {
-            // Interlocked (a full fence after the Hold above): a release attempt that reads 0 here sees that Hold.
-            // And the state read after it: a Dispose that saw this take under way left the complete drain undone,
-            // so the last take to finish does it, and the pool is freed as soon as its pages come back rather than
-            // on the retry timer's next tick.
-            if (Interlocked.Decrement(ref _uncachedTakes) == 0 && Volatile.Read(ref _state) == StateDestroying)
-                CompleteDrainQuietly();
+            EndTake();
         }
+    }
+
+    /// <summary>
+    /// Opens a provider take whose pages are about to be set up: until <see cref="EndTake"/>, the pool is not freed
+    /// (see <see cref="ReleaseAttempt"/>), since an init callback or DMA mapper may dispose it before the pages set
+    /// up so far are counted in Hold.
+    /// </summary>
+    private void BeginTake() =>
+        // Interlocked (a full fence before the caller's state check and setup): either the take sees the pool
+        // closing, or a release attempt sees the take under way.
+        Interlocked.Increment(ref _takesUnderWay);
+
+    /// <summary>Closes a take opened by <see cref="BeginTake"/>, once every page it kept is counted in Hold.</summary>
+    private void EndTake()
+    {
+        // Interlocked (a full fence after the take's Holds): a release attempt that reads 0 here sees them. And the
+        // state read after it: a Dispose that saw this take under way left the complete drain undone, so the last
+        // take to finish does it, and the pool is freed as soon as its pages come back rather than on the retry
+        // timer's next tick.
+        if (Interlocked.Decrement(ref _takesUnderWay) == 0 && Volatile.Read(ref _state) == StateDestroying)
+            CompleteDrainQuietly();
     }
 
     /// <summary>
@@ -1763,7 +1789,9 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <remarks>
     /// A release that throws (a DMA mapper's unmap) is rethrown after the shutdown has run to the end; the page
     /// stays in flight. This waits for other threads' per-CPU sections, which may be running the pool's init
-    /// callback, DMA mapper or an event listener: do not call it while holding a lock that any of those take.
+    /// callback, DMA mapper or an event listener: do not call it while holding a lock that any of those take. The
+    /// converse holds too: a thread that allocates or puts while Dispose may be running can wait for Dispose's
+    /// drain, so it must not hold a lock that Dispose's callbacks (the DMA mapper's unmap) take.
     /// </remarks>
     public void Dispose()
     {
@@ -1807,10 +1835,14 @@ public sealed unsafe partial class PagePool : IDisposable
         if (!IsFreed)
         {
             var timer = new Timer(static s => ((PagePool)s!).ReleaseRetry(), this, Timeout.Infinite, Timeout.Infinite);
-            _retryTimer = timer;
+            // Interlocked (a full fence before the state read below): a thread that frees the pool after this
+            // store takes the timer and disposes of it; one that freed it before, this thread sees below.
+            Interlocked.Exchange(ref _retryTimer, timer);
             timer.Change(ReleaseRetryInterval, ReleaseRetryInterval);
             // The last page may have come back between ReleaseAttempt and the timer's creation.
             TryFreeAfterRelease();
+            if (IsFreed)
+                Interlocked.Exchange(ref _retryTimer, null)?.Dispose();
         }
         RethrowIfAny(failed);
     }
@@ -1821,8 +1853,8 @@ public sealed unsafe partial class PagePool : IDisposable
         // Until one drain has revoked every held per-CPU cache, empty or not, the pool is not freed: that drain
         // waits for any allocation inside a section, which may be taking pages from the provider into an empty
         // cache, and it is what makes every such page's Hold visible to whoever decides that none is in flight.
-        // A provider take outside any section that is still under way (its init callback may be the caller of this
-        // Dispose) holds the flag back too; the last such take to finish sets it (else the retry timer does).
+        // A provider take being set up (see BeginTake; its init callback may be the caller of this Dispose) holds
+        // the flag back too; the last such take to finish sets it (else the retry timer does).
         if (!TryCompleteDrain())
             DrainAfterDispose();
         long destroyCount = Interlocked.Increment(ref _destroyCount);
@@ -1847,7 +1879,7 @@ public sealed unsafe partial class PagePool : IDisposable
         if (Volatile.Read(ref _drainedAll) != 0)
             return false;
         // Volatile: decremented (a full fence after its Hold) by the allocating thread.
-        if (DrainAfterDispose(revokeAll: true) && Volatile.Read(ref _uncachedTakes) == 0)
+        if (DrainAfterDispose(revokeAll: true) && Volatile.Read(ref _takesUnderWay) == 0)
         {
             // Interlocked (a full fence): releases on other threads either see the flag and free the pool
             // themselves, or their release count is seen by the caller's TryFreeAfterRelease.
@@ -1977,7 +2009,8 @@ public sealed unsafe partial class PagePool : IDisposable
         // Interlocked: the last releasing thread and the retry timer may both get here; one frees.
         if (Interlocked.CompareExchange(ref _state, StateFreed, StateDestroying) != StateDestroying)
             return;
-        _retryTimer?.Dispose();
+        // Interlocked: Dispose may be storing the timer right now; whichever of the two takes it disposes of it.
+        Interlocked.Exchange(ref _retryTimer, null)?.Dispose();
         s_pools.TryRemove(Id, out _);
         OnFreed();
         var log = PagePoolEventSource.Log;

@@ -147,6 +147,39 @@ public unsafe class CallbackReentryTests
     }
 
     [Fact]
+    public void Dispose_from_the_init_callback_of_the_first_page_of_the_consumers_slow_path_does_not_free_the_pool_under_the_bulk()
+    {
+        // Nothing is counted in flight yet when the first page's callback disposes: the bulk being set up must keep
+        // the pool alive all the same, and the pool is freed once the allocation has given the bulk back.
+        using var provider = new PageProvider();
+        PagePool? pool = null;
+        int calls = 0;
+        bool freedInCallback = false, freedDuringSetup = false;
+        pool = new PagePool(new PagePoolOptions
+        {
+            Provider = provider,
+            InitCallback = (_, _) =>
+            {
+                if (++calls == 1)
+                {
+                    pool!.Dispose();
+                    freedInCallback = pool.IsFreed;
+                }
+                else
+                {
+                    freedDuringSetup |= pool!.IsFreed;
+                }
+            },
+        });
+        Assert.Throws<ObjectDisposedException>(() => pool.AllocPage());
+        Assert.False(freedInCallback, "Dispose freed the pool while its first page was being set up");
+        Assert.False(freedDuringSetup, "pages were set up for a pool already freed");
+        Assert.True(pool.IsFreed);
+        Assert.Equal(0, pool.InFlight);
+        Assert.Equal(0, provider.PagesInUse);
+    }
+
+    [Fact]
     public void An_init_callback_that_fills_the_alloc_cache_does_not_overflow_it()
     {
         using var provider = new PageProvider();
