@@ -576,13 +576,29 @@ public sealed unsafe partial class PagePool : IDisposable
         int got = TakeFromProvider(fresh);
         if (got == 0)
             return default;
-
-        int usable = 0;
-        int next = 0;
-        bool setUp = false;
         // On the consumer thread no per-CPU section covers the setup: a callback that disposes the pool before the
         // first page is counted in Hold would otherwise see nothing in flight and free it under the bulk.
         BeginTake();
+        try
+        {
+            return SetUpAndStash(fresh[..got], ref stats, cache, ref cacheCount);
+        }
+        finally
+        {
+            EndTake();
+        }
+    }
+
+    /// <summary>
+    /// The setup half of <see cref="AllocPagesSlow"/>, inside its take: sets up the pages taken from the provider,
+    /// counts them in Hold, returns one and stashes the others.
+    /// </summary>
+    private NetMemRef SetUpAndStash(Span<NetMemRef> fresh, ref PoolCounters stats, nint[] cache, ref int cacheCount)
+    {
+        int got = fresh.Length;
+        int usable = 0;
+        int next = 0;
+        bool setUp = false;
         try
         {
             while (next < got)
@@ -608,18 +624,9 @@ public sealed unsafe partial class PagePool : IDisposable
                     CountSlow(ref stats);
                     TraceHold(fresh[..usable]);
                 }
-                try
-                {
-                    StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]), cache, ref cacheCount);
-                }
-                finally
-                {
-                    EndTake();
-                }
+                StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]), cache, ref cacheCount);
             }
         }
-        if (setUp)
-            EndTake();
         if (usable == 0)
             return default;
         CountSlow(ref stats);
@@ -1594,6 +1601,21 @@ public sealed unsafe partial class PagePool : IDisposable
         RethrowIfAny(first);
     }
 
+    /// <summary>
+    /// Empties a cache (<paramref name="items"/> up to <paramref name="count"/>) and releases its pages, keeping the
+    /// first exception in <paramref name="first"/>. The count goes to 0 first, so a page whose release throws is in
+    /// flight, not still in the cache; the pages are copied out first, so a callback that runs during a release (an
+    /// unmap that calls Trim or recycles) cannot change what is being released.
+    /// </summary>
+    private void ReleaseCache(nint[] items, ref int count, ref Exception? first)
+    {
+        Span<nint> pages = stackalloc nint[AllocCacheSize];
+        pages = pages[..count];
+        items.AsSpan(0, pages.Length).CopyTo(pages);
+        count = 0;
+        ReleaseEach(pages, ref first);
+    }
+
     /// <summary>Rethrows, with its original stack, the first exception a batch kept while it went on; nothing when none.</summary>
     private static void RethrowIfAny(Exception? first)
     {
@@ -1731,14 +1753,8 @@ public sealed unsafe partial class PagePool : IDisposable
         Volatile.Write(ref _nid, nid);
         // Each step runs even when a release in an earlier one throws (a DMA mapper's unmap): that page stays in
         // flight, every other page is released or in the ring, and the first exception is rethrown at the end.
-        // The alloc cache's pages are copied out first: a callback that runs during a release (an unmap that calls
-        // Trim or recycles) may refill the cache's slots while they are being released.
-        Span<nint> cachedPages = stackalloc nint[AllocCacheSize];
-        cachedPages = cachedPages[.._hot.CacheCount];
-        _cache.AsSpan(0, cachedPages.Length).CopyTo(cachedPages);
-        _hot.CacheCount = 0;
         Exception? failed = null;
-        ReleaseEach(cachedPages, ref failed);
+        ReleaseCache(_cache, ref _hot.CacheCount, ref failed);
         try
         {
             SpillToRing(_putBuffer, ref _hot.PutCount);
@@ -1818,12 +1834,8 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             failed = e;
         }
-        // The counts go to 0 first; the slots stay as they are (nothing recycles into them once destroying).
-        int cached = _hot.CacheCount, buffered = _hot.PutCount;
-        _hot.CacheCount = 0;
-        _hot.PutCount = 0;
-        ReleaseEach(_cache.AsSpan(0, cached), ref failed);
-        ReleaseEach(_putBuffer.AsSpan(0, buffered), ref failed);
+        ReleaseCache(_cache, ref _hot.CacheCount, ref failed);
+        ReleaseCache(_putBuffer, ref _hot.PutCount, ref failed);
         try
         {
             ReleaseAttempt();
@@ -1869,16 +1881,16 @@ public sealed unsafe partial class PagePool : IDisposable
     }
 
     /// <summary>
-    /// Until it has happened once, a drain that revokes every per-CPU cache with no provider take outside a section
-    /// under way; the pool is not freed before (see <see cref="ReleaseAttempt"/>).
+    /// Until it has happened once, a drain that revokes every per-CPU cache with no provider take being set up (see
+    /// <see cref="BeginTake"/>); the pool is not freed before (see <see cref="ReleaseAttempt"/>).
     /// </summary>
     /// <returns>Whether no such drain is needed any more (false: a plain drain, if any, is the caller's to do).</returns>
     private bool TryCompleteDrain()
     {
-        // Volatile: written below by whichever thread (Dispose, the retry timer, the last uncached take) completes it.
+        // Volatile: written below by whichever thread (Dispose, the retry timer, the last take to end) completes it.
         if (Volatile.Read(ref _drainedAll) != 0)
             return false;
-        // Volatile: decremented (a full fence after its Hold) by the allocating thread.
+        // Volatile: decremented (a full fence after its Holds) by the allocating thread (EndTake).
         if (DrainAfterDispose(revokeAll: true) && Volatile.Read(ref _takesUnderWay) == 0)
         {
             // Interlocked (a full fence): releases on other threads either see the flag and free the pool
@@ -1889,7 +1901,7 @@ public sealed unsafe partial class PagePool : IDisposable
     }
 
     /// <summary>
-    /// The last provider take outside a section that a Dispose saw under way has finished: complete the drain that
+    /// The last provider take being set up that a Dispose saw under way has finished: complete the drain that
     /// Dispose could not, and free the pool if nothing is in flight. A release that throws is kept for the stall
     /// warning (the caller is an allocation, which must not fail for it); the retry timer tries again.
     /// </summary>
@@ -1946,13 +1958,9 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             complete = EmptyPerCpuCaches(this, onlyNonEmpty: !revokeAll, static (c, pool) =>
             {
-                // The count goes to 0 first, so a page whose release throws is in flight, not still in the cache;
-                // the pages are copied out, so a callback during a release cannot change what is being released.
-                Span<nint> pages = stackalloc nint[PerCpuCache.Capacity];
-                pages = pages[..c.Count];
-                c.Items.AsSpan(0, pages.Length).CopyTo(pages);
-                c.Count = 0;
-                pool.ReturnPages(pages);
+                Exception? first = null;
+                pool.ReleaseCache(c.Items, ref c.Count, ref first);
+                RethrowIfAny(first);
             });
         }
         catch (Exception e)
