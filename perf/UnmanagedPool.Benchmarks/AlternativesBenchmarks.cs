@@ -16,7 +16,7 @@ public class AlternativesBenchmarks
     private const int N = 64;
     private const int BlockSize = 4096;
     private PagePool _pool = null!;
-    private PagePoolConsumer _consumer = null!;
+    private PagePoolConsumer _consumer;
     private readonly PinnedBlockQueue _pinned = new();
 
     [GlobalSetup]

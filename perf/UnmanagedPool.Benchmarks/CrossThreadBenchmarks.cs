@@ -17,7 +17,7 @@ public unsafe class CrossThreadBenchmarks
     private const int Pages = 1 << 16;
 
     private PagePool _pool = null!;
-    private PagePoolConsumer _consumer = null!;
+    private PagePoolConsumer _consumer;
     private ConcurrentQueue<nint> _queue = null!;
     private nint[] _queuePages = null!;
     private SpscChannel _toWorker = null!;

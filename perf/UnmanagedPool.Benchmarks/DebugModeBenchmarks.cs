@@ -14,9 +14,9 @@ public unsafe class DebugModeBenchmarks
     private const int Ops = 1024;
 
     private PagePool _pool = null!;
-    private PagePoolConsumer _consumer = null!;
+    private PagePoolConsumer _consumer;
     private PagePool _debugPool = null!;
-    private PagePoolConsumer _debugConsumer = null!;
+    private PagePoolConsumer _debugConsumer;
     private nint[] _floorStack = null!;
     private int _floorCount;
     private NetMem* _floorTable;

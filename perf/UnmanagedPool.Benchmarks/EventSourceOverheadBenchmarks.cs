@@ -24,9 +24,9 @@ public class EventSourceOverheadBenchmarks
     }
 
     private PagePool _plain = null!;
-    private PagePoolConsumer _plainConsumer = null!;
+    private PagePoolConsumer _plainConsumer;
     private PagePool _listened = null!;
-    private PagePoolConsumer _listenedConsumer = null!;
+    private PagePoolConsumer _listenedConsumer;
     private DefaultLevelListener? _listener;
 
     [GlobalSetup(Target = nameof(FastPath))]

@@ -14,7 +14,7 @@ public class FragBenchmarks
     private const int Ops = 4096;
 
     private PagePool _pool = null!;
-    private PagePoolConsumer _consumer = null!;
+    private PagePoolConsumer _consumer;
     private Packet _packet = null!;
     private PagePoolMemoryPool _memoryPool = null!;
 

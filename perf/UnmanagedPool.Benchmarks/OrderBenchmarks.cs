@@ -12,7 +12,7 @@ public class OrderBenchmarks
 {
     private const int N = 64;
     private PagePool _pool = null!;
-    private PagePoolConsumer _consumer = null!;
+    private PagePoolConsumer _consumer;
     private readonly NetMemRef[] _pages = new NetMemRef[N];
 
     [Params(0, 1, 2, 3)]

@@ -21,9 +21,9 @@ public unsafe class PagePoolBenchmarks
     private LifoFloor _floor = null!;
 
     private PagePool _pool = null!;
-    private PagePoolConsumer _consumer = null!;
+    private PagePoolConsumer _consumer;
     private PagePool _slowPool = null!;
-    private PagePoolConsumer _slowConsumer = null!;
+    private PagePoolConsumer _slowConsumer;
     private ConcurrentQueue<nint> _queue = null!;
     private nint[] _queuePages = null!;
 

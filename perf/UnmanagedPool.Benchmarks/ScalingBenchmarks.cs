@@ -107,7 +107,7 @@ public class ScalingBenchmarks
     {
         ThreadGang gang = _gang!;
         gang.Start();
-        PagePoolConsumer c = _consumer!;
+        PagePoolConsumer c = _consumer!.Value;
         SpscQueue[] queues = _queues;
         int total = PerThread * queues.Length;
         var spin = new SpinWait();

@@ -72,9 +72,9 @@ public sealed unsafe partial class PagePool
         var pages = new List<nint>();
         if (onConsumer)
         {
-            for (int i = 0; i < _hot.CacheCount; i++)
-                pages.Add(_cache[i]);
-            _hot.CacheCount = 0;
+            for (int i = 0; i < CacheCount; i++)
+                pages.Add(Cache[i]);
+            CacheCount = 0;
             for (int i = 0; i < _hot.PutCount; i++)
                 pages.Add(_putBuffer[i]);
             _hot.PutCount = 0;
@@ -82,7 +82,7 @@ public sealed unsafe partial class PagePool
         else
         {
             // Plain reads of consumer-only fields: only a hint of what the consumer keeps.
-            int cached = _hot.CacheCount + _hot.PutCount;
+            int cached = CacheCount + _hot.PutCount;
             int share = Math.Min(cached, keep);
             keep -= share;
             if (cached > share)
@@ -135,8 +135,8 @@ public sealed unsafe partial class PagePool
         if (onConsumer)
         {
             // Kept pages refill the alloc cache first, the rest go to the ring.
-            for (; next < pages.Count && _hot.CacheCount < AllocCacheSize; next++)
-                _cache[_hot.CacheCount++] = pages[next];
+            for (; next < pages.Count && CacheCount < AllocCacheSize; next++)
+                Cache[CacheCount++] = pages[next];
         }
         var refused = new List<nint>();
         for (; next < pages.Count; next++)
@@ -162,15 +162,15 @@ public sealed unsafe partial class PagePool
         // cache (the rest slide down). Both are right before any release, so a release that throws leaves no
         // released page in them; a page whose release threw stays in flight and is not counted as trimmed.
         int fromPutBuffer = _hot.PutCount;
-        int keep = Math.Min(_consumerKeep, _hot.CacheCount);
-        int drop = _hot.CacheCount - keep;
+        int keep = Math.Min(_consumerKeep, CacheCount);
+        int drop = CacheCount - keep;
         Span<nint> trimmed = stackalloc nint[PerCpuCache.Capacity + AllocCacheSize];
         trimmed = trimmed[..(fromPutBuffer + drop)];
         _putBuffer.AsSpan(0, fromPutBuffer).CopyTo(trimmed);
         _hot.PutCount = 0;
-        _cache.AsSpan(0, drop).CopyTo(trimmed[fromPutBuffer..]);
-        Array.Copy(_cache, drop, _cache, 0, keep);
-        _hot.CacheCount = keep;
+        Cache[..drop].CopyTo(trimmed[fromPutBuffer..]);
+        Cache.Slice(drop, keep).CopyTo(Cache);
+        CacheCount = keep;
         Exception? failed = null;
         int released = ReleaseEach(trimmed, ref failed);
         Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Diagnostics.Tracing;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using UnmanagedPool.Internal;
 using UnmanagedPool.Native;
 
@@ -47,12 +48,11 @@ public sealed unsafe partial class PagePool : IDisposable
     private static readonly ConcurrentDictionary<long, PagePool> s_pools = new();
 
     // ---- consumer-only state (the alloc cache); touched by the consumer thread alone, no atomics ----
-    // Pinned, so the fast path indexes it through a raw pointer (no null or bounds check); the array field keeps
-    // it alive as long as the pool object is.
-    private readonly nint[] _cache = GC.AllocateArray<nint>(AllocCacheSize, pinned: true);
-    private readonly nint* _cacheData;
     // The consumer's counters and cursors, written on every fast-path call: on cache lines of their own.
     private ConsumerHot _hot;
+    // The alloc cache itself, inside the pool object: the fast path reaches an entry from the pool's own address,
+    // with no load of an array or pointer field first. Placed after _hot, away from the fields other threads read.
+    private AllocCacheItems _cacheItems;
     private readonly bool _debug;
     // The consumer's own front of the ring for puts without allowDirect: filled with plain stores, flushed to
     // the ring in batches (one CAS per batch). Consumer thread only.
@@ -70,20 +70,144 @@ public sealed unsafe partial class PagePool : IDisposable
     /// thread that puts a page back (its state, identity, ring, caches); sharing a line with words the consumer
     /// writes per page would make each such put wait for that line to come back from the consumer's core.
     /// </summary>
-    [StructLayout(LayoutKind.Explicit, Size = 256)]
+    [StructLayout(LayoutKind.Explicit, Size = 320)]
     internal struct ConsumerHot
     {
-        [FieldOffset(64)] public int CacheCount;
-        [FieldOffset(68)] public int PutCount;
-        [FieldOffset(72)] public PoolCounters Stats;
-        [FieldOffset(168)] public FragState Frag;
+        /// <summary>
+        /// The alloc cache's count (bits 0–7, 0..128) and, above it, the pages the recycle fast path has put in the
+        /// cache (<c>recycle_cached</c>). One word, so that path's one store moves both; see <see cref="CacheCount"/>.
+        /// </summary>
+        [FieldOffset(64)] public long CacheWord;
+        [FieldOffset(72)] public int PutCount;
+        /// <summary>Pages put in the alloc cache by everything but the recycle fast path.</summary>
+        [FieldOffset(80)] public long CacheIn;
+        /// <summary>Pages taken out of the alloc cache by everything but the alloc fast path.</summary>
+        [FieldOffset(88)] public long CacheOut;
+        [FieldOffset(96)] public PoolCounters Stats;
+        [FieldOffset(192)] public FragState Frag;
     }
+
+    // The fast paths keep no counter of their own: alloc moves only the count and recycle adds CacheWordRecycle,
+    // one to the count and one to the pages recycled above it. Every other change of the count goes through
+    // CacheCount, which adds it to CacheIn or CacheOut; what the alloc fast path took follows (see FastCounts).
+    private const int CacheCountBits = 8;
+    private const long CacheCountMask = (1L << CacheCountBits) - 1;
+    private const long CacheWordRecycle = (1L << CacheCountBits) + 1;
+
+    /// <summary>
+    /// The alloc cache's count, for every path but the two fast ones. Consumer thread only, plain writes, ordered
+    /// so that a reader on another thread (<see cref="GetStats"/>) that reads CacheIn, then the word, then CacheOut
+    /// may see the allocations the fast path made too few, never too many.
+    /// </summary>
+    private int CacheCount
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => (int)(_hot.CacheWord & CacheCountMask);
+        set
+        {
+            Debug.Assert((uint)value <= AllocCacheSize);
+            long word = _hot.CacheWord;
+            int delta = value - (int)(word & CacheCountMask);
+            long next = (word & ~CacheCountMask) | (uint)value;
+            if (delta >= 0)
+            {
+                _hot.CacheWord = next;
+                // Volatile: the count grows before CacheIn does (release order for the reader above).
+                Volatile.Write(ref _hot.CacheIn, _hot.CacheIn + delta);
+            }
+            else
+            {
+                _hot.CacheOut -= delta;
+                // Volatile: CacheOut grows before the count shrinks (release order for the reader above).
+                Volatile.Write(ref _hot.CacheWord, next);
+            }
+        }
+    }
+
+    /// <summary>The count of a cache the slow path stashes pages into, read and written where it lives.</summary>
+    private interface ICacheCount
+    {
+        int Value { get; set; }
+    }
+
+    /// <summary>The consumer's alloc cache count (through <see cref="CacheCount"/>, which keeps its accounting).</summary>
+    private readonly struct AllocCacheCount(PagePool pool) : ICacheCount
+    {
+        public int Value
+        {
+            get => pool.CacheCount;
+            set => pool.CacheCount = value;
+        }
+    }
+
+    /// <summary>A per-CPU cache's count (its holder's plain field).</summary>
+    private readonly struct PerCpuCacheCount(PerCpuCache cache) : ICacheCount
+    {
+        public int Value
+        {
+            get => cache.Count;
+            set => cache.Count = value;
+        }
+    }
+
+    /// <summary>
+    /// The fast allocations to report: <paramref name="derived"/>, or the most reported before when that is more.
+    /// Read on another thread while the consumer changes the count, <see cref="FastCounts"/> may come out a little
+    /// short; a counter must not go backwards, so the reported value only grows. Exact whenever the consumer is idle.
+    /// </summary>
+    private long MonotonicFastAllocs(long derived)
+    {
+        // Interlocked: GetStats runs on any thread (meters, EventSource counters, tools) at once.
+        long seen = Volatile.Read(ref _fastAllocsReported);
+        while (derived > seen)
+        {
+            long was = Interlocked.CompareExchange(ref _fastAllocsReported, derived, seen);
+            if (was == seen)
+                return derived;
+            seen = was;
+        }
+        return seen;
+    }
+
+    /// <summary>
+    /// Pages the recycle fast path put in the alloc cache and the alloc fast path took from it, derived from the
+    /// cache word: everything that went in (recycled + CacheIn) less everything that came out another way
+    /// (CacheOut) less what is still there. The recycled count has 56 bits: it wraps after 7.2e16 recycles, over
+    /// two years at one per nanosecond.
+    /// </summary>
+    private (long Recycled, long Allocated) FastCounts()
+    {
+        // Volatile: read in the order CacheCount writes against (in, word, out), so a change under way shows as
+        // too few fast allocations, never too many.
+        long cacheIn = Volatile.Read(ref _hot.CacheIn);
+        long word = Volatile.Read(ref _hot.CacheWord);
+        long cacheOut = Volatile.Read(ref _hot.CacheOut);
+        long recycled = (long)((ulong)word >> CacheCountBits);
+        long allocated = recycled + cacheIn - cacheOut - (word & CacheCountMask);
+        return (recycled, allocated);
+    }
+
+
+    /// <summary>The consumer's alloc cache: <see cref="AllocCacheSize"/> page addresses, held inside the pool object.</summary>
+    [InlineArray(AllocCacheSize)]
+    internal struct AllocCacheItems
+    {
+        private nint _first;
+    }
+
+    /// <summary>The alloc cache as a span (bounds-checked), for the slow paths.</summary>
+    private Span<nint> Cache => _cacheItems;
+
+    /// <summary>The alloc cache's first entry, for the fast paths' unchecked indexing (the count bounds the index).</summary>
+    private ref nint CacheRef => ref Unsafe.As<AllocCacheItems, nint>(ref _cacheItems);
 
     // ---- shared state ----
     private int _state;                 // StateAlive → StateDestroying → StateFreed
     private int _consumerThreadId;
     private int _nid;
     private readonly nint _pp;          // this pool's identity in NetMem.Pp: a GCHandle to the pool
+    // What an ordinary page of this pool holds in its adjacent pp_magic and pp words, compared in one load.
+    private readonly Vector128<ulong> _ppIdentity;
     private GCHandle _ppHandle;
     private readonly PtrRing _ring;
     private readonly PerCpuCache[] _perCpu;
@@ -98,7 +222,8 @@ public sealed unsafe partial class PagePool : IDisposable
     private long _destroyStartedTicks;
     private long _lastStallWarningTicks;
     private Timer? _retryTimer;
-    private PagePoolConsumer? _consumer;
+    private long _fastAllocsReported;  // the most fast allocations GetStats reported (see MonotonicFastAllocs)
+    private int _binding;              // how many BindConsumer calls: the current handle carries the latest
 
     private readonly int _order;
     private readonly PagePoolFlags _flags;
@@ -134,7 +259,6 @@ public sealed unsafe partial class PagePool : IDisposable
         _initArg = options.InitArg;
         _nid = options.NumaNode;
         _debug = options.DebugMode;
-        _cacheData = (nint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_cache));
         _putBufferData = (nint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_putBuffer));
         _allocFloor = _debug ? int.MaxValue : 0;
         _recycleLimit = _debug || _dmaSync ? 0 : AllocCacheSize;
@@ -152,6 +276,7 @@ public sealed unsafe partial class PagePool : IDisposable
         _consumerThreadId = Environment.CurrentManagedThreadId;
         _ppHandle = GCHandle.Alloc(this, GCHandleType.Normal);
         _pp = GCHandle.ToIntPtr(_ppHandle);
+        _ppIdentity = Vector128.Create(NetMemRef.PpSignature, (ulong)_pp);
         Id = Interlocked.Increment(ref s_lastId);
         Name = options.Name ?? $"page_pool-{Id}";
         s_pools[Id] = this;
@@ -228,15 +353,19 @@ public sealed unsafe partial class PagePool : IDisposable
         int tid = Environment.CurrentManagedThreadId;
         // Volatile: other threads read the consumer id to decide whether allowDirect may be honoured.
         Volatile.Write(ref _consumerThreadId, tid);
-        var handle = new PagePoolConsumer(this, tid, _debug);
-        _consumer = handle;
-        return handle;
+        // Interlocked: BindConsumer may race itself from two threads; each handle gets its own number.
+        int binding = Interlocked.Increment(ref _binding);
+        return new PagePoolConsumer(this, tid, binding);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool OnConsumerThread() => Environment.CurrentManagedThreadId == Volatile.Read(ref _consumerThreadId);
 
-    internal bool IsCurrentHandle(PagePoolConsumer handle) => ReferenceEquals(_consumer, handle) && handle.ThreadId == Volatile.Read(ref _consumerThreadId);
+    // Volatile: a handle may be checked on another thread than the one whose BindConsumer replaced it. Two
+    // BindConsumer calls racing each other may leave the consumer id of one and the number of the other: then
+    // neither handle is current, and the next BindConsumer settles it.
+    internal bool IsCurrentBinding(int binding, int threadId) =>
+        Volatile.Read(ref _binding) == binding && Volatile.Read(ref _consumerThreadId) == threadId;
 
     // =====================================================================================================
     // Allocation
@@ -285,14 +414,13 @@ public sealed unsafe partial class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool TryConsumerAllocFast(out NetMem* d)
     {
-        int count = _hot.CacheCount;
+        long word = _hot.CacheWord;
+        int count = (byte)word; // the count's 8 bits (CacheCountBits)
         if (count > _allocFloor)
         {
-            uint top = (uint)count - 1; // count > _allocFloor >= 0: the same index, unsigned
-            d = (NetMem*)_cacheData[top];
+            d = (NetMem*)Unsafe.Add(ref CacheRef, (uint)(count - 1)); // count > _allocFloor >= 0
             d->PpRefCount = 1;
-            _hot.CacheCount = (int)top;
-            _hot.Stats.Fast++;
+            _hot.CacheWord = word - 1;
             return true;
         }
         d = null;
@@ -307,13 +435,13 @@ public sealed unsafe partial class PagePool : IDisposable
     internal bool TryConsumerRecycleFast(NetMemRef page)
     {
         NetMem* d = page.Descriptor;
-        int count = _hot.CacheCount;
+        long word = _hot.CacheWord;
+        int count = (byte)word; // the count's 8 bits (CacheCountBits)
         if (count < _recycleLimit && IsOrdinaryLastReference(d))
         {
             d->PpRefCount = 0;
-            _cacheData[(uint)count] = (nint)d; // 0 <= count
-            _hot.CacheCount = count + 1;
-            _hot.Stats.Cached++;
+            Unsafe.Add(ref CacheRef, (uint)count) = (nint)d;
+            _hot.CacheWord = word + CacheWordRecycle; // count < 128: no carry out of the count's bits
             return true;
         }
         return false;
@@ -326,7 +454,7 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool IsOrdinaryLastReference(NetMem* d) =>
-        d != null && d->PpMagic == NetMemRef.PpSignature && d->Pp == _pp && d->PpRefCount == 1 && d->RefCount == 1;
+        d != null && Vector128.LoadUnsafe(ref d->PpMagic) == _ppIdentity && d->PpRefCount == 1 && d->RefCount == 1;
 
     /// <summary>
     /// Consumer thread only: the full recycle_direct path (checks, references, sync, cache or ring). A piece of
@@ -378,7 +506,7 @@ public sealed unsafe partial class PagePool : IDisposable
         int done = 0;
         while (done < pages.Length)
         {
-            int count = _hot.CacheCount;
+            int count = CacheCount;
             if (count == 0)
             {
                 NetMemRef page = ConsumerAllocSlow();
@@ -388,14 +516,14 @@ public sealed unsafe partial class PagePool : IDisposable
                 continue;
             }
             int n = Math.Min(count, pages.Length - done);
-            ref nint cache = ref MemoryMarshal.GetArrayDataReference(_cache);
+            ref nint cache = ref CacheRef;
             for (int i = 0; i < n; i++)
             {
                 NetMem* d = (NetMem*)Unsafe.Add(ref cache, --count);
                 d->PpRefCount = 1;
                 pages[done++] = new NetMemRef(d);
             }
-            _hot.CacheCount = count;
+            CacheCount = count;
             _hot.Stats.Fast += n;
             // After the cache is consistent: a corruption found here throws.
             if (_debug)
@@ -409,10 +537,10 @@ public sealed unsafe partial class PagePool : IDisposable
     internal NetMemRef ConsumerAllocSlow()
     {
         ThrowIfDisposed();
-        if (_hot.CacheCount > 0)
+        if (CacheCount > 0)
         {
             // Debug mode: the fast path is blocked so that every allocation passes the checks here.
-            NetMem* p = (NetMem*)_cache[--_hot.CacheCount];
+            NetMem* p = (NetMem*)Cache[--CacheCount];
             _hot.Stats.Fast++;
             p->PpRefCount = 1;
             if (_debug)
@@ -421,23 +549,23 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         if (RefillAllocCache())
         {
-            NetMem* d = (NetMem*)_cache[--_hot.CacheCount];
+            NetMem* d = (NetMem*)Cache[--CacheCount];
             _hot.Stats.Refill++;
             d->PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(d);
             return new NetMemRef(d);
         }
-        NetMemRef fresh = AllocPagesSlow(ref _hot.Stats, _cache, ref _hot.CacheCount);
+        NetMemRef fresh = AllocPagesSlow(ref _hot.Stats, Cache, new AllocCacheCount(this));
         if (!fresh.IsNull)
             return fresh;
         // The provider is out of pages: before failing, take what other threads parked in per-CPU caches.
-        int stolen = StealFromPerCpuCaches(_cache.AsSpan(0, AllocCacheRefill));
+        int stolen = StealFromPerCpuCaches(Cache[..AllocCacheRefill]);
         if (stolen == 0)
             return default;
-        _hot.CacheCount = stolen;
+        CacheCount = stolen;
         _hot.Stats.Refill++;
-        NetMem* parked = (NetMem*)_cache[--_hot.CacheCount];
+        NetMem* parked = (NetMem*)Cache[--CacheCount];
         parked->PpRefCount = 1;
         if (_debug)
             DebugOnAlloc(parked);
@@ -451,7 +579,7 @@ public sealed unsafe partial class PagePool : IDisposable
     private bool RefillAllocCache()
     {
         // Called with the alloc cache empty: pages land straight in it, with no intermediate copy.
-        Span<nint> batch = _cache.AsSpan(0, AllocCacheRefill);
+        Span<nint> batch = Cache[..AllocCacheRefill];
         int n = _ring.DequeueBurst(batch);
         if (n == 0 && _hot.PutCount > 0)
         {
@@ -464,11 +592,11 @@ public sealed unsafe partial class PagePool : IDisposable
             _hot.Stats.Empty++;
             return false;
         }
-        _hot.CacheCount = n;
+        CacheCount = n;
         int nid = _nid;
         if (nid >= 0)
             WaiveForeignNode(nid);
-        return _hot.CacheCount > 0;
+        return CacheCount > 0;
     }
 
     /// <summary>
@@ -480,18 +608,18 @@ public sealed unsafe partial class PagePool : IDisposable
     [SkipLocalsInit] // the stack buffer is written before it is read
     private void WaiveForeignNode(int nid)
     {
-        int n = _hot.CacheCount;
+        int n = CacheCount;
         for (int i = 0; i < n; i++)
         {
-            if (((NetMem*)_cache[i])->Nid == nid)
+            if (((NetMem*)Cache[i])->Nid == nid)
                 continue;
             _hot.Stats.Waive++;
-            int back = _ring.EnqueueBurst(_cache.AsSpan((i + 1)..n));
+            int back = _ring.EnqueueBurst(Cache[(i + 1)..n]);
             Span<nint> release = stackalloc nint[AllocCacheRefill];
-            release[0] = _cache[i];
-            _cache.AsSpan((i + 1 + back)..n).CopyTo(release[1..]);
+            release[0] = Cache[i];
+            Cache[(i + 1 + back)..n].CopyTo(release[1..]);
             release = release[..(n - i - back)];
-            _hot.CacheCount = i;
+            CacheCount = i;
             ReturnPages(release);
             return;
         }
@@ -566,9 +694,10 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     [SkipLocalsInit] // the stack buffer is written before it is read
-    private NetMemRef AllocPagesSlow(ref PoolCounters stats, nint[] cache, ref int cacheCount)
+    private NetMemRef AllocPagesSlow<TCount>(ref PoolCounters stats, Span<nint> cache, TCount cacheCount)
+        where TCount : struct, ICacheCount
     {
-        int want = _order == 0 ? Math.Min(AllocCacheRefill, cache.Length - cacheCount) : 1;
+        int want = _order == 0 ? Math.Min(AllocCacheRefill, cache.Length - cacheCount.Value) : 1;
         if (want <= 0)
             want = 1;
         Span<NetMemRef> fresh = stackalloc NetMemRef[AllocCacheRefill];
@@ -581,7 +710,7 @@ public sealed unsafe partial class PagePool : IDisposable
         BeginTake();
         try
         {
-            return SetUpAndStash(fresh[..got], ref stats, cache, ref cacheCount);
+            return SetUpAndStash(fresh[..got], ref stats, cache, cacheCount);
         }
         finally
         {
@@ -593,7 +722,8 @@ public sealed unsafe partial class PagePool : IDisposable
     /// The setup half of <see cref="AllocPagesSlow"/>, inside its take: sets up the pages taken from the provider,
     /// counts them in Hold, returns one and stashes the others.
     /// </summary>
-    private NetMemRef SetUpAndStash(Span<NetMemRef> fresh, ref PoolCounters stats, nint[] cache, ref int cacheCount)
+    private NetMemRef SetUpAndStash<TCount>(Span<NetMemRef> fresh, ref PoolCounters stats, Span<nint> cache, TCount cacheCount)
+        where TCount : struct, ICacheCount
     {
         int got = fresh.Length;
         int usable = 0;
@@ -624,7 +754,7 @@ public sealed unsafe partial class PagePool : IDisposable
                     CountSlow(ref stats);
                     TraceHold(fresh[..usable]);
                 }
-                StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]), cache, ref cacheCount);
+                StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]), cache, cacheCount);
             }
         }
         if (usable == 0)
@@ -639,7 +769,7 @@ public sealed unsafe partial class PagePool : IDisposable
             PoolThrowHelper.ThrowDisposed(Id);
         }
         NetMem* page = fresh[usable - 1].Descriptor;
-        StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..(usable - 1)]), cache, ref cacheCount);
+        StashSetUp(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..(usable - 1)]), cache, cacheCount);
         page->PpRefCount = 1;
         if (_debug)
             DebugOnAlloc(page);
@@ -659,7 +789,8 @@ public sealed unsafe partial class PagePool : IDisposable
     /// filled it meanwhile), the rest into the ring, and releases what the ring refuses; all are released when the
     /// pool has been disposed meanwhile.
     /// </summary>
-    private void StashSetUp(ReadOnlySpan<nint> pages, nint[] cache, ref int cacheCount)
+    private void StashSetUp<TCount>(ReadOnlySpan<nint> pages, Span<nint> cache, TCount cacheCount)
+        where TCount : struct, ICacheCount
     {
         // Volatile: Dispose sets the state on another thread (or from a callback on this one).
         if (Volatile.Read(ref _state) != StateAlive)
@@ -667,9 +798,10 @@ public sealed unsafe partial class PagePool : IDisposable
             ReturnPages(pages);
             return;
         }
-        int room = Math.Min(pages.Length, cache.Length - cacheCount);
-        pages[..room].CopyTo(cache.AsSpan(cacheCount));
-        cacheCount += room;
+        int count = cacheCount.Value;
+        int room = Math.Min(pages.Length, cache.Length - count);
+        pages[..room].CopyTo(cache[count..]);
+        cacheCount.Value = count + room;
         pages = pages[room..];
         if (pages.IsEmpty)
             return;
@@ -805,7 +937,7 @@ public sealed unsafe partial class PagePool : IDisposable
                 else
                 {
                     c.Stats.Empty++;
-                    NetMemRef fresh = AllocPagesSlow(ref c.Stats, c.Items, ref c.Count);
+                    NetMemRef fresh = AllocPagesSlow(ref c.Stats, c.Items, new PerCpuCacheCount(c));
                     return fresh;
                 }
             }
@@ -1384,11 +1516,11 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (!CanRecycle(d, dmaSyncSize))
             return;
-        int count = _hot.CacheCount;
+        int count = CacheCount;
         if ((uint)count < AllocCacheSize)
         {
-            Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_cache), count) = (nint)d;
-            _hot.CacheCount = count + 1;
+            Unsafe.Add(ref CacheRef, count) = (nint)d;
+            CacheCount = count + 1;
             _hot.Stats.Cached++;
             return;
         }
@@ -1607,12 +1739,22 @@ public sealed unsafe partial class PagePool : IDisposable
     /// flight, not still in the cache; the pages are copied out first, so a callback that runs during a release (an
     /// unmap that calls Trim or recycles) cannot change what is being released.
     /// </summary>
-    private void ReleaseCache(nint[] items, ref int count, ref Exception? first)
+    private void ReleaseCache(Span<nint> items, ref int count, ref Exception? first)
     {
         Span<nint> pages = stackalloc nint[AllocCacheSize];
         pages = pages[..count];
-        items.AsSpan(0, pages.Length).CopyTo(pages);
+        items[..pages.Length].CopyTo(pages);
         count = 0;
+        ReleaseEach(pages, ref first);
+    }
+
+    /// <summary><see cref="ReleaseCache"/> for the consumer's alloc cache.</summary>
+    private void ReleaseAllocCache(ref Exception? first)
+    {
+        Span<nint> pages = stackalloc nint[AllocCacheSize];
+        pages = pages[..CacheCount];
+        Cache[..pages.Length].CopyTo(pages);
+        CacheCount = 0;
         ReleaseEach(pages, ref first);
     }
 
@@ -1681,10 +1823,13 @@ public sealed unsafe partial class PagePool : IDisposable
         PoolCounters sum = default;
         // Plain reads of counters other threads increment: 64-bit reads are never torn, and a slightly stale
         // sum is what the kernel's per-CPU statistics give too.
+        (long fastRecycled, long fastAllocated) = FastCounts();
         _hot.Stats.AddTo(ref sum);
         _shared.AddTo(ref sum);
+        sum.Cached += fastRecycled;
+        sum.Fast += MonotonicFastAllocs(fastAllocated);
         // The fragment pages being cut belong to the pool too (their pieces may be out with users).
-        long pooled = _hot.CacheCount + _hot.PutCount + _ring.Count + FragPagesHeld;
+        long pooled = CacheCount + _hot.PutCount + _ring.Count + FragPagesHeld;
         foreach (PerCpuCache c in _perCpu)
         {
             c.Stats.AddTo(ref sum);
@@ -1754,7 +1899,7 @@ public sealed unsafe partial class PagePool : IDisposable
         // Each step runs even when a release in an earlier one throws (a DMA mapper's unmap): that page stays in
         // flight, every other page is released or in the ring, and the first exception is rethrown at the end.
         Exception? failed = null;
-        ReleaseCache(_cache, ref _hot.CacheCount, ref failed);
+        ReleaseAllocCache(ref failed);
         try
         {
             SpillToRing(_putBuffer, ref _hot.PutCount);
@@ -1834,7 +1979,7 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             failed = e;
         }
-        ReleaseCache(_cache, ref _hot.CacheCount, ref failed);
+        ReleaseAllocCache(ref failed);
         ReleaseCache(_putBuffer, ref _hot.PutCount, ref failed);
         try
         {

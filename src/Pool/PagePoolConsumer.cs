@@ -8,16 +8,23 @@ namespace UnmanagedPool;
 /// holding it proves the NAPI-like context, so its methods run the alloc-cache fast path with no per-call
 /// thread check. Use it only on the thread that bound it; in debug mode every call verifies that.
 /// </summary>
-public sealed unsafe class PagePoolConsumer
+/// <remarks>
+/// A small value type, copied freely: a copy is the same handle. Kept in a local, its pool lives in a register,
+/// so a call on the handle reaches the pool's alloc cache with no load of its own. <c>default</c> is no handle:
+/// its methods throw <see cref="NullReferenceException"/>, as a method called on a null reference would.
+/// </remarks>
+public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
 {
+    // Two words, no method of this type takes its address (the slow calls are static and get the fields): the
+    // JIT keeps a local handle in registers.
     private readonly PagePool _pool;
-    private readonly bool _verify;
+    private readonly int _binding;
 
-    internal PagePoolConsumer(PagePool pool, int threadId, bool verify)
+    internal PagePoolConsumer(PagePool pool, int threadId, int binding)
     {
         _pool = pool;
         ThreadId = threadId;
-        _verify = verify;
+        _binding = binding;
     }
 
     /// <summary>The pool.</summary>
@@ -26,8 +33,23 @@ public sealed unsafe class PagePoolConsumer
     /// <summary>Managed thread id of the thread that bound this handle.</summary>
     public int ThreadId { get; }
 
-    /// <summary>Whether this is still the pool's current consumer handle.</summary>
-    public bool IsBound => _pool.IsCurrentHandle(this);
+    /// <summary>Whether this is still the pool's current consumer handle (no later <see cref="PagePool.BindConsumer"/>).</summary>
+    public bool IsBound => _pool != null && _pool.IsCurrentBinding(_binding, ThreadId);
+
+    /// <summary>Whether both are the same handle: the same pool and the same <see cref="PagePool.BindConsumer"/> call.</summary>
+    public bool Equals(PagePoolConsumer other) => ReferenceEquals(_pool, other._pool) && _binding == other._binding;
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => obj is PagePoolConsumer other && Equals(other);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => HashCode.Combine(_pool, _binding);
+
+    /// <summary>Whether both are the same handle.</summary>
+    public static bool operator ==(PagePoolConsumer left, PagePoolConsumer right) => left.Equals(right);
+
+    /// <summary>Whether they are different handles.</summary>
+    public static bool operator !=(PagePoolConsumer left, PagePoolConsumer right) => !left.Equals(right);
 
     /// <summary>
     /// The kernel's <c>page_pool_alloc_pages</c> in NAPI context: one buffer from the alloc cache (refilled from the
@@ -39,22 +61,20 @@ public sealed unsafe class PagePoolConsumer
     {
         // Debug mode blocks the pool's fast pop (its alloc floor is int.MaxValue), so the thread check lives
         // on the slow call alone and costs the fast path nothing.
-        return _pool.TryConsumerAllocFast(out NetMem* d) ? new NetMemRef(d) : AllocSlow();
+        return _pool.TryConsumerAllocFast(out NetMem* d) ? new NetMemRef(d) : AllocSlow(_pool, _binding, ThreadId);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private NetMemRef AllocSlow()
+    private static NetMemRef AllocSlow(PagePool pool, int binding, int threadId)
     {
-        if (_verify)
-            Verify();
-        return _pool.ConsumerAllocSlow();
+        Verify(pool, binding, threadId);
+        return pool.ConsumerAllocSlow();
     }
 
     /// <summary>Bulk allocation on the consumer thread; returns how many were allocated.</summary>
     public int AllocPages(Span<NetMemRef> pages)
     {
-        if (_verify)
-            Verify();
+        Verify(_pool, _binding, ThreadId);
         return _pool.ConsumerAllocBulk(pages);
     }
 
@@ -66,16 +86,15 @@ public sealed unsafe class PagePoolConsumer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void RecycleDirect(NetMemRef page)
     {
-        if (!_pool.TryConsumerRecycleFast(page) && (_verify || !_pool.TryConsumerPutFrag(page)))
-            RecycleDirectSlow(page, -1);
+        if (!_pool.TryConsumerRecycleFast(page) && (_pool.DebugMode || !_pool.TryConsumerPutFrag(page)))
+            RecycleDirectSlow(_pool, _binding, ThreadId, page, -1);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void RecycleDirectSlow(NetMemRef page, int dmaSyncSize)
+    private static void RecycleDirectSlow(PagePool pool, int binding, int threadId, NetMemRef page, int dmaSyncSize)
     {
-        if (_verify)
-            Verify();
-        _pool.ConsumerRecycleDirectSlow(page, dmaSyncSize);
+        Verify(pool, binding, threadId);
+        pool.ConsumerRecycleDirectSlow(page, dmaSyncSize);
     }
 
     /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address inside the page.</summary>
@@ -93,20 +112,19 @@ public sealed unsafe class PagePoolConsumer
             // A piece of the fragment page being cut (this pool's page in use, by construction): the consumer
             // takes it back from its piece count, no atomic. PutPage is the fragment API's put, so this test
             // comes first here; RecycleDirect, the whole-page API, tests it only after its fast path fails.
-            if ((_verify || !_pool.TryConsumerPutFrag(page)) && !_pool.TryConsumerRecycleFast(page))
-                RecycleDirectSlow(page, dmaSyncSize);
+            if ((_pool.DebugMode || !_pool.TryConsumerPutFrag(page)) && !_pool.TryConsumerRecycleFast(page))
+                RecycleDirectSlow(_pool, _binding, ThreadId, page, dmaSyncSize);
             return;
         }
         if (!_pool.TryConsumerPutRingFast(page))
-            PutRingSlow(page, dmaSyncSize);
+            PutRingSlow(_pool, _binding, ThreadId, page, dmaSyncSize);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void PutRingSlow(NetMemRef page, int dmaSyncSize)
+    private static void PutRingSlow(PagePool pool, int binding, int threadId, NetMemRef page, int dmaSyncSize)
     {
-        if (_verify)
-            Verify();
-        _pool.ConsumerPutRing(page, dmaSyncSize);
+        Verify(pool, binding, threadId);
+        pool.ConsumerPutRing(page, dmaSyncSize);
     }
 
     /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address inside the page.</summary>
@@ -121,8 +139,7 @@ public sealed unsafe class PagePoolConsumer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public NetMemRef AllocFrag(int size, out int offset)
     {
-        if (_verify)
-            Verify();
+        Verify(_pool, _binding, ThreadId);
         return _pool.ConsumerAllocFrag(size, out offset);
     }
 
@@ -132,8 +149,7 @@ public sealed unsafe class PagePoolConsumer
     /// <summary>As <see cref="PagePool.Alloc(int, out int, out int)"/>, in NAPI context.</summary>
     public NetMemRef Alloc(int size, out int offset, out int trueSize)
     {
-        if (_verify)
-            Verify();
+        Verify(_pool, _binding, ThreadId);
         return _pool.ConsumerAlloc(size, out offset, out trueSize);
     }
 
@@ -155,13 +171,21 @@ public sealed unsafe class PagePoolConsumer
         return page;
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void Verify()
+    /// <summary>In debug mode: throws unless the calling thread is the handle's and the handle is still current.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Verify(PagePool pool, int binding, int threadId)
     {
-        if (Environment.CurrentManagedThreadId != ThreadId)
+        if (pool.DebugMode)
+            VerifyBinding(pool, binding, threadId);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void VerifyBinding(PagePool pool, int binding, int threadId)
+    {
+        if (Environment.CurrentManagedThreadId != threadId)
             throw new InvalidOperationException(
-                $"PagePool {_pool.Id}: consumer handle bound to thread {ThreadId} used on thread {Environment.CurrentManagedThreadId}.");
-        if (!_pool.IsCurrentHandle(this))
-            throw new InvalidOperationException($"PagePool {_pool.Id}: this consumer handle was replaced by a later BindConsumer.");
+                $"PagePool {pool.Id}: consumer handle bound to thread {threadId} used on thread {Environment.CurrentManagedThreadId}.");
+        if (!pool.IsCurrentBinding(binding, threadId))
+            throw new InvalidOperationException($"PagePool {pool.Id}: this consumer handle was replaced by a later BindConsumer.");
     }
 }

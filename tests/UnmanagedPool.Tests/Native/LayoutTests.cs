@@ -40,10 +40,12 @@ public sealed class LayoutTests
         (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.Flags), 28),
         (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.State), 32),
         // The consumer's per-call fields, a cache line of padding on each side.
-        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.CacheCount), 64),
-        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.PutCount), 68),
-        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.Stats), 72),
-        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.Frag), 168),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.CacheWord), 64),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.PutCount), 72),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.CacheIn), 80),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.CacheOut), 88),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.Stats), 96),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.Frag), 192),
     ];
 
     /// <summary>Expected sizes: (struct, size).</summary>
@@ -52,7 +54,7 @@ public sealed class LayoutTests
         (typeof(NetMem), 64),
         (typeof(UnmanagedPool.Internal.PtrRing.Indexes), 384),
         (typeof(UnmanagedPool.XdpFrameDescriptor), 40),
-        (typeof(PagePool.ConsumerHot), 256),
+        (typeof(PagePool.ConsumerHot), 320),
     ];
 
     /// <summary>The assemblies whose explicit structs must all be in the table.</summary>
@@ -101,8 +103,8 @@ public sealed class LayoutTests
         // The counters and the fragment state are sequential structs: growing either must move the next field
         // (and the size) rather than overlap it or eat into the trailing line of padding.
         Assert.Equal(96, Unsafe.SizeOf<UnmanagedPool.Internal.PoolCounters>());
-        Assert.True(72 + Unsafe.SizeOf<UnmanagedPool.Internal.PoolCounters>() <= 168);
-        Assert.True(168 + Unsafe.SizeOf<PagePool.FragState>() <= 256 - 64);
+        Assert.True(96 + Unsafe.SizeOf<UnmanagedPool.Internal.PoolCounters>() <= 192);
+        Assert.True(192 + Unsafe.SizeOf<PagePool.FragState>() <= 320 - 64);
     }
 
     [Fact]

@@ -36,6 +36,31 @@ public unsafe class ConsumerTests
     }
 
     [Fact]
+    public void A_copy_of_a_handle_is_the_same_handle_and_a_later_bind_replaces_every_copy()
+    {
+        using var pool = new PagePool(new PagePoolOptions());
+        PagePoolConsumer first = pool.BindConsumer();
+        PagePoolConsumer copy = first;
+        Assert.True(copy == first);
+        Assert.Equal(first.GetHashCode(), copy.GetHashCode());
+        Assert.True(copy.IsBound);
+
+        PagePoolConsumer second = pool.BindConsumer();
+        Assert.True(second != first);
+        Assert.False(first.IsBound);
+        Assert.False(copy.IsBound);
+        Assert.True(second.IsBound);
+        Assert.False(default(PagePoolConsumer).IsBound);
+        Assert.Same(pool, second.Pool);
+
+        // The replaced handle still reaches the same alloc cache on its thread (the pool keeps one).
+        var page = second.AllocPage();
+        first.RecycleDirect(page);
+        Assert.Equal(page, second.AllocPage());
+        second.RecycleDirect(page);
+    }
+
+    [Fact]
     public void The_consumer_handle_accepts_raw_addresses_anywhere_inside_the_page()
     {
         using var pool = new PagePool(new PagePoolOptions());

@@ -58,7 +58,7 @@ public unsafe class PoolConcurrencyTests
                 int r = rng.Next(100);
                 if (r < 40 || held.Count == 0)
                 {
-                    Claim(consumer != null ? consumer.AllocPage() : pool.AllocPage());
+                    Claim(consumer is { } c ? c.AllocPage() : pool.AllocPage());
                 }
                 else if (r < 45)
                 {
@@ -72,7 +72,7 @@ public unsafe class PoolConcurrencyTests
                     held[k] = held[^1];
                     held.RemoveAt(held.Count - 1);
                     Check(p, cookie);
-                    if (consumer != null && (r & 1) == 0) consumer.RecycleDirect(p);
+                    if (consumer is { } c2 && (r & 1) == 0) c2.RecycleDirect(p);
                     else pool.PutPage(p, allowDirect: (r & 1) == 0);
                 }
                 else if (r < 90)
