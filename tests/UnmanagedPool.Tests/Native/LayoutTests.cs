@@ -42,6 +42,7 @@ public sealed class LayoutTests
         // The consumer's per-call fields, a cache line of padding on each side.
         (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.CacheWord), 64),
         (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.PutCount), 72),
+        (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.BlockedCount), 76),
         (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.CacheIn), 80),
         (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.CacheOut), 88),
         (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.Stats), 96),

@@ -9,10 +9,26 @@ namespace UnmanagedPool.Tests.Pool;
 /// </summary>
 public unsafe class FastCounterTests
 {
-    [Fact]
-    public void Fast_counters_stay_exact_through_every_path_that_moves_pages_in_and_out_of_the_alloc_cache()
+    public enum Kind { Plain, DmaSync, Debug }
+
+    /// <summary>
+    /// Plain: both fast paths run. DMA sync: the recycle fast path is blocked in the cache word (every put syncs),
+    /// the alloc one runs. Debug: both are blocked and the cache's count lives beside the word.
+    /// </summary>
+    [Theory]
+    [InlineData(Kind.Plain)]
+    [InlineData(Kind.DmaSync)]
+    [InlineData(Kind.Debug)]
+    public void Fast_counters_stay_exact_through_every_path_that_moves_pages_in_and_out_of_the_alloc_cache(Kind kind)
     {
-        using var pool = new PagePool(new PagePoolOptions { LowWaterMark = 16 });
+        var options = new PagePoolOptions { LowWaterMark = 16 };
+        if (kind == Kind.DmaSync)
+        {
+            options.Flags = PagePoolFlags.DmaMap | PagePoolFlags.DmaSyncDev;
+            options.MaxLen = 2048;
+        }
+        options.DebugMode = kind == Kind.Debug;
+        using var pool = new PagePool(options);
         var consumer = pool.BindConsumer();
         var rng = new Random(7);
         var held = new List<NetMemRef>();
