@@ -36,7 +36,10 @@ public sealed class ProcessorResult
     public required ProcessorOptions Options { get; init; }
     public TimeSpan Elapsed { get; init; }
     public bool Interrupted { get; init; }
-    /// <summary>Managed bytes allocated by the whole process while the queues ran.</summary>
+    /// <summary>
+    /// Managed bytes the packet path's threads (every queue and the worker) allocated while the queues ran, each
+    /// counted exactly on its own thread.
+    /// </summary>
     public long AllocatedBytes { get; init; }
     /// <summary>Gen-0 garbage collections while the queues ran.</summary>
     public int Gen0Collections { get; init; }

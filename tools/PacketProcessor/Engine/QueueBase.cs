@@ -37,6 +37,9 @@ internal abstract class QueueBase
 
     public QueueCounters Counters { get; } = new();
 
+    /// <summary>Managed bytes this queue's thread allocated while it received (written by that thread when it stops).</summary>
+    public long AllocatedBytes { get; protected set; }
+
     /// <summary>The queue's page pool (created on the queue's thread); null for array buffers.</summary>
     public PagePool? Pool { get; set; }
 

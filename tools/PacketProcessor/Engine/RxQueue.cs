@@ -52,6 +52,7 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
     {
         Start(queues);
         ready.Signal();
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         NicQueue nic = Nic;
         bool waits = nic.WaitsWhenIdle;
         while (!stop())
@@ -71,6 +72,7 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
                     Thread.Yield();
             }
         }
+        AllocatedBytes = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
         // Phase 1: no queue receives any more, every redirect is published.
         phases.SignalAndWait();
         // Phase 2: every inbox is empty, so every redirected frame is back in its pool.
