@@ -100,40 +100,50 @@ public unsafe class FastCounterTests
         var consumer = pool.BindConsumer();
         // The reader is a thread of its own, so the consumer stays on this one.
         bool stop = false;
-        string? failure = "no read";
+        string? failure = null;
+        long reads = 0;
         var reader = new Thread(() =>
         {
             long fast = 0, cached = 0;
-            while (!Volatile.Read(ref stop))
+            while (!Volatile.Read(ref stop)) // Volatile: the test thread sets it when done
             {
                 PagePoolStats s = pool.GetStats();
                 if (s.AllocFast < fast || s.RecycleCached < cached)
                 {
-                    failure = $"went backwards: fast {fast} -> {s.AllocFast}, cached {cached} -> {s.RecycleCached}";
+                    // Volatile: the test thread polls it while it works.
+                    Volatile.Write(ref failure, $"went backwards: fast {fast} -> {s.AllocFast}, cached {cached} -> {s.RecycleCached}");
                     return;
                 }
                 fast = s.AllocFast;
                 cached = s.RecycleCached;
-                failure = null;
+                Interlocked.Increment(ref reads); // Interlocked: read by the test thread
             }
         });
         reader.Start();
 
         var held = new NetMemRef[AllocBurst];
         long allocated = 0;
-        var until = DateTime.UtcNow.AddMilliseconds(500);
-        while (DateTime.UtcNow < until)
+        void Burst()
         {
-            // Bursts larger than the alloc cache: refills, slow bulks and cache-full recycles between the fast ones.
+            // Larger than the alloc cache: refills, slow bulks and cache-full recycles between the fast ones.
             for (int i = 0; i < held.Length; i++)
                 held[i] = consumer.AllocPage();
             allocated += held.Length;
             for (int i = 0; i < held.Length; i++)
                 consumer.RecycleDirect(held[i]);
         }
-        Volatile.Write(ref stop, true);
+        var until = DateTime.UtcNow.AddMilliseconds(500);
+        while (DateTime.UtcNow < until)
+            Burst();
+        // However late the reader thread got a CPU, it reads a few times while the consumer still works (Volatile and
+        // Interlocked reads: the reader thread writes both).
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (Interlocked.Read(ref reads) < 10 && Volatile.Read(ref failure) == null && DateTime.UtcNow < deadline)
+            Burst();
+        Volatile.Write(ref stop, true); // Volatile: the reader polls it
         reader.Join();
         Assert.Null(failure);
+        Assert.True(Interlocked.Read(ref reads) >= 10, $"the reader read {reads} times");
 
         PagePoolStats end = pool.GetStats();
         Assert.Equal(allocated, end.AllocFast + end.AllocRefill + end.AllocSlow);
