@@ -393,7 +393,12 @@ public sealed unsafe partial class PagePool : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool OnConsumerThread() => Environment.CurrentManagedThreadId == Volatile.Read(ref _consumerThreadId);
+    private bool OnConsumerThread() => IsConsumer(PutterState.Current);
+
+    /// <summary>Whether <paramref name="s"/> is the calling thread's state and that thread is the consumer.</summary>
+    // Volatile: BindConsumer moves the consumer from another thread.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool IsConsumer(PutterState s) => s.ManagedThreadId == Volatile.Read(ref _consumerThreadId);
 
     // Volatile: a handle may be checked on another thread than the one whose BindConsumer replaced it. Two
     // BindConsumer calls racing each other may leave the consumer id of one and the number of the other: then
@@ -412,7 +417,11 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </summary>
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public NetMemRef AllocPage() => OnConsumerThread() ? ConsumerAlloc() : SharedAlloc();
+    public NetMemRef AllocPage()
+    {
+        PutterState s = PutterState.Current;
+        return IsConsumer(s) ? ConsumerAlloc() : SharedAlloc(s);
+    }
 
     /// <summary>
     /// Bulk allocation: fills <paramref name="pages"/> with buffers, each with <c>pp_ref_count</c> 1.
@@ -939,10 +948,13 @@ public sealed unsafe partial class PagePool : IDisposable
 
     /// <summary>Allocation from a thread other than the consumer: per-CPU cache, then ring, then provider.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private NetMemRef SharedAlloc()
+    private NetMemRef SharedAlloc() => SharedAlloc(PutterState.Current);
+
+    /// <summary>Allocation by a thread other than the consumer, whose state <paramref name="s"/> the caller looked up.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NetMemRef SharedAlloc(PutterState s)
     {
         ThrowIfDisposed();
-        PutterState s = PutterState.Current;
         PerCpuCache? c = EnterPerCpu(s);
         if (c == null)
             return SharedAllocUncached();
@@ -1254,16 +1266,17 @@ public sealed unsafe partial class PagePool : IDisposable
         NetMem* d = CheckOwned(page);
         if (!UnrefAndTest(d))
             return;
-        if (OnConsumerThread())
+        PutterState s = PutterState.Current;
+        if (IsConsumer(s))
         {
             if (allowDirect)
                 RecycleDirectUnrefed(d, dmaSyncSize);
             else if (CanRecycle(d, dmaSyncSize))
                 ConsumerRecycleInRing(d);
         }
-        else
+        else if (CanRecycle(d, dmaSyncSize))
         {
-            RecycleUnrefed(d, dmaSyncSize);
+            RecycleInRing(s, d);
         }
     }
 
@@ -1603,13 +1616,15 @@ public sealed unsafe partial class PagePool : IDisposable
     internal void RecycleUnrefed(NetMem* d, int dmaSyncSize)
     {
         if (CanRecycle(d, dmaSyncSize))
-            RecycleInRing(d);
+            RecycleInRing(PutterState.Current, d);
     }
 
-    /// <summary>The kernel's <c>page_pool_recycle_in_ring</c>, fronted by the per-CPU cache.</summary>
-    private void RecycleInRing(NetMem* d)
+    /// <summary>
+    /// The kernel's <c>page_pool_recycle_in_ring</c>, fronted by the per-CPU cache, for the thread whose state
+    /// <paramref name="s"/> the caller looked up.
+    /// </summary>
+    private void RecycleInRing(PutterState s, NetMem* d)
     {
-        PutterState s = PutterState.Current;
         PerCpuCache? c = EnterPerCpu(s);
         if (c == null)
         {
