@@ -116,12 +116,13 @@ public sealed unsafe partial class PagePool : IDisposable
             long word = _hot.CacheWord;
             bool blocked = (word & CacheCountMask) == CountBlocked;
             int delta = value - (blocked ? _hot.BlockedCount : (int)(word & CacheCountMask));
+            long next = (word & ~CacheCountMask) | (uint)value;
             if (delta >= 0)
             {
                 if (blocked)
                     _hot.BlockedCount = value;
                 else
-                    _hot.CacheWord = (word & ~CacheCountMask) | (uint)value;
+                    _hot.CacheWord = next;
                 // Volatile: the count grows before CacheIn does (release order for the reader above).
                 Volatile.Write(ref _hot.CacheIn, _hot.CacheIn + delta);
             }
@@ -132,7 +133,7 @@ public sealed unsafe partial class PagePool : IDisposable
                 if (blocked)
                     Volatile.Write(ref _hot.BlockedCount, value);
                 else
-                    Volatile.Write(ref _hot.CacheWord, (word & ~CacheCountMask) | (uint)value);
+                    Volatile.Write(ref _hot.CacheWord, next);
             }
         }
     }
@@ -216,7 +217,6 @@ public sealed unsafe partial class PagePool : IDisposable
         long allocated = recycled + cacheIn - cacheOut - count;
         return (recycled, allocated);
     }
-
 
     /// <summary>The consumer's alloc cache: <see cref="AllocCacheSize"/> page addresses, held inside the pool object.</summary>
     [InlineArray(AllocCacheSize)]
@@ -430,11 +430,12 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
     public int AllocPages(Span<NetMemRef> pages)
     {
-        if (OnConsumerThread())
+        PutterState s = PutterState.Current;
+        if (IsConsumer(s))
             return ConsumerAllocBulk(pages);
         for (int i = 0; i < pages.Length; i++)
         {
-            NetMemRef page = SharedAlloc();
+            NetMemRef page = SharedAlloc(s);
             if (page.IsNull)
                 return i;
             pages[i] = page;
@@ -1274,9 +1275,9 @@ public sealed unsafe partial class PagePool : IDisposable
             else if (CanRecycle(d, dmaSyncSize))
                 ConsumerRecycleInRing(d);
         }
-        else if (CanRecycle(d, dmaSyncSize))
+        else
         {
-            RecycleInRing(s, d);
+            RecycleUnrefed(s, d, dmaSyncSize);
         }
     }
 
@@ -1613,10 +1614,13 @@ public sealed unsafe partial class PagePool : IDisposable
     }
 
     /// <summary>Any thread: the last reference was dropped; recycle through the per-CPU cache and the ring.</summary>
-    internal void RecycleUnrefed(NetMem* d, int dmaSyncSize)
+    internal void RecycleUnrefed(NetMem* d, int dmaSyncSize) => RecycleUnrefed(PutterState.Current, d, dmaSyncSize);
+
+    /// <summary>As <see cref="RecycleUnrefed(NetMem*, int)"/>, for a thread whose state <paramref name="s"/> the caller looked up.</summary>
+    private void RecycleUnrefed(PutterState s, NetMem* d, int dmaSyncSize)
     {
         if (CanRecycle(d, dmaSyncSize))
-            RecycleInRing(PutterState.Current, d);
+            RecycleInRing(s, d);
     }
 
     /// <summary>

@@ -59,8 +59,8 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public NetMemRef AllocPage()
     {
-        // Debug mode blocks the pool's fast pop (its alloc floor is int.MaxValue), so the thread check lives
-        // on the slow call alone and costs the fast path nothing.
+        // Debug mode blocks the pool's fast pop (the cache word's count reads as blocked), so the thread check
+        // lives on the slow call alone and costs the fast path nothing.
         return _pool.TryConsumerAllocFast(out NetMem* d) ? new NetMemRef(d) : AllocSlow(_pool, _binding, ThreadId);
     }
 
