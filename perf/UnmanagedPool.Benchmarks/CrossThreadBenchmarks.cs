@@ -83,7 +83,7 @@ public unsafe class CrossThreadBenchmarks
             {
                 if (mode == 1)
                     _pool.PutPage(new NetMemRef((NetMem*)item));
-                else
+                else if (mode == 2)
                     _queue.Enqueue(item);
                 spin = default;
             }
@@ -115,6 +115,26 @@ public unsafe class CrossThreadBenchmarks
             nint p;
             while (!q.TryDequeue(out p))
                 spin.SpinOnce(sleep1Threshold: -1);
+            *(long*)p = i;
+            while (!ch.TryWrite(p))
+                spin.SpinOnce(sleep1Threshold: -1);
+        }
+        Drain();
+    }
+
+    /// <summary>
+    /// The hand-off alone: the same page written and passed to the worker, which drops it. What every other method
+    /// pays before any pool is involved; a pool's own share of a page is its time less this one.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Pages)]
+    public void ChannelOnly()
+    {
+        _mode = 4;
+        nint p = _queuePages[0];
+        SpscChannel ch = _toWorker;
+        var spin = new SpinWait();
+        for (int i = 0; i < Pages; i++)
+        {
             *(long*)p = i;
             while (!ch.TryWrite(p))
                 spin.SpinOnce(sleep1Threshold: -1);

@@ -58,8 +58,9 @@ public sealed unsafe partial class PagePool : IDisposable
     // the ring in batches (one CAS per batch). Consumer thread only.
     private readonly nint[] _putBuffer = GC.AllocateArray<nint>(PerCpuCache.Capacity, pinned: true);
     private readonly nint* _putBufferData;
-    // The put buffer's fast path (and the fragment recycle) run only while this is nonzero: 0 in debug mode, with
-    // DMA sync and after Dispose. The alloc cache's fast paths are blocked in the cache word instead (CacheWord).
+    // The put buffer's fast path, other threads' per-CPU put fast path and the fragment recycle run only while this
+    // is nonzero: 0 in debug mode, with DMA sync and after Dispose. The alloc cache's fast paths are blocked in the
+    // cache word instead (CacheWord).
     private int _recycleLimit;
 
     /// <summary>
@@ -679,7 +680,7 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     [SkipLocalsInit] // the stack buffer is written before it is read
-    private void WaiveForeignNodes(int nid, nint[] items, ref int count, ref PoolCounters stats)
+    private void WaiveForeignNodes(int nid, Span<nint> items, ref int count, ref PoolCounters stats)
     {
         int n = count;
         Debug.Assert(n <= PerCpuCache.Capacity);
@@ -976,7 +977,7 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             else
             {
-                c.Count = _ring.DequeueBurst(c.Items.AsSpan(0, PerCpuCache.Batch));
+                c.Count = _ring.DequeueBurst(c.Items[..PerCpuCache.Batch]);
                 int nid = _nid;
                 if (nid >= 0 && c.Count > 0)
                     WaiveForeignNodes(nid, c.Items, ref c.Count, ref c.Stats);
@@ -1264,21 +1265,73 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </exception>
     public void PutPage(NetMemRef page, int dmaSyncSize = -1, bool allowDirect = false)
     {
+        PutterState s = PutterState.Current;
+        if (IsConsumer(s))
+            ConsumerPut(page, dmaSyncSize, allowDirect);
+        else if (!TryPutPerCpuFast(s, page.Descriptor))
+            SharedPut(s, page, dmaSyncSize);
+    }
+
+    /// <summary>Consumer thread only: <see cref="PutPage(NetMemRef, int, bool)"/> through the alloc cache or the consumer's put buffer.</summary>
+    private void ConsumerPut(NetMemRef page, int dmaSyncSize, bool allowDirect)
+    {
         NetMem* d = CheckOwned(page);
         if (!UnrefAndTest(d))
             return;
-        PutterState s = PutterState.Current;
-        if (IsConsumer(s))
+        if (allowDirect)
+            RecycleDirectUnrefed(d, dmaSyncSize);
+        else if (CanRecycle(d, dmaSyncSize))
+            ConsumerRecycleInRing(d);
+    }
+
+    /// <summary>
+    /// A put from a thread other than the consumer when everything is ordinary (as for
+    /// <see cref="TryConsumerRecycleFast"/>: a single-reference page of this pool, no debug, no DMA sync, not
+    /// disposed) and the thread holds a per-CPU cache of this pool with room short of its flush point: the page
+    /// goes in with plain stores inside a section (see <see cref="PerCpuCache"/>), and no check is repeated. False,
+    /// with nothing changed, sends the caller to the checked path, which also acquires and flushes caches.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryPutPerCpuFast(PutterState s, NetMem* d)
+    {
+        // Volatile: Dispose drops the limit to 0 on another thread; a put that misses it is caught after its
+        // section, as in AfterSection.
+        if (Volatile.Read(ref _recycleLimit) == 0 || !IsOrdinaryLastReference(d))
+            return false;
+        int section = s.Section;
+        PerCpuCache? c = s.Cache;
+        if ((section & 1) != 0 || c == null || !ReferenceEquals(c.Pool, this))
+            return false;
+        // Volatile: as in EnterPerCpu, the busy mark before the owner check.
+        Volatile.Write(ref s.Section, section + 1);
+        bool put = false;
+        if (c.IsHeldBy(s))
         {
-            if (allowDirect)
-                RecycleDirectUnrefed(d, dmaSyncSize);
-            else if (CanRecycle(d, dmaSyncSize))
-                ConsumerRecycleInRing(d);
+            int count = c.Count;
+            if (count < PerCpuCache.Capacity - 1)
+            {
+                d->PpRefCount = 0;
+                Unsafe.Add(ref c.ItemsRef, count) = (nint)d;
+                c.Count = count + 1;
+                c.Stats.Ring++;
+                put = true;
+            }
         }
-        else
-        {
+        // Volatile (release): as in ExitPerCpu.
+        Volatile.Write(ref s.Section, section + 2);
+        // Volatile: as in AfterSection, a Dispose that drained the caches before the page went in missed it.
+        if (put && Volatile.Read(ref _state) != StateAlive)
+            DrainAfterDisposeQuietly();
+        return put;
+    }
+
+    /// <summary>A thread other than the consumer: the checked put, through the per-CPU cache and the ring.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void SharedPut(PutterState s, NetMemRef page, int dmaSyncSize)
+    {
+        NetMem* d = CheckOwned(page);
+        if (UnrefAndTest(d))
             RecycleUnrefed(s, d, dmaSyncSize);
-        }
     }
 
     /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address anywhere inside the page.</summary>
@@ -1758,16 +1811,16 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     [SkipLocalsInit] // the stack buffer is written before it is read
-    private void FlushToRing(nint[] items, ref int count, ref PoolCounters stats)
+    private void FlushToRing(Span<nint> items, ref int count, ref PoolCounters stats)
     {
         int n = PerCpuCache.Batch;
-        int enq = _ring.EnqueueBurst(items.AsSpan(0, n));
+        int enq = _ring.EnqueueBurst(items[..n]);
         int rejected = n - enq;
         Span<nint> refused = stackalloc nint[PerCpuCache.Batch];
-        items.AsSpan(enq, rejected).CopyTo(refused);
+        items.Slice(enq, rejected).CopyTo(refused);
         // The items and the count are right before any page is released: a release that throws (a DMA mapper's
         // unmap) leaves no page both in the ring and in the cache.
-        Array.Copy(items, n, items, 0, count - n);
+        items[n..count].CopyTo(items);
         count -= n;
         if (rejected == 0)
             return;
@@ -1982,14 +2035,14 @@ public sealed unsafe partial class PagePool : IDisposable
     /// leaves no page both in the ring and in <paramref name="items"/>, where it would be handed out twice.
     /// </summary>
     [SkipLocalsInit] // the stack buffer is written before it is read
-    private void SpillToRing(nint[] items, ref int count)
+    private void SpillToRing(Span<nint> items, ref int count)
     {
         int n = count;
         Debug.Assert(n <= PerCpuCache.Capacity);
-        int enq = _ring.EnqueueBurst(items.AsSpan(0, n));
+        int enq = _ring.EnqueueBurst(items[..n]);
         Span<nint> refused = stackalloc nint[PerCpuCache.Capacity];
         refused = refused[..(n - enq)];
-        items.AsSpan(enq, n - enq).CopyTo(refused);
+        items.Slice(enq, n - enq).CopyTo(refused);
         count = 0;
         ReturnPages(refused);
     }

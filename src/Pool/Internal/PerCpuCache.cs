@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace UnmanagedPool.Internal;
 
@@ -22,8 +23,9 @@ namespace UnmanagedPool.Internal;
 /// after section cannot starve it) or the holder's check runs after the barrier and sees that the cache is gone.
 /// The holder pays a store and a load per call; the drainer, which runs rarely, pays the barrier.
 /// </para>
-/// Each cache is a separate object followed on the heap by its own item array, which keeps two caches' hot
-/// words off a shared cache line.
+/// The pages are stored inside the cache object, so a put reaches its slot from the cache's own address with no
+/// load of an array reference first; slots past <see cref="Capacity"/> are never used and keep the hot words of
+/// the cache allocated next off the last slots' cache lines.
 /// </summary>
 internal sealed class PerCpuCache
 {
@@ -41,8 +43,24 @@ internal sealed class PerCpuCache
     /// <summary>Pages in <see cref="Items"/>. Written by the owner only; other threads read it as a hint.</summary>
     public int Count;
 
-    /// <summary>The cached pages (NetMem*), oldest at index 0.</summary>
-    public readonly nint[] Items = new nint[Capacity];
+    /// <summary>Slots after the last used one: a 128-byte gap (two cache lines) before whatever the heap puts next.</summary>
+    public const int PadSlots = 16;
+
+    private ItemSlots _items;
+
+    /// <summary>The cached pages (NetMem*), oldest at index 0; <see cref="Count"/> of them are valid.</summary>
+    public Span<nint> Items
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => MemoryMarshal.CreateSpan(ref ItemsRef, Capacity);
+    }
+
+    /// <summary>The first slot, for the put fast path's unchecked indexing (the count bounds the index).</summary>
+    public ref nint ItemsRef
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => ref Unsafe.As<ItemSlots, nint>(ref _items);
+    }
 
     /// <summary>The counters of the threads that used this cache, written by the owner only.</summary>
     public PoolCounters Stats;
@@ -170,6 +188,13 @@ internal sealed class PerCpuCache
         if (!ReferenceEquals(Interlocked.CompareExchange(ref _owner, null, Drainer), Drainer))
             throw new InvalidOperationException("Per-CPU cache released by a drain that did not hold it.");
     }
+}
+
+/// <summary>The cache's slots, inline in the cache object.</summary>
+[InlineArray(PerCpuCache.Capacity + PerCpuCache.PadSlots)]
+internal struct ItemSlots
+{
+    private nint _first;
 }
 
 /// <summary>What <see cref="PerCpuCache.BeginDrain"/> did.</summary>
