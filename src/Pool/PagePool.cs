@@ -4,6 +4,7 @@ using System.Diagnostics.Tracing;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using UnmanagedPool.Internal;
 using UnmanagedPool.Native;
 
@@ -630,6 +631,9 @@ public sealed unsafe partial class PagePool : IDisposable
         // Called with the alloc cache empty: pages land straight in it, with no intermediate copy.
         Span<nint> batch = Cache[..AllocCacheRefill];
         int n = _ring.DequeueBurst(batch);
+        if (Sse.IsSupported)
+            for (int k = 0; k < n; k++)
+                Sse.Prefetch0((void*)batch[k]);
         if (n == 0 && _hot.PutCount > 0)
         {
             n = Math.Min(_hot.PutCount, batch.Length);
@@ -1363,8 +1367,54 @@ public sealed unsafe partial class PagePool : IDisposable
     /// One page is invalid (see <see cref="PutPage(NetMemRef, int, bool)"/>); none was put. Or a page is listed more
     /// times than it is referenced: the puts before the extra one went through.
     /// </exception>
-    [SkipLocalsInit] // the stack buffer is written before it is read
     public void PutPages(ReadOnlySpan<NetMemRef> pages)
+    {
+        if (!TryPutPagesPerCpuFast(pages))
+            PutPagesChecked(pages);
+    }
+
+    /// <summary>
+    /// A bulk put from a thread other than the consumer when every page is ordinary (as for
+    /// <see cref="TryPutPerCpuFast"/>: a single-reference page of this pool, no debug, no DMA sync, not disposed):
+    /// one pass drops each page's reference as it checks it, then the whole batch goes into the per-CPU cache in
+    /// copies of up to a cache's room, with one section and one thread-state lookup for the call. A page that is not
+    /// ordinary (or is listed twice: its count is already 0 at its second place) undoes what the pass did, every
+    /// count back to 1 as the caller handed it in, and false sends the caller to the checked path with nothing
+    /// changed.
+    /// </summary>
+    private bool TryPutPagesPerCpuFast(ReadOnlySpan<NetMemRef> pages)
+    {
+        // Volatile: as in TryPutPerCpuFast.
+        if (Volatile.Read(ref _recycleLimit) == 0 || pages.IsEmpty)
+            return false;
+        PutterState s = PutterState.Current;
+        if (IsConsumer(s))
+            return false;
+        ref NetMemRef first = ref MemoryMarshal.GetReference(pages);
+        int n = pages.Length;
+        int i = 0;
+        for (; i < n; i++)
+        {
+            NetMem* d = Unsafe.Add(ref first, i).Descriptor;
+            if (!IsOrdinaryLastReference(d))
+                break;
+            d->PpRefCount = 0;
+        }
+        if (i < n)
+        {
+            // The caller held one reference on each of these (they were ordinary when the pass reached them).
+            for (int k = 0; k < i; k++)
+                Unsafe.Add(ref first, k).Descriptor->PpRefCount = 1;
+            return false;
+        }
+        // NetMemRef is one descriptor pointer wide: the batch is the descriptors' addresses as they are.
+        RecycleInRingBulk(s, MemoryMarshal.Cast<NetMemRef, nint>(pages));
+        return true;
+    }
+
+    /// <summary><see cref="PutPages(ReadOnlySpan{NetMemRef})"/> with every check: all pages first, then each put.</summary>
+    [SkipLocalsInit] // the stack buffer is written before it is read
+    private void PutPagesChecked(ReadOnlySpan<NetMemRef> pages)
     {
         foreach (NetMemRef page in pages)
             CheckOwned(page);
@@ -1753,9 +1803,13 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>Recycles a batch through one per-CPU cache: one CAS for the cache, one per ring batch.</summary>
     private void RecycleInRingBulk(ReadOnlySpan<nint> pages)
     {
-        if (pages.IsEmpty)
-            return;
-        PutterState s = PutterState.Current;
+        if (!pages.IsEmpty)
+            RecycleInRingBulk(PutterState.Current, pages);
+    }
+
+    /// <summary>As <see cref="RecycleInRingBulk(ReadOnlySpan{nint})"/>, for a thread whose state <paramref name="s"/> the caller looked up.</summary>
+    private void RecycleInRingBulk(PutterState s, ReadOnlySpan<nint> pages)
+    {
         PerCpuCache? c = EnterPerCpu(s);
         if (c == null)
         {
@@ -1780,11 +1834,16 @@ public sealed unsafe partial class PagePool : IDisposable
         try
         {
             bool flushed = false;
-            foreach (nint p in pages)
+            while (!pages.IsEmpty)
             {
-                c.Items[c.Count++] = p;
-                c.Stats.Ring++;
-                if (c.Count == PerCpuCache.Capacity)
+                // The cache is never left full (a flush follows the put that fills it), so there is room here.
+                int count = c.Count;
+                int k = Math.Min(PerCpuCache.Capacity - count, pages.Length);
+                pages[..k].CopyTo(c.Items[count..]);
+                c.Count = count + k;
+                c.Stats.Ring += k;
+                pages = pages[k..];
+                if (count + k == PerCpuCache.Capacity)
                 {
                     // A flush that fails still leaves room: the rest of the batch goes in, nothing is dropped.
                     Exception? e = FlushPerCpuCatching(c);
