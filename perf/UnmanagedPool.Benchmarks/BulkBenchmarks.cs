@@ -6,6 +6,8 @@ namespace UnmanagedPool.Benchmarks;
 /// <summary>
 /// 64 pages taken and given back: <c>AllocPages</c>/<c>PutPages</c> of 64 against 64 single calls, on the consumer
 /// thread. Baseline: 64 single <c>AllocPage</c> + <c>PutPage</c> (the ring path that <c>PutPages</c> also takes).
+/// The <c>Shared</c> pair does the same from a thread other than the consumer (its per-CPU cache and the ring):
+/// the benchmark thread on a pool whose consumer was bound on another thread.
 /// </summary>
 [MemoryDiagnoser]
 public class BulkBenchmarks
@@ -14,6 +16,7 @@ public class BulkBenchmarks
     private PagePool _pool = null!;
     private PagePoolConsumer _consumer;
     private readonly NetMemRef[] _pages = new NetMemRef[N];
+    private PagePool _shared = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -26,10 +29,43 @@ public class BulkBenchmarks
             _consumer.AllocPages(_pages);
             _pool.PutPages(_pages);
         }
+        _shared = new PagePool(new PagePoolOptions { PoolSize = 4096, Name = "bench-bulk-shared" });
+        var binder = new Thread(() => _shared.BindConsumer());
+        binder.Start();
+        binder.Join();
+        for (int i = 0; i < 4; i++)
+        {
+            _shared.AllocPages(_pages);
+            _shared.PutPages(_pages);
+        }
     }
 
     [GlobalCleanup]
-    public void Cleanup() => _pool.Dispose();
+    public void Cleanup()
+    {
+        _pool.Dispose();
+        _shared.Dispose();
+    }
+
+    /// <summary>64 single AllocPage + PutPage from a thread other than the consumer.</summary>
+    [Benchmark(OperationsPerInvoke = N)]
+    public void SharedSingleAllocPut()
+    {
+        NetMemRef[] pages = _pages;
+        PagePool pool = _shared;
+        for (int i = 0; i < pages.Length; i++)
+            pages[i] = pool.AllocPage();
+        for (int i = 0; i < pages.Length; i++)
+            pool.PutPage(pages[i]);
+    }
+
+    /// <summary>AllocPages + PutPages of 64 from a thread other than the consumer.</summary>
+    [Benchmark(OperationsPerInvoke = N)]
+    public void SharedBulkAllocPut()
+    {
+        _shared.AllocPages(_pages);
+        _shared.PutPages(_pages);
+    }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = N)]
     public void SingleAllocPut()

@@ -1369,27 +1369,25 @@ public sealed unsafe partial class PagePool : IDisposable
     /// </exception>
     public void PutPages(ReadOnlySpan<NetMemRef> pages)
     {
-        if (!TryPutPagesPerCpuFast(pages))
+        if (!TryPutPagesFast(pages))
             PutPagesChecked(pages);
     }
 
     /// <summary>
-    /// A bulk put from a thread other than the consumer when every page is ordinary (as for
-    /// <see cref="TryPutPerCpuFast"/>: a single-reference page of this pool, no debug, no DMA sync, not disposed):
-    /// one pass drops each page's reference as it checks it, then the whole batch goes into the per-CPU cache in
-    /// copies of up to a cache's room, with one section and one thread-state lookup for the call. A page that is not
+    /// A bulk put when every page is ordinary (as for <see cref="TryPutPerCpuFast"/>: a single-reference page of
+    /// this pool, no debug, no DMA sync, not disposed): one pass drops each page's reference as it checks it, then
+    /// the whole batch goes in copies of up to a buffer's room into the consumer's put buffer (on the consumer
+    /// thread) or the per-CPU cache (one section for the call), with one thread-state lookup. A page that is not
     /// ordinary (or is listed twice: its count is already 0 at its second place) undoes what the pass did, every
     /// count back to 1 as the caller handed it in, and false sends the caller to the checked path with nothing
     /// changed.
     /// </summary>
-    private bool TryPutPagesPerCpuFast(ReadOnlySpan<NetMemRef> pages)
+    private bool TryPutPagesFast(ReadOnlySpan<NetMemRef> pages)
     {
         // Volatile: as in TryPutPerCpuFast.
         if (Volatile.Read(ref _recycleLimit) == 0 || pages.IsEmpty)
             return false;
         PutterState s = PutterState.Current;
-        if (IsConsumer(s))
-            return false;
         ref NetMemRef first = ref MemoryMarshal.GetReference(pages);
         int n = pages.Length;
         int i = 0;
@@ -1408,8 +1406,44 @@ public sealed unsafe partial class PagePool : IDisposable
             return false;
         }
         // NetMemRef is one descriptor pointer wide: the batch is the descriptors' addresses as they are.
-        RecycleInRingBulk(s, MemoryMarshal.Cast<NetMemRef, nint>(pages));
+        ReadOnlySpan<nint> batch = MemoryMarshal.Cast<NetMemRef, nint>(pages);
+        if (IsConsumer(s))
+            ConsumerRecycleInRingBulk(batch);
+        else
+            RecycleInRingBulk(s, batch);
         return true;
+    }
+
+    /// <summary>
+    /// Consumer thread only: <see cref="ConsumerRecycleInRing"/> for a batch, copied into the put buffer up to its
+    /// flush point at a time. A flush whose release throws leaves room; the rest of the batch still goes in and the
+    /// first exception is rethrown at the end.
+    /// </summary>
+    private void ConsumerRecycleInRingBulk(ReadOnlySpan<nint> pages)
+    {
+        Exception? failed = null;
+        while (!pages.IsEmpty)
+        {
+            // The buffer is never left full (the put that fills it flushes it), so there is room here.
+            int count = _hot.PutCount;
+            int k = Math.Min(PerCpuCache.Capacity - count, pages.Length);
+            pages[..k].CopyTo(new Span<nint>(_putBufferData + count, k));
+            _hot.PutCount = count + k;
+            _hot.Stats.Ring += k;
+            pages = pages[k..];
+            if (count + k == PerCpuCache.Capacity)
+            {
+                try
+                {
+                    FlushToRing(_putBuffer, ref _hot.PutCount, ref _hot.Stats);
+                }
+                catch (Exception e)
+                {
+                    failed ??= e;
+                }
+            }
+        }
+        RethrowIfAny(failed);
     }
 
     /// <summary><see cref="PutPages(ReadOnlySpan{NetMemRef})"/> with every check: all pages first, then each put.</summary>

@@ -117,6 +117,22 @@ public unsafe class ExceptionSafetyTests
     }
 
     [Fact]
+    public void A_bulk_put_on_the_consumer_whose_flush_throws_still_puts_the_rest_of_the_batch()
+    {
+        var (pool, provider, mapper) = NewPool(ringSize: 16);
+        var held = new NetMemRef[100];
+        Assert.Equal(100, pool.AllocPages(held));
+        mapper.ThrowOnNextUnmap();
+        // On the consumer: the 64th page fills the put buffer, its flush finds 16 ring slots for 32 pages, and the
+        // first release throws; the 36 pages after it must not be dropped.
+        Assert.Throws<InvalidOperationException>(() => pool.PutPages(held));
+        Assert.Equal(1, mapper.Thrown);
+        Assert.All(held, p => Assert.Equal(0, p.Value.PpRefCount));
+        AssertAccounted(pool, provider, withUser: 0, stuck: 1);
+        DisposeWithOnePageStuck(pool, provider);
+    }
+
+    [Fact]
     public void An_init_callback_that_throws_gives_its_page_and_the_rest_of_the_bulk_back_to_the_provider()
     {
         using var provider = new PageProvider();
