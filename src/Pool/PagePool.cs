@@ -1079,17 +1079,35 @@ public sealed unsafe partial class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private PerCpuCache? EnterPerCpu(PutterState s)
     {
+        PerCpuCache? c = TryEnterHeldPerCpu(s);
+        if (c != null || s.IsBusy)
+            return c;
+        // Volatile: as in TryEnterHeldPerCpu; the acquire runs inside the section.
+        Volatile.Write(ref s.Section, s.Section + 1);
+        return EnterPerCpuSlow(s);
+    }
+
+    /// <summary>
+    /// Opens a section on the per-CPU cache of this pool that the calling thread already holds, with no atomic
+    /// operation. Null, with no section open, when the thread holds none of this pool's (or lost it to a drain) or
+    /// is already inside a section. Otherwise close it with <see cref="ExitPerCpu"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private PerCpuCache? TryEnterHeldPerCpu(PutterState s)
+    {
         int section = s.Section;
-        if ((section & 1) != 0)
+        PerCpuCache? c = s.Cache;
+        if ((section & 1) != 0 || c == null || !ReferenceEquals(c.Pool, this))
             return null;
         // Volatile: keeps the compiler from moving this store past the owner check below (a plain store on x64).
         // The processor may still reorder the two; a revoking drainer's process-wide barrier orders them for it:
         // either it sees the section open and waits for ExitPerCpu, or the check sees the cache gone.
         Volatile.Write(ref s.Section, section + 1);
-        PerCpuCache? c = s.Cache;
-        if (c != null && ReferenceEquals(c.Pool, this) && c.IsHeldBy(s))
+        if (c.IsHeldBy(s))
             return c;
-        return EnterPerCpuSlow(s);
+        // Volatile (release): as in ExitPerCpu.
+        Volatile.Write(ref s.Section, section + 2);
+        return null;
     }
 
     /// <summary>The thread holds no cache of this pool (or lost it to a drain): let go of the old one, acquire one.</summary>
@@ -1302,27 +1320,20 @@ public sealed unsafe partial class PagePool : IDisposable
         // section, as in AfterSection.
         if (Volatile.Read(ref _recycleLimit) == 0 || !IsOrdinaryLastReference(d))
             return false;
-        int section = s.Section;
-        PerCpuCache? c = s.Cache;
-        if ((section & 1) != 0 || c == null || !ReferenceEquals(c.Pool, this))
+        PerCpuCache? c = TryEnterHeldPerCpu(s);
+        if (c == null)
             return false;
-        // Volatile: as in EnterPerCpu, the busy mark before the owner check.
-        Volatile.Write(ref s.Section, section + 1);
         bool put = false;
-        if (c.IsHeldBy(s))
+        int count = c.Count;
+        if (count < PerCpuCache.Capacity - 1)
         {
-            int count = c.Count;
-            if (count < PerCpuCache.Capacity - 1)
-            {
-                d->PpRefCount = 0;
-                Unsafe.Add(ref c.ItemsRef, count) = (nint)d;
-                c.Count = count + 1;
-                c.Stats.Ring++;
-                put = true;
-            }
+            d->PpRefCount = 0;
+            Unsafe.Add(ref c.ItemsRef, count) = (nint)d;
+            c.Count = count + 1;
+            c.Stats.Ring++;
+            put = true;
         }
-        // Volatile (release): as in ExitPerCpu.
-        Volatile.Write(ref s.Section, section + 2);
+        ExitPerCpu(s);
         // Volatile: as in AfterSection, a Dispose that drained the caches before the page went in missed it.
         if (put && Volatile.Read(ref _state) != StateAlive)
             DrainAfterDisposeQuietly();
