@@ -23,7 +23,8 @@ public unsafe class CrossThreadBenchmarks
     private nint[] _queuePages = null!;
     private SpscChannel _toWorker = null!;
     private Thread _worker = null!;
-    private volatile int _mode;     // 0 idle, 1 pagepool, 2 queue, -1 stop
+    private volatile int _mode;     // 0 idle, 1 pagepool, 2 queue, 3 pagepool bulk, 4 channel only, -1 stop
+    private volatile int _workerMode; // the mode the worker has started an iteration in (see SetMode)
 
     [GlobalSetup]
     public void Setup()
@@ -64,6 +65,8 @@ public unsafe class CrossThreadBenchmarks
             int mode = _mode;
             if (mode < 0)
                 return;
+            if (_workerMode != mode)
+                _workerMode = mode;
             if (mode == 3)
             {
                 int n = 0;
@@ -95,6 +98,19 @@ public unsafe class CrossThreadBenchmarks
         }
     }
 
+    /// <summary>
+    /// Switches the worker to <paramref name="mode"/> and waits until it has started an iteration in it, so that a
+    /// burst the worker began in the previous mode never takes a page of this one (the channel is empty between
+    /// methods: each ends with <see cref="Drain"/>). Needed only where methods share a process (in-process toolchains).
+    /// </summary>
+    private void SetMode(int mode)
+    {
+        _mode = mode;
+        var spin = new SpinWait();
+        while (_workerMode != mode)
+            spin.SpinOnce(sleep1Threshold: -1);
+    }
+
     private void Drain()
     {
         _toWorker.Flush();
@@ -107,7 +123,7 @@ public unsafe class CrossThreadBenchmarks
     [Benchmark(Baseline = true, OperationsPerInvoke = Pages)]
     public void ConcurrentQueuePool()
     {
-        _mode = 2;
+        SetMode(2);
         ConcurrentQueue<nint> q = _queue;
         SpscChannel ch = _toWorker;
         var spin = new SpinWait();
@@ -131,7 +147,7 @@ public unsafe class CrossThreadBenchmarks
     [Benchmark(OperationsPerInvoke = Pages)]
     public void ChannelOnly()
     {
-        _mode = 4;
+        SetMode(4);
         nint p = _queuePages[0];
         SpscChannel ch = _toWorker;
         var spin = new SpinWait();
@@ -160,7 +176,7 @@ public unsafe class CrossThreadBenchmarks
     {
         if (_consumer.ThreadId != Environment.CurrentManagedThreadId)
             _consumer = _pool.BindConsumer();
-        _mode = mode;
+        SetMode(mode);
         PagePoolConsumer consumer = _consumer;
         SpscChannel ch = _toWorker;
         var spin = new SpinWait();
