@@ -115,6 +115,99 @@ public unsafe class BulkPutTests
         StatsAssert.Moved(before, pool.GetStats(), ("RecycleRing", 10));
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(7)]
+    public void Short_bursts_from_a_thread_that_holds_a_per_cpu_cache_are_counted_as_ring_across_its_flushes(int burst)
+    {
+        // 210 pages in bursts on one thread: the first burst acquires the cache, the later ones append to it
+        // directly until a burst would fill it, which flushes half of it to the ring (several times over).
+        var pool = new PagePool(new PagePoolOptions { PoolSize = 1024 });
+        var consumer = pool.BindConsumer();
+        NetMemRef[] pages = Alloc(consumer, 210);
+        PagePoolStats before = pool.GetStats();
+        long acquisitionsBefore = pool.PerCpuSnapshot().Acquisitions;
+        OtherThread.Run(() =>
+        {
+            for (int i = 0; i < pages.Length; i += burst)
+                pool.PutPages(pages.AsSpan(i, Math.Min(burst, pages.Length - i)));
+        });
+        PagePoolStats after = pool.GetStats();
+        StatsAssert.Moved(before, after, ("RecycleRing", pages.Length));
+        StatsAssert.Consistent(after);
+        Assert.All(pages, p => Assert.Equal(0, p.Value.PpRefCount));
+        // One acquisition for every burst (ownership is sticky), and the cache was flushed: it holds less than 64.
+        (long acquisitions, int perCpu) = pool.PerCpuSnapshot();
+        Assert.Equal(1, acquisitions - acquisitionsBefore);
+        Assert.InRange(perCpu, 1, 63);
+        Assert.Equal(after.Pooled, after.InFlight);
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+    }
+
+    [Fact]
+    public void A_short_burst_on_the_consumer_thread_goes_to_its_put_buffer_and_a_page_put_again_is_refused()
+    {
+        var pool = new PagePool(new PagePoolOptions { PoolSize = 1024 });
+        var consumer = pool.BindConsumer();
+        NetMemRef[] pages = Alloc(consumer, 150);
+        PagePoolStats before = pool.GetStats();
+        for (int i = 0; i < pages.Length; i += 5)
+            pool.PutPages(pages.AsSpan(i, 5));
+        PagePoolStats after = pool.GetStats();
+        StatsAssert.Moved(before, after, ("RecycleRing", pages.Length));
+        Assert.All(pages, p => Assert.Equal(0, p.Value.PpRefCount));
+
+        // A burst that lists a page already back in the pool is refused whole, with nothing changed.
+        NetMemRef[] fresh = Alloc(consumer, 2);
+        NetMemRef[] again = [fresh[0], pages[^1], fresh[1]];
+        PagePoolStats beforeBad = pool.GetStats();
+        Assert.Throws<InvalidOperationException>(() => pool.PutPages(again));
+        StatsAssert.Moved(beforeBad, pool.GetStats());
+        Assert.All(fresh, p => Assert.Equal(1, p.Value.PpRefCount));
+        pool.PutPages(fresh);
+        Assert.Equal(pool.GetStats().Pooled, pool.GetStats().InFlight);
+        DebugModeTests.AssertConsistentAndUsable(pool, consumer);
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+    }
+
+    [Fact]
+    public void A_short_burst_from_a_thread_that_held_a_per_cpu_cache_before_Dispose_is_released_and_frees_the_pool()
+    {
+        var pool = new PagePool(new PagePoolOptions());
+        var consumer = pool.BindConsumer();
+        NetMemRef[] early = Alloc(consumer, 4);
+        NetMemRef[] late = Alloc(consumer, 4);
+        using var go = new ManualResetEventSlim();
+        using var held = new ManualResetEventSlim();
+        Exception? error = null;
+        var t = new Thread(() =>
+        {
+            try
+            {
+                pool.PutPages(early); // acquires a per-CPU cache that the thread keeps
+                held.Set();
+                go.Wait();
+                pool.PutPages(late);
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+        });
+        t.Start();
+        held.Wait();
+        pool.Dispose();
+        Assert.False(pool.IsFreed);
+        go.Set();
+        t.Join();
+        Assert.Null(error);
+        Assert.Equal(0, pool.GetStats().InFlight);
+        Assert.True(pool.IsFreed);
+    }
+
     [Fact]
     public void A_batch_from_another_thread_after_Dispose_is_released_and_frees_the_pool()
     {
