@@ -288,11 +288,50 @@ internal sealed unsafe partial class StressWorker
         }
     }
 
+    /// <summary>
+    /// Puts up to <paramref name="limit"/> pages other workers sent: whole pages in runs of the same pool as short
+    /// PutPages bursts (up to <see cref="InboxBurst"/>, as a TX completion returns them), fragments one by one.
+    /// </summary>
     private void DrainInbox(int limit)
     {
         ConcurrentQueue<HeldPage> inbox = Inbox;
+        Span<NetMemRef> burst = stackalloc NetMemRef[InboxBurst];
+        int n = 0;
+        IStressPool? burstPool = null;
         for (int i = 0; i < limit && inbox.TryDequeue(out HeldPage h); i++)
-            SafeGive(h, allowDirect: false);
+        {
+            if (h.FragSize > 0)
+            {
+                SafeGive(h, allowDirect: false);
+                continue;
+            }
+            if (n == InboxBurst || (n > 0 && !ReferenceEquals(h.Pool, burstPool)))
+            {
+                SafePutBurst(burstPool!, burst[..n]);
+                n = 0;
+            }
+            CheckBeforeReturn(h);
+            burstPool = h.Pool;
+            burst[n++] = h.Page;
+        }
+        if (n > 0)
+            SafePutBurst(burstPool!, burst[..n]);
+    }
+
+    /// <summary>Whole pages from the inbox put back in one PutPages call at most (arbitrary: a short burst).</summary>
+    private const int InboxBurst = 8;
+
+    /// <summary>PutPages of pages already checked and released from the ownership bitmap; an exception is reported.</summary>
+    private void SafePutBurst(IStressPool pool, ReadOnlySpan<NetMemRef> pages)
+    {
+        try
+        {
+            pool.PutBulk(pages);
+        }
+        catch (Exception e)
+        {
+            _run.Violations.Report(ViolationNames.PoolException, $"worker {_index}: {e.GetType().Name}: {e.Message}");
+        }
     }
 
     private void ReturnDueDeferred(bool all)
