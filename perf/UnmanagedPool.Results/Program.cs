@@ -18,7 +18,7 @@ public static class Program
     private static readonly Dictionary<string, string> Descriptions = new()
     {
         ["AlternativesBenchmarks"] = "One 4 KiB buffer got, written once and given back, by the pools a .NET user would otherwise pick. Baseline: PagePool through its consumer handle.",
-        ["BulkBenchmarks"] = "64 pages: AllocPages/PutPages of 64 against 64 single calls. Baseline: 64 × AllocPage + PutPage (ring path). Shared*: the same from a thread other than the consumer (per-CPU cache and ring).",
+        ["BulkBenchmarks"] = "64 pages: AllocPages/PutPages of 64 against 64 single calls. Baseline: 64 × AllocPage + PutPage (ring path). Shared*: the same from a thread other than the consumer (per-CPU cache and ring). *BurstPut: AllocPages of 64, then PutPages four at a time, as a TX completion at low load.",
         ["OrderBenchmarks"] = "Consumer fast path (alloc cache + recycle_direct) for buffers of order 0 to 3 (4 to 32 KiB). Baseline per order: alloc + recycle touching nothing.",
         ["CrossThreadBenchmarks"] = "One thread allocates, another puts back, through a single-producer single-consumer hand-off that both pools share. Time per page; pages per second below.",
         ["ScalingBenchmarks"] = "Time per page per thread. PerThreadPools: each thread the consumer of its own pool. ProducersToOneConsumer: one consumer allocates, N producer threads put the pages back to its pool.",
