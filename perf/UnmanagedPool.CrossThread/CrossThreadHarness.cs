@@ -54,9 +54,14 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
     private readonly Thread _worker;
     private readonly int _workerCpu;
 
+    // volatile: written by the consumer, polled by the worker, which must see a new mode without a fence of its own.
     private volatile int _mode = (int)Mode.Idle;
-    private volatile int _workerMode = int.MinValue;   // the mode the worker has started (see SetMode)
-    private long _workerBytes;                         // worker's allocated bytes when it acknowledged _workerMode
+
+    // volatile: the worker's acknowledgement (the mode it has started, see SetMode); its write releases
+    // _workerBytes and the pinning result, the consumer's read acquires them.
+    private volatile int _workerMode = int.MinValue;
+
+    private long _workerBytes; // the worker's allocated bytes when it acknowledged _workerMode
 
     /// <summary>Why the worker was not pinned (null when pinned or not asked).</summary>
     public string? WorkerPinError { get; private set; }
@@ -98,7 +103,8 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
     {
         var mode = (Mode)(method + 1);
         SetMode(mode);
-        long workerStart = Volatile.Read(ref _workerBytes); // Volatile: written before the acknowledgement SetMode read
+        // Volatile (acquire): written by the worker before the acknowledgement SetMode waited for.
+        long workerStart = Volatile.Read(ref _workerBytes);
         long consumerStart = GC.GetAllocatedBytesForCurrentThread();
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         switch (mode)
@@ -205,6 +211,7 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
             buff.FrameSize = PageConstants.PageSize;
             buff.Mem = mem;
             XdpFrame frame = buff.ToFrame();
+            // The channel carries pointer-sized items; an XdpFrame is a pointer-sized handle (its descriptor's address).
             while (!ch.TryWrite(Unsafe.BitCast<XdpFrame, nint>(frame)))
                 spin.SpinOnce(sleep1Threshold: -1);
             spin = default;
@@ -252,7 +259,7 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
         while (true)
         {
             int mode = _mode;
-            // Volatile: the count is read by the consumer after it sees the acknowledgement below.
+            // Volatile (release): the count is read by the consumer after it sees the acknowledgement below.
             Volatile.Write(ref _workerBytes, GC.GetAllocatedBytesForCurrentThread());
             _workerMode = mode;
             switch ((Mode)mode)
