@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace UnmanagedPool.CrossThread;
@@ -66,9 +67,11 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
         string pinNote = "threads not pinned";
         bool pinned = false;
         int workerCpu = -1;
+        var originalMask = new ulong[ThreadAffinity.MaskWords];
         if (options.Pin)
         {
-            string? error = ThreadAffinity.TryPinCurrentThread(0, out int tid);
+            int tid = 0;
+            string? error = ThreadAffinity.CheckAllowed(originalMask, 0, 1) ?? ThreadAffinity.TryPinCurrentThread(0, out tid);
             if (error == null)
             {
                 workerCpu = 1;
@@ -92,7 +95,9 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
             }
             else
             {
-                pinNote += "; worker: " + cross.WorkerPinError;
+                // Both threads pinned or neither: the consumer goes back to the CPUs it had.
+                string? restore = ThreadAffinity.TrySetCurrentThread(originalMask, out _);
+                pinNote = "worker: " + cross.WorkerPinError + (restore == null ? "" : "; consumer left on CPU 0: " + restore);
             }
         }
 
@@ -210,7 +215,7 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
     private void WriteJson(List<MethodResult> results, bool pinned, string pinNote)
     {
         using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             w.WriteStartObject();
             w.WriteString("program", "UnmanagedPool.CrossThread");

@@ -8,8 +8,34 @@ namespace UnmanagedPool.CrossThread;
 /// </summary>
 internal static unsafe partial class ThreadAffinity
 {
-    /// <summary>Words of the CPU mask passed to the kernel: 1024 CPUs, glibc's <c>CPU_SETSIZE</c>.</summary>
-    private const int MaskWords = 16;
+    /// <summary>Words of a CPU mask passed to the kernel: 1024 CPUs, glibc's <c>CPU_SETSIZE</c>.</summary>
+    public const int MaskWords = 16;
+
+    /// <summary>
+    /// Reads the calling thread's CPU mask into <paramref name="mask"/> and checks that every CPU of
+    /// <paramref name="cpus"/> is in it (a thread may widen its own mask past what taskset or a cpuset gave the
+    /// process, so the check is made here, not left to the kernel). Returns null when they all are, or why not.
+    /// </summary>
+    public static string? CheckAllowed(Span<ulong> mask, params ReadOnlySpan<int> cpus)
+    {
+        if (!OperatingSystem.IsLinux())
+            return "pinning needs Linux (sched_setaffinity); threads not pinned";
+        mask.Clear();
+        fixed (ulong* m = mask)
+        {
+            if (sched_getaffinity(0, (nuint)(mask.Length * sizeof(ulong)), m) < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                return $"sched_getaffinity failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}); threads not pinned";
+            }
+        }
+        foreach (int cpu in cpus)
+        {
+            if (cpu >= mask.Length * 64 || (mask[cpu / 64] & (1UL << (cpu % 64))) == 0)
+                return $"CPU {cpu} is not in this process's CPU mask (taskset or cpuset); threads not pinned";
+        }
+        return null;
+    }
 
     /// <summary>
     /// Pins the calling thread to <paramref name="cpu"/>. Returns null on success, or a sentence saying why the thread
@@ -17,11 +43,18 @@ internal static unsafe partial class ThreadAffinity
     /// </summary>
     public static string? TryPinCurrentThread(int cpu, out int tid)
     {
+        Span<ulong> mask = stackalloc ulong[MaskWords];
+        mask.Clear();
+        mask[cpu / 64] = 1UL << (cpu % 64);
+        return TrySetCurrentThread(mask, out tid);
+    }
+
+    /// <summary>Sets the calling thread's CPU mask to <paramref name="mask"/>; null on success, or why not.</summary>
+    public static string? TrySetCurrentThread(ReadOnlySpan<ulong> mask, out int tid)
+    {
         tid = 0;
         if (!OperatingSystem.IsLinux())
             return "pinning needs Linux (sched_setaffinity); threads not pinned";
-        if (cpu >= Environment.ProcessorCount || cpu >= MaskWords * 64)
-            return $"CPU {cpu} is not available to this process ({Environment.ProcessorCount} CPUs); threads not pinned";
         try
         {
             tid = gettid();
@@ -30,19 +63,22 @@ internal static unsafe partial class ThreadAffinity
         {
             return "gettid is not in this C library; threads not pinned";
         }
-        ulong* mask = stackalloc ulong[MaskWords];
-        new Span<ulong>(mask, MaskWords).Clear();
-        mask[cpu / 64] = 1UL << (cpu % 64);
-        if (sched_setaffinity(tid, (nuint)(MaskWords * sizeof(ulong)), mask) != 0)
+        fixed (ulong* m = mask)
         {
-            int errno = Marshal.GetLastPInvokeError();
-            return $"sched_setaffinity(tid {tid}, CPU {cpu}) failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}); threads not pinned";
+            if (sched_setaffinity(tid, (nuint)(mask.Length * sizeof(ulong)), m) != 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                return $"sched_setaffinity(tid {tid}) failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}); threads not pinned";
+            }
         }
         return null;
     }
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int sched_setaffinity(int pid, nuint cpusetsize, ulong* mask);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int sched_getaffinity(int pid, nuint cpusetsize, ulong* mask);
 
     [LibraryImport("libc")]
     private static partial int gettid();
