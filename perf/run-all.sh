@@ -27,11 +27,13 @@ rm -rf "$ARTIFACTS/results"
 dotnet run -c Release --no-build --project perf/UnmanagedPool.Benchmarks -- \
   --filter "$FILTER" --artifacts "$ARTIFACTS" --exporters json github "${JOB_ARGS[@]}"
 
-dotnet run -c Release --no-build --project perf/UnmanagedPool.CrossThread -- --json > perf/crossthread.json
-dotnet run -c Release --no-build --project perf/UnmanagedPool.CrossThread > perf/crossthread.txt
-
-# The stress run's exit code is kept: a violation fails this script after the results are written.
+# The exit codes of the cross-thread program (1: a pool method allocated) and of the stress run (1: a violation)
+# are kept: a failure fails this script after the results are written.
 set +e
+dotnet run -c Release --no-build --project perf/UnmanagedPool.CrossThread -- --json > perf/crossthread.json
+crossthread_rc=$?
+dotnet run -c Release --no-build --project perf/UnmanagedPool.CrossThread > perf/crossthread.txt
+crossthread_text_rc=$?
 dotnet run -c Release --no-build --project perf/UnmanagedPool.Stress -- \
   --threads 2 --duration 20s --seed 1 --fault-rate 0.01 --json perf/stress-20s.json > perf/stress-20s.txt
 stress_rc=$?
@@ -46,4 +48,6 @@ dotnet run -c Release --no-build --project perf/UnmanagedPool.Results -- \
 if [[ -f perf/RESULTS-packet-processor.md ]]; then
   { echo; cat perf/RESULTS-packet-processor.md; } >> perf/RESULTS.md
 fi
-exit $stress_rc
+for rc in "$crossthread_rc" "$crossthread_text_rc" "$stress_rc"; do
+  if [[ $rc -ne 0 ]]; then exit "$rc"; fi
+done

@@ -5,7 +5,8 @@ namespace UnmanagedPool.CrossThread;
 /// <summary>
 /// Command line of the cross-thread measuring program, e.g.
 /// <c>dotnet run -c Release --project perf/UnmanagedPool.CrossThread -- --json</c>.
-/// Exit code 0 after a run, 2 on a usage error.
+/// Exit code 0 after a run, 1 when a pool method allocated managed memory (figures written all the same), 2 on a
+/// usage error.
 /// </summary>
 public static class Program
 {

@@ -98,7 +98,17 @@ public static class Program
         }
 
         if (crossThread != null && File.Exists(crossThread))
-            CrossThreadSection.Write(crossThread, plots, md);
+        {
+            try
+            {
+                CrossThreadSection.Write(crossThread, plots, md);
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+            {
+                md.AppendLine($"`{crossThread}` could not be read as the cross-thread program's JSON: {e.Message}");
+                md.AppendLine();
+            }
+        }
 
         foreach (string file in stressFiles.Where(File.Exists))
         {
