@@ -52,7 +52,7 @@ internal static class CrossThreadSection
         md.AppendLine("same descriptor line on each side; the single-thread group is PagePoolBenchmarks' Floor, FastPath and RingPath.");
         md.AppendLine();
         JsonElement host = root.GetProperty("host");
-        md.AppendLine(string.Create(ci, $"`{root.GetProperty("rounds").GetInt32()}` rounds of `{root.GetProperty("pages").GetInt32()}` pages per method; " +
+        md.AppendLine(string.Create(ci, $"{root.GetProperty("rounds").GetInt32()} rounds of {root.GetProperty("pages").GetInt32()} pages per method; " +
             $"{root.GetProperty("pin").GetString()}. Host state seen: ChannelOnly median {host.GetProperty("channelOnlyMedian").GetDouble():0.00} ns/page " +
             $"(q1 {host.GetProperty("channelOnlyQ1").GetDouble():0.00}, q3 {host.GetProperty("channelOnlyQ3").GetDouble():0.00}); {host.GetProperty("processorCount").GetInt32()} CPUs, " +
             $"{host.GetProperty("os").GetString()}, {host.GetProperty("runtime").GetString()}."));
