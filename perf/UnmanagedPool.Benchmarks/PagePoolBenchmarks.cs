@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using UnmanagedPool.Native;
+using UnmanagedPool.Perf;
 
 namespace UnmanagedPool.Benchmarks;
 
@@ -165,30 +166,6 @@ public unsafe class PagePoolBenchmarks
             void* p = NativeMemory.AlignedAlloc(4096, 4096);
             *(long*)p = i;
             NativeMemory.AlignedFree(p);
-        }
-    }
-
-    /// <summary>An unsynchronised LIFO of descriptors: the least a pool can do.</summary>
-    private sealed class LifoFloor(int capacity)
-    {
-        private readonly nint[] _items = new nint[capacity];
-        private int _count;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public NetMem* Get()
-        {
-            int c = --_count;
-            NetMem* d = (NetMem*)Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_items), c);
-            d->PpRefCount = 1;
-            return d;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Return(NetMem* d)
-        {
-            int c = _count;
-            Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_items), c) = (nint)d;
-            _count = c + 1;
         }
     }
 }
