@@ -16,6 +16,10 @@ internal static unsafe class ThrowHelper
         throw new InvalidOperationException($"Page 0x{(nint)page.Address:x}: page reference count underflow (put_page on a page with no reference).");
 
     [DoesNotReturn]
+    public static void ThrowPoolReference(NetMemRef page) =>
+        throw new InvalidOperationException($"Page 0x{(nint)page.Address:x} carries PP_SIGNATURE and only its page pool's reference is left: put_page would give it to the provider behind the pool's back; give it back with PagePool.PutPage.");
+
+    [DoesNotReturn]
     public static void ThrowForeignPage(nint address, string why) =>
         throw new InvalidOperationException($"Page 0x{address:x} {why}.");
 }
