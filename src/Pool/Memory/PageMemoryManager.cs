@@ -11,8 +11,10 @@ namespace UnmanagedPool;
 /// <remarks>
 /// Managers made by <see cref="PagePool.WrapMemory"/> are pooled: after Dispose the object goes back to a small
 /// stack in the pool and is handed out again, so steady state allocates nothing. As with any pooled buffer, a
-/// <see cref="Memory{T}"/> kept after Dispose may see someone else's bytes. Disposing twice throws while the
-/// object is not yet reused.
+/// <see cref="Memory{T}"/> kept after Dispose may see someone else's bytes, and disposing twice throws only while
+/// the object is not yet reused (in debug mode wrappers are never reused, so it always throws). Managers given
+/// out by <see cref="PagePoolMemoryPool.Rent"/> and made with the public constructor are never reused: a second
+/// Dispose always throws <see cref="ObjectDisposedException"/>.
 /// </remarks>
 public sealed unsafe class PageMemoryManager : MemoryManager<byte>
 {
