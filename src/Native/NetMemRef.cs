@@ -126,13 +126,25 @@ public readonly unsafe struct NetMemRef : IEquatable<NetMemRef>
 
     /// <summary>The kernel's <c>get_page</c>: takes one more page reference (<see cref="NetMem.RefCount"/>).</summary>
     /// <returns>The new reference count.</returns>
-    /// <exception cref="InvalidOperationException">The page is null or not handed out.</exception>
+    /// <exception cref="InvalidOperationException">The page is null, not handed out, or its last reference is gone.</exception>
     public int GetPage()
     {
         if (_desc == null || _desc->State != (byte)PageState.InUse)
             ThrowHelper.ThrowNotHandedOut(this);
-        // Interlocked: any thread may take or drop page references concurrently.
-        return Interlocked.Increment(ref _desc->RefCount);
+        // Volatile: a plain first guess for the loop below.
+        int count = Volatile.Read(ref _desc->RefCount);
+        while (true)
+        {
+            // A count at zero means another thread dropped the last reference and the page is on its way back to
+            // its provider: taking one now would revive a free page (the kernel's get_page_unless_zero refuses too).
+            if (count <= 0)
+                ThrowHelper.ThrowNotHandedOut(this);
+            // Interlocked: any thread may take or drop page references concurrently.
+            int seen = Interlocked.CompareExchange(ref _desc->RefCount, count + 1, count);
+            if (seen == count)
+                return count + 1;
+            count = seen;
+        }
     }
 
     /// <summary>

@@ -101,8 +101,9 @@ public sealed unsafe class PageMemoryManager : MemoryManager<byte>
             FragThrowHelper.ThrowOwnerDisposed();
         NetMemRef page = _page;
         _page = default;
-        _pointer = null;
-        _length = 0;
+        // _pointer and _length are left as they were: a GetSpan racing this Dispose on another thread, past its
+        // state check, builds its span from the old pair, which still lies in mapped page memory (regions are
+        // never unmapped), rather than from a null pointer with the old length.
         Packet.PutPageRef(page, ppRecycle: true);
         _home?.ReturnMemoryWrapper(this);
     }
