@@ -124,11 +124,16 @@ public static unsafe class Xdp
         return Interlocked.CompareExchange(ref frame.Descriptor->State, XdpFrameDescriptor.Returned, XdpFrameDescriptor.Live) == XdpFrameDescriptor.Live;
     }
 
+    /// <summary>
+    /// A frame that is not a pool frame (<c>MEM_TYPE_PAGE_SHARED</c>) drops its page reference with put_page,
+    /// except that a pool page of which only its pool's reference is left goes back to its pool, as a packet not
+    /// marked for recycling does (see <see cref="Packet.PpRecycle"/>).
+    /// </summary>
     private static void PutShared(NetMemRef page, XdpFrame frame)
     {
         if (page.IsNull)
             PoolThrowHelper.ThrowForeignAddress(frame.Descriptor->Data);
-        page.PutPage();
+        Packet.PutPageRef(page, ppRecycle: false);
     }
 
     private static PagePool NoPool(NetMemRef page)

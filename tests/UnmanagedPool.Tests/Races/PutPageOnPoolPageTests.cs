@@ -98,4 +98,25 @@ public unsafe class PutPageOnPoolPageTests
         Assert.True(pool.IsFreed);
         Assert.Equal(0, pool.InFlight);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_frame_marked_page_shared_over_a_pool_page_goes_back_to_its_pool(bool bulk)
+    {
+        var pool = new PagePool(new PagePoolOptions { DebugMode = false });
+        NetMemRef page = pool.AllocPage();
+        var xdp = new XdpBuff();
+        xdp.Init(page.Size, XdpMemInfo.PageShared);
+        xdp.Prepare(page.Address, Xdp.PacketHeadroom, 64, metaValid: false);
+        XdpFrame frame = xdp.ToFrame();
+        if (bulk)
+            Xdp.ReturnFrameBulk([frame]);
+        else
+            Xdp.ReturnFrame(frame);
+        Assert.Equal(PageState.InUse, page.State);
+        Assert.True(page.IsPagePool);
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+    }
 }
