@@ -131,7 +131,7 @@ public readonly unsafe struct NetMemRef : IEquatable<NetMemRef>
     {
         if (_desc == null || _desc->State != (byte)PageState.InUse)
             ThrowHelper.ThrowNotHandedOut(this);
-        // Volatile: a plain first guess for the loop below.
+        // Volatile: the starting value of the compare-exchange loop; a stale one only costs a retry.
         int count = Volatile.Read(ref _desc->RefCount);
         while (true)
         {

@@ -222,7 +222,9 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>Test hook: whether the idle-trim timer is running.</summary>
-    internal bool IdleTrimArmed => Volatile.Read(ref _idleTimer) != null;
+    internal bool IdleTrimArmed =>
+        // Volatile: the timer is stored by whichever thread reached the first slow path.
+        Volatile.Read(ref _idleTimer) != null;
 
     private void StopIdleTrim() =>
         // Interlocked: Dispose and a late StartIdleTrim may both stop it; the timer is disposed once.
@@ -296,5 +298,7 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>Test hook: the last release that threw where no caller could take the exception.</summary>
-    internal Exception? LastReleaseError => Volatile.Read(ref _lastReleaseError);
+    internal Exception? LastReleaseError =>
+        // Volatile: written by timer threads and by putters that drain after Dispose.
+        Volatile.Read(ref _lastReleaseError);
 }
