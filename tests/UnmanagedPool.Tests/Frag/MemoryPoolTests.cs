@@ -1,10 +1,11 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using UnmanagedPool.Native;
+using Xunit.Abstractions;
 
 namespace UnmanagedPool.Tests.Frag;
 
-public class MemoryPoolTests
+public class MemoryPoolTests(ITestOutputHelper output)
 {
     private static byte Pattern(long i) => (byte)(i * 131 + (i >> 11));
 
@@ -58,6 +59,7 @@ public class MemoryPoolTests
         for (int i = 0; i < 10_000; i++)
             Round(mp);
         long perRent = (GC.GetAllocatedBytesForCurrentThread() - before) / 20_000;
+        output.WriteLine($"{perRent} bytes allocated per rent");
         // One PageMemoryManager (64 bytes on 64-bit) per rent and nothing else.
         Assert.True(perRent is > 0 and <= 64, $"{perRent} bytes per rent");
     }
