@@ -27,7 +27,7 @@ public sealed unsafe class RegionRetirementTests
         Assert.Equal(0, page.Value.Pp);
         Assert.True(NetMemRef.FromAddress(address).IsNull);
         Assert.Null(PagePool.FromPage(page));
-        Assert.Throws<InvalidOperationException>(() => page.PutPage());
+        Assert.Contains("freed", Assert.Throws<InvalidOperationException>(() => page.PutPage()).Message);
         Assert.Throws<InvalidOperationException>(() => page.GetPage());
         var packet = new Packet();
         packet.AddFrag(page, 0, 10);
