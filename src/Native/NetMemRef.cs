@@ -102,7 +102,9 @@ public readonly unsafe struct NetMemRef : IEquatable<NetMemRef>
     /// <summary>
     /// The kernel's <c>virt_to_page</c> for any byte address: the descriptor of the page (the head of the run for
     /// an order-n page) that contains <paramref name="address"/>, in O(1), or <see cref="Null"/> when no live
-    /// region holds it, or it lies in a region's descriptor table. Reads nothing outside a live region.
+    /// region holds it, or it lies in a region's descriptor table. Reads nothing outside a region's memory, which
+    /// stays mapped after the region's end (see <see cref="PageRegion"/>): racing a Dispose of the region it
+    /// returns <see cref="Null"/> or a reference that every check refuses once the region is gone.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static NetMemRef FromAddress(void* address)
@@ -124,34 +126,63 @@ public readonly unsafe struct NetMemRef : IEquatable<NetMemRef>
 
     /// <summary>The kernel's <c>get_page</c>: takes one more page reference (<see cref="NetMem.RefCount"/>).</summary>
     /// <returns>The new reference count.</returns>
-    /// <exception cref="InvalidOperationException">The page is null or not handed out.</exception>
+    /// <exception cref="InvalidOperationException">The page is null, not handed out, or its last reference is gone.</exception>
     public int GetPage()
     {
         if (_desc == null || _desc->State != (byte)PageState.InUse)
             ThrowHelper.ThrowNotHandedOut(this);
-        // Interlocked: any thread may take or drop page references concurrently.
-        return Interlocked.Increment(ref _desc->RefCount);
+        // Volatile: the starting value of the compare-exchange loop; a stale one only costs a retry.
+        int count = Volatile.Read(ref _desc->RefCount);
+        while (true)
+        {
+            // A count at zero means another thread dropped the last reference and the page is on its way back to
+            // its provider: taking one now would revive a free page (the kernel's get_page_unless_zero refuses too).
+            if (count <= 0)
+                ThrowHelper.ThrowNotHandedOut(this);
+            // Interlocked: any thread may take or drop page references concurrently.
+            int seen = Interlocked.CompareExchange(ref _desc->RefCount, count + 1, count);
+            if (seen == count)
+                return count + 1;
+            count = seen;
+        }
     }
 
     /// <summary>
     /// The kernel's <c>put_page</c>: drops one page reference; the last one gives the page back to the provider
     /// that handed it out.
     /// </summary>
+    /// <remarks>
+    /// The last reference of a page that carries <see cref="PpSignature"/> is its page pool's: dropping it here would
+    /// give the page to the provider while the pool still counts it (and may still cut fragments from it), so it is
+    /// refused and nothing changes; give such a page back with <c>PagePool.PutPage</c> (the kernel reports a pool
+    /// page reaching the page allocator as a bad page). A reference taken with <see cref="GetPage"/> on a pool page
+    /// is dropped as on any page.
+    /// </remarks>
     /// <returns>True when that was the last reference and the page went back to its provider.</returns>
-    /// <exception cref="InvalidOperationException">The page is null, not handed out, or has no reference left.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The page is null, not handed out, has no reference left, or only its page pool's reference is left.
+    /// </exception>
     public bool PutPage()
     {
         if (_desc == null || _desc->State != (byte)PageState.InUse)
             ThrowHelper.ThrowNotHandedOut(this);
-        // Interlocked: page references are dropped from any thread; exactly one sees zero.
-        int left = Interlocked.Decrement(ref _desc->RefCount);
-        if (left > 0)
-            return false;
-        if (left < 0)
+        // Volatile: the count is read before pp_magic, so a pool that cleared pp_magic and then dropped its own
+        // reference (ReturnPage) is seen with pp_magic already cleared.
+        int count = Volatile.Read(ref _desc->RefCount);
+        while (true)
         {
-            Interlocked.Increment(ref _desc->RefCount);
-            ThrowHelper.ThrowRefUnderflow(this);
+            if (count <= 0)
+                ThrowHelper.ThrowRefUnderflow(this);
+            if (count == 1 && IsPagePool)
+                ThrowHelper.ThrowPoolReference(this);
+            // Interlocked: page references are dropped from any thread; exactly one takes the count to zero.
+            int seen = Interlocked.CompareExchange(ref _desc->RefCount, count - 1, count);
+            if (seen == count)
+                break;
+            count = seen;
         }
+        if (count > 1)
+            return false;
         PageProvider.FreeToOwner(this);
         return true;
     }

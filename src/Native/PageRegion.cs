@@ -12,8 +12,10 @@ namespace UnmanagedPool.Native;
 /// <remarks>
 /// The memory is owned by a <see cref="SafeHandle"/> and registered for <see cref="NetMemRef.FromAddress(void*)"/>
 /// from construction until <see cref="Dispose"/>. The registry holds the region while it is registered, so a
-/// region is freed only by Dispose, never behind the back of a reader that may still resolve its addresses.
-/// Disposing a region while another thread resolves addresses inside it is the caller's race to avoid.
+/// region is freed only by Dispose. Its memory is never unmapped (see <see cref="RegionMemory"/>): after Dispose
+/// the physical pages go back to the OS and every descriptor reads as zero, so a thread that resolves an address
+/// while another disposes the region, or a <see cref="NetMemRef"/> kept past the region's end, reads a descriptor
+/// that says "not handed out, not a pool page" instead of faulting.
 /// </remarks>
 public sealed unsafe class PageRegion : IDisposable
 {
@@ -36,8 +38,8 @@ public sealed unsafe class PageRegion : IDisposable
 
         Shift = shift;
         nuint size = (nuint)1 << shift;
-        void* memory = NativeMemory.AlignedAlloc(size, size);
-        _handle = new RegionHandle((nint)memory, size);
+        void* memory = RegionMemory.Allocate(shift);
+        _handle = new RegionHandle((nint)memory, shift);
         Base = (nint)memory;
         PageCount = (int)(size >> PageConstants.PageShift);
         HeaderPages = (PageCount * NetMem.Size + PageConstants.PageSize - 1) >> PageConstants.PageShift;
@@ -158,7 +160,10 @@ public sealed unsafe class PageRegion : IDisposable
         return 0;
     }
 
-    /// <summary>Unregisters the region and frees its memory. Pages still referenced become invalid.</summary>
+    /// <summary>
+    /// Unregisters the region and gives its memory back to the OS. The descriptors stay readable and read as zero:
+    /// a page still referenced is refused by every check (not handed out, not a pool page), never a fault.
+    /// </summary>
     public void Dispose()
     {
         // Interlocked: disposal may race between an owner and a finalizer-less second caller; only one frees.
@@ -197,11 +202,11 @@ public sealed unsafe class PageRegion : IDisposable
 
     private sealed class RegionHandle : SafeHandle
     {
-        private readonly nuint _size;
+        private readonly int _shift;
 
-        public RegionHandle(nint memory, nuint size) : base(0, ownsHandle: true)
+        public RegionHandle(nint memory, int shift) : base(0, ownsHandle: true)
         {
-            _size = size;
+            _shift = shift;
             SetHandle(memory);
         }
 
@@ -212,16 +217,10 @@ public sealed unsafe class PageRegion : IDisposable
         protected override bool ReleaseHandle()
         {
             if (Locked)
-                LibC.MUnlock((void*)handle, _size);
-            // The C heap may keep a freed aligned block mapped (glibc raises its mmap threshold after freeing a
-            // large mapping): drop the physical pages first, so freeing a region always lowers the resident set,
-            // and withdraw the huge-page advice so khugepaged does not fill the freed range back in.
-            if (LibC.IsLinux)
-            {
-                LibC.MAdvise((void*)handle, _size, LibC.MADV_NOHUGEPAGE);
-                LibC.MAdvise((void*)handle, _size, LibC.MADV_DONTNEED);
-            }
-            NativeMemory.AlignedFree((void*)handle);
+                LibC.MUnlock((void*)handle, (nuint)1 << _shift);
+            // Never unmapped: the physical pages go back to the OS, the range stays readable (all zero) for readers
+            // that found the region before it was unregistered, and the next region of this size reuses it.
+            RegionMemory.Retire((void*)handle, _shift);
             return true;
         }
     }

@@ -11,6 +11,15 @@ namespace UnmanagedPool.Native;
 /// region. Second-level tables are allocated on first use and never freed, so a reader can never follow a
 /// pointer into freed memory.
 /// </summary>
+/// <remarks>
+/// An area registered here (a <see cref="PageRegion"/>, or any other owner's memory through
+/// <see cref="Register(nint, int, object)"/>) is 2^shift bytes aligned to its size, with its descriptor table at its
+/// base: descriptor <c>i</c> describes page <c>i</c>, and the table's own pages are marked
+/// <see cref="PageState.Header"/>. Its owner must keep the table mapped and readable after
+/// <see cref="Unregister(nint, int)"/> (retire it with <see cref="RegionMemory.Retire"/>, or keep it for the life of
+/// the process) with state and pp_magic cleared, so that a reader that looked the area up just before it went
+/// reads a descriptor it refuses, never unmapped memory.
+/// </remarks>
 internal static unsafe class RegionRegistry
 {
     private const int ChunkShift = PageConstants.MinRegionShift;     // 64 KiB chunks
@@ -22,7 +31,7 @@ internal static unsafe class RegionRegistry
     // L1: L1Entries pointers to L2 tables of L2Entries nuint each. Allocated once, lives for the process.
     private static readonly nuint** s_l1 = (nuint**)NativeMemory.AllocZeroed((nuint)L1Entries, (nuint)sizeof(nuint*));
     private static readonly Lock s_writeLock = new();
-    private static readonly ConcurrentDictionary<nint, PageRegion> s_regions = new();
+    private static readonly ConcurrentDictionary<nint, object> s_regions = new();
 
     /// <summary>Number of live regions in the process.</summary>
     public static int Count => s_regions.Count;
@@ -71,13 +80,34 @@ internal static unsafe class RegionRegistry
     }
 
     /// <summary>The managed region object whose base is <paramref name="regionBase"/>, or null.</summary>
-    public static PageRegion? Find(nint regionBase) => s_regions.TryGetValue(regionBase, out var r) ? r : null;
+    public static PageRegion? Find(nint regionBase) => FindOwner(regionBase) as PageRegion;
 
-    public static void Register(PageRegion region)
+    /// <summary>The owner registered for the area whose base is <paramref name="areaBase"/>, or null.</summary>
+    public static object? FindOwner(nint areaBase) => s_regions.TryGetValue(areaBase, out var r) ? r : null;
+
+    /// <summary>Registers a region (its owner object is the region itself).</summary>
+    public static void Register(PageRegion region) => Register(region.Base, region.Shift, region);
+
+    /// <summary>Unregisters a region.</summary>
+    public static void Unregister(PageRegion region) => Unregister(region.Base, region.Shift);
+
+    /// <summary>
+    /// Registers an area of 2^<paramref name="shift"/> bytes at <paramref name="areaBase"/> (aligned to its size,
+    /// descriptor table at its base, see the remarks on the class) for <see cref="Lookup"/>, with
+    /// <paramref name="owner"/> returned by <see cref="FindOwner"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A shift outside 16..30, or a base not aligned to the size.</exception>
+    /// <exception cref="InvalidOperationException">The area lies outside the 47-bit user address space, or overlaps a registered one.</exception>
+    public static void Register(nint areaBase, int shift, object owner)
     {
-        nuint regionBase = (nuint)region.Base;
-        nuint entry = regionBase | ((nuint)region.Shift & EntryShiftMask);
-        int chunks = 1 << (region.Shift - ChunkShift);
+        ArgumentNullException.ThrowIfNull(owner);
+        ArgumentOutOfRangeException.ThrowIfLessThan(shift, PageConstants.MinRegionShift);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(shift, PageConstants.MaxRegionShift);
+        nuint regionBase = (nuint)areaBase;
+        if ((regionBase & (((nuint)1 << shift) - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(areaBase), $"0x{regionBase:x} is not aligned to 2^{shift}.");
+        nuint entry = regionBase | ((nuint)shift & EntryShiftMask);
+        int chunks = 1 << (shift - ChunkShift);
         lock (s_writeLock)
         {
             nuint l1Index = regionBase >> 32;
@@ -92,15 +122,22 @@ internal static unsafe class RegionRegistry
             }
             nuint first = (regionBase >> ChunkShift) & (L2Entries - 1);
             for (int i = 0; i < chunks; i++)
+                if (l2[first + (nuint)i] != 0)
+                    throw new InvalidOperationException($"Area at 0x{regionBase:x} overlaps a registered one.");
+            for (int i = 0; i < chunks; i++)
                 l2[first + (nuint)i] = entry;
-            s_regions[region.Base] = region;
+            s_regions[areaBase] = owner;
         }
     }
 
-    public static void Unregister(PageRegion region)
+    /// <summary>
+    /// Unregisters the area at <paramref name="areaBase"/>: <see cref="Lookup"/> finds nothing in it afterwards. A
+    /// reader that looked it up just before may still read its descriptor table, which the owner keeps mapped.
+    /// </summary>
+    public static void Unregister(nint areaBase, int shift)
     {
-        nuint regionBase = (nuint)region.Base;
-        int chunks = 1 << (region.Shift - ChunkShift);
+        nuint regionBase = (nuint)areaBase;
+        int chunks = 1 << (shift - ChunkShift);
         lock (s_writeLock)
         {
             nuint* l2 = s_l1[regionBase >> 32];
@@ -110,7 +147,7 @@ internal static unsafe class RegionRegistry
                 for (int i = 0; i < chunks; i++)
                     l2[first + (nuint)i] = 0;
             }
-            s_regions.TryRemove(region.Base, out _);
+            s_regions.TryRemove(areaBase, out _);
         }
     }
 }

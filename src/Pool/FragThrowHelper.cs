@@ -24,6 +24,10 @@ internal static unsafe class FragThrowHelper
         throw new InvalidOperationException("The destination packet still holds pages: free it first.");
 
     [DoesNotReturn]
+    public static void ThrowNotMarkedForRecycle(NetMemRef page) =>
+        throw new InvalidOperationException($"Page 0x{(nint)page.Address:x} is a page-pool page holding only its pool's reference, dropped by a packet not marked for recycling (debug mode): it went back to its pool; call Packet.MarkForRecycle when the packet holds pool pages.");
+
+    [DoesNotReturn]
     public static void ThrowNoPool(NetMemRef page) =>
         throw new InvalidOperationException($"Page 0x{(nint)page.Address:x} carries the page-pool signature but names no live pool.");
 

@@ -15,7 +15,9 @@ public sealed unsafe partial class PagePool
     /// <summary>
     /// A pooled <see cref="PageMemoryManager"/> over <paramref name="length"/> bytes at <paramref name="offset"/>
     /// of <paramref name="page"/> (a page or fragment of this pool), taking over the caller's reference. Disposing
-    /// it puts the reference and returns the wrapper for reuse. Any thread.
+    /// it puts the reference and returns the wrapper for reuse (not in debug mode), so the caller must not use or
+    /// dispose it again after Dispose: <see cref="PagePoolMemoryPool"/> gives out wrappers that are never reused.
+    /// Any thread.
     /// </summary>
     /// <exception cref="InvalidOperationException">Not this pool's page, or not referenced.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The range does not lie inside the page.</exception>
@@ -46,6 +48,10 @@ public sealed unsafe partial class PagePool
 
     internal void ReturnMemoryWrapper(PageMemoryManager m)
     {
+        // Debug mode never reuses a wrapper, so a second Dispose by a holder that kept it is always caught
+        // (ObjectDisposedException) instead of disposing the next holder's buffer.
+        if (_debug)
+            return;
         lock (_wrapperLock)
         {
             if (_wrapperCount < _wrappers.Length)

@@ -1,3 +1,4 @@
+using System.Diagnostics.Tracing;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -220,12 +221,34 @@ public sealed unsafe partial class PagePool
             StopIdleTrim();
     }
 
+    /// <summary>Test hook: whether the idle-trim timer is running.</summary>
+    internal bool IdleTrimArmed =>
+        // Volatile: the timer is stored by whichever thread reached the first slow path.
+        Volatile.Read(ref _idleTimer) != null;
+
     private void StopIdleTrim() =>
         // Interlocked: Dispose and a late StartIdleTrim may both stop it; the timer is disposed once.
         Interlocked.Exchange(ref _idleTimer, null)?.Dispose();
 
-    /// <summary>Timer thread: trims once the pool has allocated nothing for <see cref="PagePoolOptions.IdleTrimDelay"/>.</summary>
+    /// <summary>
+    /// Timer thread: trims once the pool has allocated nothing for <see cref="PagePoolOptions.IdleTrimDelay"/>.
+    /// Never throws: a release that throws here (a DMA mapper's unmap) has no caller to reach, so the page stays in
+    /// flight, the exception is kept for the stall warning (<see cref="StalledShutdownEventArgs.ReleaseError"/>) and
+    /// reported with <see cref="PagePoolEventSource.ReleaseFailed"/>; the pool stays usable.
+    /// </summary>
     private void IdleTick()
+    {
+        try
+        {
+            IdleTickCore();
+        }
+        catch (Exception e)
+        {
+            ReportBackgroundReleaseFailure("idle trim", e);
+        }
+    }
+
+    private void IdleTickCore()
     {
         if (IsDisposed || Options.IdleTrimDelay is not { } delay || !_trimLock.TryEnter())
             return;
@@ -260,4 +283,22 @@ public sealed unsafe partial class PagePool
             // The pool was freed meanwhile and disposed its provider.
         }
     }
+
+    /// <summary>
+    /// A release that threw where no caller can take the exception (a timer thread): keep it for the stall warning
+    /// and report it.
+    /// </summary>
+    private void ReportBackgroundReleaseFailure(string operation, Exception e)
+    {
+        // Volatile: read by the retry timer's thread for the stall warning.
+        Volatile.Write(ref _lastReleaseError, e);
+        var log = PagePoolEventSource.Log;
+        if (log.IsEnabled(EventLevel.Warning, PagePoolEventSource.Keywords.Lifecycle))
+            log.ReleaseFailed(Id, operation, e.ToString());
+    }
+
+    /// <summary>Test hook: the last release that threw where no caller could take the exception.</summary>
+    internal Exception? LastReleaseError =>
+        // Volatile: written by timer threads and by putters that drain after Dispose.
+        Volatile.Read(ref _lastReleaseError);
 }

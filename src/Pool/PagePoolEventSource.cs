@@ -69,6 +69,8 @@ public sealed unsafe partial class PagePoolEventSource : EventSource
         public const int PoolStats = 10;
         /// <summary><see cref="StatsSnapshot"/>.</summary>
         public const int StatsSnapshot = 11;
+        /// <summary><see cref="ReleaseFailed"/>.</summary>
+        public const int ReleaseFailed = 12;
     }
 
     /// <summary>A pool was created.</summary>
@@ -142,6 +144,28 @@ public sealed unsafe partial class PagePoolEventSource : EventSource
             Set(ref data[2], &seconds);
             SetString(ref data[3], pLeaks, leaks);
             WriteEventCore(EventIds.StalledShutdown, 4, data);
+        }
+    }
+
+    /// <summary>
+    /// A page release threw where no caller could take the exception (the idle trimmer's timer): the page stays in
+    /// flight and the pool goes on. <paramref name="operation"/> names what was releasing, <paramref name="error"/>
+    /// is the exception.
+    /// </summary>
+    [Event(EventIds.ReleaseFailed, Level = EventLevel.Warning, Keywords = Keywords.Lifecycle,
+        Message = "page_pool {0}: a release during {1} failed: {2}")]
+    public void ReleaseFailed(long poolId, string operation, string error)
+    {
+        operation ??= string.Empty;
+        error ??= string.Empty;
+        fixed (char* pOperation = operation)
+        fixed (char* pError = error)
+        {
+            EventData* data = stackalloc EventData[3];
+            Set(ref data[0], &poolId);
+            SetString(ref data[1], pOperation, operation);
+            SetString(ref data[2], pError, error);
+            WriteEventCore(EventIds.ReleaseFailed, 3, data);
         }
     }
 

@@ -104,7 +104,7 @@ public sealed class PagePoolOptions
     /// After this long with no allocation the pool trims itself down to <see cref="LowWaterMark"/> and, when it owns
     /// its provider, gives empty regions back to the OS. Null or zero: never trim on its own (the default).
     /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">Set to a negative value.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">Set to a negative value, or to more than <see cref="MaxIdleTrimDelay"/>.</exception>
     public TimeSpan? IdleTrimDelay
     {
         get => _idleTrimDelay;
@@ -112,9 +112,17 @@ public sealed class PagePoolOptions
         {
             if (value is { } v && v < TimeSpan.Zero)
                 throw new ArgumentOutOfRangeException(nameof(IdleTrimDelay), value, "The idle delay cannot be negative.");
+            if (value is { } w && w > MaxIdleTrimDelay)
+                throw new ArgumentOutOfRangeException(nameof(IdleTrimDelay), value, $"The idle delay is at most {MaxIdleTrimDelay} (the idle check runs every quarter delay on a timer).");
             _idleTrimDelay = value;
         }
     }
+
+    /// <summary>
+    /// The longest <see cref="IdleTrimDelay"/>: the pool checks for idleness four times per delay, and a
+    /// <see cref="Timer"/> period is at most 0xFFFFFFFE ms, so about 198 days.
+    /// </summary>
+    public static readonly TimeSpan MaxIdleTrimDelay = TimeSpan.FromTicks(4 * 0xFFFF_FFFEL * TimeSpan.TicksPerMillisecond);
 
     private TimeSpan? _idleTrimDelay;
 

@@ -10,12 +10,15 @@ namespace UnmanagedPool.PoolLoadChild;
 /// (slow path, refill), keeps a standing set in use, recycles most directly, hands some to another thread that
 /// puts them through the ring, and releases a few (page state release, then fresh holds). Every half second a
 /// short-lived pool is created and destroyed (release events). Prints <c>pid N</c> and <c>ready</c>.
-/// <c>--idle [seconds]</c> only waits, without loading the pool library.
+/// <c>--idle [seconds]</c> only waits, without loading the pool library. <c>--race NAME</c> runs one of the
+/// <see cref="RaceScenarios"/> and exits.
 /// </summary>
 public static class Program
 {
     public static int Main(string[] args)
     {
+        if (args.Length > 1 && args[0] == "--race")
+            return RaceScenarios.Run(args[1]);
         if (args.Length > 0 && args[0] == "--idle")
         {
             // A .NET process that never loads the pool library (PoolStat's "library not loaded" error).

@@ -11,8 +11,10 @@ namespace UnmanagedPool;
 /// <remarks>
 /// Managers made by <see cref="PagePool.WrapMemory"/> are pooled: after Dispose the object goes back to a small
 /// stack in the pool and is handed out again, so steady state allocates nothing. As with any pooled buffer, a
-/// <see cref="Memory{T}"/> kept after Dispose may see someone else's bytes. Disposing twice throws while the
-/// object is not yet reused.
+/// <see cref="Memory{T}"/> kept after Dispose may see someone else's bytes, and disposing twice throws only while
+/// the object is not yet reused (in debug mode wrappers are never reused, so it always throws). Managers given
+/// out by <see cref="PagePoolMemoryPool.Rent"/> and made with the public constructor are never reused: a second
+/// Dispose always throws <see cref="ObjectDisposedException"/>.
 /// </remarks>
 public sealed unsafe class PageMemoryManager : MemoryManager<byte>
 {
@@ -99,8 +101,9 @@ public sealed unsafe class PageMemoryManager : MemoryManager<byte>
             FragThrowHelper.ThrowOwnerDisposed();
         NetMemRef page = _page;
         _page = default;
-        _pointer = null;
-        _length = 0;
+        // _pointer and _length are left as they were: a GetSpan racing this Dispose on another thread, past its
+        // state check, builds its span from the old pair, which still lies in mapped page memory (regions are
+        // never unmapped), rather than from a null pointer with the old length.
         Packet.PutPageRef(page, ppRecycle: true);
         _home?.ReturnMemoryWrapper(this);
     }

@@ -7,12 +7,14 @@ namespace UnmanagedPool;
 /// A <see cref="MemoryPool{T}"/> of native pool memory, for <c>System.IO.Pipelines</c>
 /// (<c>new Pipe(new PipeOptions(pool: ...))</c>) and anything else that rents <see cref="IMemoryOwner{T}"/>.
 /// <see cref="Rent"/> takes a fragment or a whole buffer with <see cref="PagePool.Alloc(int, out int, out int)"/>
-/// and wraps it in a pooled <see cref="PageMemoryManager"/>; disposing the owner puts the page back.
+/// and wraps it in a new <see cref="PageMemoryManager"/>; disposing the owner puts the page back.
 /// </summary>
 /// <remarks>
 /// Thread-safe: a pipe rents on its writer's thread and disposes on its reader's. On the pool's consumer thread
-/// fragments are cut without a lock; elsewhere under the pool's shared-fragment lock. Steady state allocates
-/// nothing.
+/// fragments are cut without a lock; elsewhere under the pool's shared-fragment lock. Each rent allocates its
+/// owner object (one small object, as <see cref="MemoryPool{T}.Shared"/> does) and nothing else: an owner is
+/// never handed to a second renter, so disposing it twice throws <see cref="ObjectDisposedException"/> and can
+/// never dispose someone else's buffer, whenever the second Dispose comes.
 /// </remarks>
 public sealed class PagePoolMemoryPool : MemoryPool<byte>
 {
@@ -55,7 +57,17 @@ public sealed class PagePoolMemoryPool : MemoryPool<byte>
         NetMemRef page = Pool.Alloc(Math.Max(minBufferSize, 1), out int offset, out int trueSize);
         if (page.IsNull)
             throw new OutOfMemoryException($"PagePool {Pool.Id}: the provider has no memory left.");
-        return Pool.WrapMemory(page, offset, trueSize);
+        // A fresh owner per rent: a pooled one could be disposed a second time by its previous renter after it
+        // was handed out again, disposing the new renter's buffer.
+        try
+        {
+            return new PageMemoryManager(page, offset, trueSize);
+        }
+        catch
+        {
+            Packet.PutPageRef(page, ppRecycle: true);
+            throw;
+        }
     }
 
     /// <inheritdoc />

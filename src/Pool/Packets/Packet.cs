@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
 using UnmanagedPool.Native;
 
 namespace UnmanagedPool;
@@ -35,8 +36,10 @@ public sealed unsafe class Packet
 
     /// <summary>
     /// The kernel's <c>skb-&gt;pp_recycle</c> (set by <c>skb_mark_for_recycle</c>): pages carrying the page-pool
-    /// signature go back to their pool on <see cref="Free"/>. When false, every page is dropped with
-    /// <see cref="NetMemRef.PutPage"/>.
+    /// signature go back to their pool on <see cref="Free"/>. When false, pages are dropped with
+    /// <see cref="NetMemRef.PutPage"/>, except a pool page of which only its pool's reference is left: the packet
+    /// holds that reference, so the page goes back to its pool as under recycling (dropping it to the provider
+    /// would hand it out twice); debug mode reports that with an exception after every page was given back.
     /// </summary>
     public bool PpRecycle { get; set; }
 
@@ -133,6 +136,10 @@ public sealed unsafe class Packet
     /// The packet was already freed (or never built): nothing changes. Or a page failed its pool's checks (after
     /// every other page was still given back).
     /// </exception>
+    /// <remarks>
+    /// Every page is put even when one put throws (a page that fails its checks, a DMA sync that throws): the
+    /// first exception is rethrown once all are put, and the packet is empty either way.
+    /// </remarks>
     public void Free()
     {
         // Interlocked: two threads freeing the same packet must not both put its pages; one wins.
@@ -149,7 +156,7 @@ public sealed unsafe class Packet
         _nrFrags = 0;
         PpRecycle = false;
         if (first != null)
-            throw first;
+            ExceptionDispatchInfo.Throw(first);
     }
 
     /// <summary>Takes one more reference on a page the way <see cref="Free"/> will drop it.</summary>
@@ -167,8 +174,15 @@ public sealed unsafe class Packet
         }
     }
 
-    /// <summary>The kernel's <c>napi_pp_put_page</c> falling back to <c>put_page</c>: drops one reference on a page.</summary>
-    /// <exception cref="InvalidOperationException">See <see cref="PagePool.PutPage(NetMemRef, int, bool)"/> and <see cref="NetMemRef.PutPage"/>.</exception>
+    /// <summary>
+    /// The kernel's <c>napi_pp_put_page</c> falling back to <c>put_page</c>: drops one reference on a page. Without
+    /// <paramref name="ppRecycle"/> a pool page of which only its pool's reference is left still goes back to its
+    /// pool (see <see cref="PpRecycle"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">
+    /// See <see cref="PagePool.PutPage(NetMemRef, int, bool)"/> and <see cref="NetMemRef.PutPage"/>; in debug mode
+    /// also a pool page put without <paramref name="ppRecycle"/> that held its pool's reference (after it went back).
+    /// </exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void PutPageRef(NetMemRef page, bool ppRecycle)
     {
@@ -179,8 +193,26 @@ public sealed unsafe class Packet
         }
         else
         {
-            page.PutPage();
+            PutPageNotRecycling(page);
         }
+    }
+
+    /// <summary>
+    /// <c>put_page</c> for a packet not marked for recycling. A pool page whose only page reference is its pool's
+    /// (this packet holds a pool reference: the whole page or a fragment) goes to its pool, never to the provider.
+    /// </summary>
+    private static void PutPageNotRecycling(NetMemRef page)
+    {
+        // Volatile: a plain hint; NetMemRef.PutPage rechecks atomically and refuses a pool's last reference.
+        if (!page.IsNull && page.IsPagePool && Volatile.Read(ref page.Value.RefCount) == 1)
+        {
+            PagePool pool = PagePool.FromPpHandle(page.Value.Pp) ?? ThrowNoPool(page);
+            pool.PutPage(page, -1, allowDirect: true);
+            if (pool.DebugMode)
+                FragThrowHelper.ThrowNotMarkedForRecycle(page);
+            return;
+        }
+        page.PutPage();
     }
 
     private static void PutPageRef(NetMemRef page, bool ppRecycle, ref Exception? first)
@@ -189,8 +221,9 @@ public sealed unsafe class Packet
         {
             PutPageRef(page, ppRecycle);
         }
-        catch (Exception e) when (e is InvalidOperationException)
+        catch (Exception e)
         {
+            // Keep the first and go on: every other page must still be put (a DMA sync that throws included).
             first ??= e;
         }
     }

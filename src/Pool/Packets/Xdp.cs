@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using UnmanagedPool.Native;
 
 namespace UnmanagedPool;
@@ -34,6 +35,10 @@ public static unsafe class Xdp
     /// <see cref="PagePool.PutPages(ReadOnlySpan{NetMemRef})"/> (one batch through the ring); other pages are dropped one by one.
     /// </summary>
     /// <exception cref="InvalidOperationException">A frame was already returned (or appears twice): no frame is returned.</exception>
+    /// <remarks>
+    /// Once the frames are claimed every one is put, even when a put throws (a DMA sync, a page that fails its
+    /// pool's checks): the first exception is rethrown after the last frame.
+    /// </remarks>
     public static void ReturnFrameBulk(ReadOnlySpan<XdpFrame> frames)
     {
         // Claim every frame first, so a double return in the batch leaves all of them untouched.
@@ -50,25 +55,49 @@ public static unsafe class Xdp
         Span<NetMemRef> queue = stackalloc NetMemRef[BulkQueueSize];
         int count = 0;
         PagePool? current = null;
+        Exception? first = null;
         foreach (XdpFrame frame in frames)
         {
-            NetMemRef page = NetMemRef.FromAddress(frame.Descriptor->Data);
-            if ((XdpMemType)frame.Descriptor->MemType != XdpMemType.PagePool || page.IsNull || !page.IsPagePool)
+            try
             {
-                PutShared(page, frame);
-                continue;
+                NetMemRef page = NetMemRef.FromAddress(frame.Descriptor->Data);
+                if ((XdpMemType)frame.Descriptor->MemType != XdpMemType.PagePool || page.IsNull || !page.IsPagePool)
+                {
+                    PutShared(page, frame);
+                    continue;
+                }
+                PagePool pool = PagePool.FromPpHandle(page.Value.Pp) ?? NoPool(page);
+                if (count == BulkQueueSize || (current != null && current != pool))
+                {
+                    Flush(current!, queue[..count], ref first);
+                    count = 0;
+                }
+                current = pool;
+                queue[count++] = page;
             }
-            PagePool pool = PagePool.FromPpHandle(page.Value.Pp) ?? NoPool(page);
-            if (count == BulkQueueSize || (current != null && current != pool))
+            catch (Exception e)
             {
-                current!.PutPages(queue[..count]);
-                count = 0;
+                // This frame's page failed its checks: keep the first exception and put the rest.
+                first ??= e;
             }
-            current = pool;
-            queue[count++] = page;
         }
         if (count > 0)
-            current!.PutPages(queue[..count]);
+            Flush(current!, queue[..count], ref first);
+        if (first != null)
+            ExceptionDispatchInfo.Throw(first);
+    }
+
+    private static void Flush(PagePool pool, ReadOnlySpan<NetMemRef> pages, ref Exception? first)
+    {
+        try
+        {
+            pool.PutPages(pages);
+        }
+        catch (Exception e)
+        {
+            // The bulk put finishes its batch before it throws; later pools' frames must still be put.
+            first ??= e;
+        }
     }
 
     private static void Return(XdpFrame frame, bool napiDirect)
@@ -95,11 +124,16 @@ public static unsafe class Xdp
         return Interlocked.CompareExchange(ref frame.Descriptor->State, XdpFrameDescriptor.Returned, XdpFrameDescriptor.Live) == XdpFrameDescriptor.Live;
     }
 
+    /// <summary>
+    /// A frame that is not a pool frame (<c>MEM_TYPE_PAGE_SHARED</c>) drops its page reference with put_page,
+    /// except that a pool page of which only its pool's reference is left goes back to its pool, as a packet not
+    /// marked for recycling does (see <see cref="Packet.PpRecycle"/>).
+    /// </summary>
     private static void PutShared(NetMemRef page, XdpFrame frame)
     {
         if (page.IsNull)
             PoolThrowHelper.ThrowForeignAddress(frame.Descriptor->Data);
-        page.PutPage();
+        Packet.PutPageRef(page, ppRecycle: false);
     }
 
     private static PagePool NoPool(NetMemRef page)
