@@ -48,6 +48,13 @@ public sealed class PagePoolOptions
     public string? Name { get; set; }
 
     /// <summary>
+    /// Creates the pool's <see cref="System.Diagnostics.Metrics.Meter"/> (named <see cref="PagePoolMeter.MeterName"/>,
+    /// one per factory), the ASP.NET Core convention for testable metrics: a pool given a factory is measured on that
+    /// factory's meter alone. When null, the pool is measured on the process-wide <see cref="PagePoolMeter.Meter"/>.
+    /// </summary>
+    public System.Diagnostics.Metrics.IMeterFactory? MeterFactory { get; set; }
+
+    /// <summary>
     /// The page provider to take pages from; when null the pool creates its own and frees it on final release.
     /// A shared provider lets several pools draw from one set of regions.
     /// </summary>

@@ -3,8 +3,11 @@ using UnmanagedPool.Native;
 
 namespace UnmanagedPool.Tests.Docs;
 
-/// <summary>The README's "Using PagePool" example, compiled here; a test checks the README shows this text.</summary>
-public static unsafe class ReadmeExample
+/// <summary>
+/// The README's library example less its <c>using</c> lines, compiled here without unsafe code; a test checks the
+/// README shows this text, and the packaging test builds the README's block as its own program.
+/// </summary>
+public static class ReadmeExample
 {
     public static PagePoolStats Run()
     {
@@ -17,9 +20,7 @@ if (page.IsNull)
     throw new OutOfMemoryException();
 Span<byte> frame = page.AsSpan();               // 4096 bytes of native memory
 frame[..6].Fill(0xff);
-
-NetMemRef again = NetMemRef.FromAddress(page.Address + 100);   // virt_to_page, O(1)
-rx.RecycleDirect(again);                        // page_pool_recycle_direct: back into the alloc cache
+rx.RecycleDirect(page);                         // page_pool_recycle_direct: back into the alloc cache
 
 NetMemRef other = rx.AllocPage();
 var worker = new Thread(() => pool.PutPage(other));            // any thread: per-CPU cache, then the ring

@@ -2,32 +2,27 @@ namespace UnmanagedPool.Tests.Docs;
 
 public class ReadmeTests
 {
-    private static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "UnmanagedPool.sln")))
-            dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
-    }
-
     private static string Normalize(string code) =>
         string.Join('\n', code.Replace("\r", "").Split('\n').Select(l => l.TrimEnd()).Where(l => l.Length > 0));
+
+    private static bool IsUsingDirective(string line) =>
+        line.StartsWith("using ", StringComparison.Ordinal) && !line.StartsWith("using var ", StringComparison.Ordinal) &&
+        line.TrimEnd().EndsWith(';');
 
     [Fact]
     public void The_readme_example_is_the_code_this_test_project_compiles()
     {
-        string root = RepoRoot();
-        string readme = File.ReadAllText(Path.Combine(root, "README.md"));
-        int section = readme.IndexOf("## Using PagePool", StringComparison.Ordinal);
-        Assert.True(section >= 0, "README has no 'Using PagePool' section");
-        int start = readme.IndexOf("```csharp\n", section, StringComparison.Ordinal);
-        int end = readme.IndexOf("```", start + 10, StringComparison.Ordinal);
-        string shown = readme[(start + 10)..end];
+        string shown = Readme.PackageExample();
+        string[] lines = shown.Split('\n');
+        Assert.Contains("using UnmanagedPool;", lines);
+        Assert.Contains("using UnmanagedPool.Native;", lines);
+        Assert.DoesNotContain("unsafe", shown, StringComparison.Ordinal);
+        string body = string.Join('\n', lines.Where(l => !IsUsingDirective(l)));
 
-        string source = File.ReadAllText(Path.Combine(root, "tests", "UnmanagedPool.Tests", "Docs", "ReadmeExample.cs"));
+        string source = File.ReadAllText(Path.Combine(Readme.RepoRoot(), "tests", "UnmanagedPool.Tests", "Docs", "ReadmeExample.cs"));
         int b = source.IndexOf("// README:begin", StringComparison.Ordinal) + "// README:begin".Length;
         int e = source.IndexOf("// README:end", StringComparison.Ordinal);
-        Assert.Equal(Normalize(source[b..e]), Normalize(shown));
+        Assert.Equal(Normalize(source[b..e]), Normalize(body));
     }
 
     [Fact]
