@@ -69,15 +69,6 @@ public class StressHarnessTests
         }
     }
 
-    [Theory]
-    [InlineData("500ms", 0.5)]
-    [InlineData("20s", 20)]
-    [InlineData("10m", 600)]
-    [InlineData("1h", 3600)]
-    [InlineData("3", 3)]
-    public void Durations_are_read_with_their_unit(string text, double seconds) =>
-        Assert.Equal(seconds, StressOptions.ParseDuration(text).TotalSeconds, 6);
-
     [Fact]
     public void The_latency_histogram_reports_quantiles_within_its_bucket_precision()
     {
