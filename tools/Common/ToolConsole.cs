@@ -50,11 +50,11 @@ public static class ToolConsole
         return table;
     }
 
-    /// <summary>A section heading: a rule on a terminal, the bare title in plain text.</summary>
+    /// <summary>A section heading: a rule on a terminal, <c>== title ==</c> in plain text.</summary>
     public static void Heading(this IAnsiConsole console, string title)
     {
         if (console.IsPlain())
-            console.WriteLine(title);
+            console.WriteLine($"== {title} ==");
         else
             console.Write(new Rule($"[bold]{Markup.Escape(title)}[/]").LeftJustified());
     }

@@ -6,6 +6,7 @@ using PacketProcessor.Drivers;
 using PacketProcessor.Engine;
 using PacketProcessor.Frames;
 using PacketProcessor.Programs;
+using Spectre.Console;
 using UnmanagedPool.Tools;
 
 namespace PacketProcessor;
@@ -95,6 +96,9 @@ public static class Program
         return root;
     }
 
+    /// <summary>Exit code when buffers were not given back (InFlight not 0 at the end).</summary>
+    public const int LeakExitCode = 5;
+
     /// <summary>Runs with Ctrl-C stopping cleanly; returns the exit code.</summary>
     public static int Execute(ProcessorOptions options, bool json, bool quiet, TextWriter stdout, TextWriter stderr)
     {
@@ -103,7 +107,6 @@ public static class Program
             ToolCommandLine.WriteError(stderr, error);
             return ExitCodes.Usage;
         }
-        TextWriter info = json ? stderr : stdout;
         Processor processor;
         try
         {
@@ -127,15 +130,19 @@ public static class Program
             };
             using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, onSignal);
             using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, onSignal);
-            info.WriteLine(Report.Header(options));
+            // Tables and colour on a terminal, plain text into a file or a pipe. The progress callback runs on this
+            // thread, once a second: what it allocates is not the packet path's (the queues count their own).
+            IAnsiConsole info = ToolConsole.Create(json ? stderr : stdout);
+            bool gbps = options.Driver != DriverKind.Synthetic;
+            info.Line(Report.Header(options), "bold");
             if (!quiet)
-                info.WriteLine(options.Driver == DriverKind.Synthetic ? "Ctrl-C stops early." : "Waiting for traffic; Ctrl-C stops early.");
-            ProcessorResult result = processor.Run(cts.Token, quiet ? null : s => info.WriteLine(Report.ProgressLine(s)));
+                info.Line(options.Driver == DriverKind.Synthetic ? "Ctrl-C stops early." : "Waiting for traffic; Ctrl-C stops early.", "grey");
+            ProcessorResult result = processor.Run(cts.Token, quiet ? null : s => info.WriteLine(Report.ProgressLine(s, gbps)));
             if (json)
                 stdout.WriteLine(Report.Json(result));
             else
-                stdout.Write(Report.Summary(result));
-            return result.InFlight == 0 ? 0 : 5;
+                Report.WriteSummary(info, result);
+            return result.InFlight == 0 ? ExitCodes.Ok : LeakExitCode;
         }
     }
 }

@@ -95,6 +95,9 @@ public class CliTests
                      "recycle cached", "recycle cache full", "recycle ring", "recycle ring full", "recycle released refcnt", "hold", "release", "inflight" })
             Assert.Contains(row, text);
         Assert.Contains("InFlight 0", text);
+        // Plain text into a writer that is not a terminal; no bit rate for the synthetic NIC, which writes 64 B of each frame.
+        Assert.DoesNotContain("\u001b", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("Gbit/s", text);
     }
 
     [Fact]
