@@ -9,7 +9,7 @@ namespace UnmanagedPool.Tools;
 /// </summary>
 public static class ToolConsole
 {
-    /// <summary>Line width of plain output: wide enough that no table row wraps.</summary>
+    /// <summary>The narrowest line width the renderer assumes: wide enough that no table row or progress line is cut.</summary>
     public const int PlainWidth = 240;
 
     /// <summary>A console writing to <paramref name="writer"/>: plain unless it is the process's stdout or stderr on a terminal.</summary>
@@ -26,9 +26,11 @@ public static class ToolConsole
             Interactive = terminal ? InteractionSupport.Detect : InteractionSupport.No,
             Out = new AnsiConsoleOutput(writer),
         });
+        // Lines are never cut by the renderer (a terminal folds a long progress line itself; a file keeps it whole);
+        // tables take only the width they need.
+        console.Profile.Width = Math.Max(console.Profile.Width, PlainWidth);
         if (!terminal)
         {
-            console.Profile.Width = PlainWidth;
             console.Profile.Capabilities.Unicode = false;
             console.Profile.Capabilities.Links = false;
         }
@@ -50,13 +52,13 @@ public static class ToolConsole
         return table;
     }
 
-    /// <summary>A section heading: a rule on a terminal, <c>== title ==</c> in plain text.</summary>
+    /// <summary>A section heading: bold and underlined on a terminal, <c>== title ==</c> in plain text.</summary>
     public static void Heading(this IAnsiConsole console, string title)
     {
         if (console.IsPlain())
             console.WriteLine($"== {title} ==");
         else
-            console.Write(new Rule($"[bold]{Markup.Escape(title)}[/]").LeftJustified());
+            console.MarkupLine($"[bold underline]{Markup.Escape(title)}[/]");
     }
 
     /// <summary>Writes <paramref name="text"/> as one line, coloured with <paramref name="style"/> on a terminal.</summary>
