@@ -112,4 +112,18 @@ public class CliTests
         Assert.Equal(2, doc.RootElement.GetProperty("perQueue").GetArrayLength());
         Assert.True(doc.RootElement.GetProperty("perQueue")[0].GetProperty("pagePool").GetProperty("allocFast").GetInt64() > 0);
     }
+
+    [Fact]
+    public void Printing_progress_from_the_main_thread_leaves_the_packet_path_at_zero_managed_bytes()
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        // Long enough for at least one progress line (printed once a second from the thread that called Run).
+        int code = global::PacketProcessor.Program.Execute(new ProcessorOptions { Duration = TimeSpan.FromSeconds(2.5) }, json: true, quiet: false, stdout, stderr);
+        Assert.Equal(0, code);
+        Assert.Contains("s]", stderr.ToString());
+        Assert.Contains(" rx ", stderr.ToString());
+        using var doc = System.Text.Json.JsonDocument.Parse(stdout.ToString());
+        Assert.Equal(0, doc.RootElement.GetProperty("allocatedBytes").GetInt64());
+    }
 }
