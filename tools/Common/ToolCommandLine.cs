@@ -5,7 +5,7 @@ namespace UnmanagedPool.Tools;
 /// <summary>
 /// The error style of the command-line programs: each parse error as <c>error: …</c> on stderr, one hint line
 /// (no help dump), exit code 2; a <see cref="ToolException"/> from an action as one <c>error: …</c> line and its
-/// exit code.
+/// exit code, with the same hint line when it is a usage error.
 /// </summary>
 public static class ToolCommandLine
 {
@@ -20,8 +20,7 @@ public static class ToolCommandLine
         {
             foreach (var error in result.Errors)
                 WriteError(stderr, error.Message);
-            string command = result.CommandResult.Command is RootCommand ? root.Name : $"{root.Name} {result.CommandResult.Command.Name}";
-            stderr.WriteLine($"Run '{command} --help' for the options.");
+            WriteHelpHint(stderr, root, result);
             return ExitCodes.Usage;
         }
         try
@@ -31,8 +30,17 @@ public static class ToolCommandLine
         catch (ToolException e)
         {
             WriteError(stderr, e.Message);
+            if (e.ExitCode == ExitCodes.Usage)
+                WriteHelpHint(stderr, root, result);
             return e.ExitCode;
         }
+    }
+
+    // One line instead of the whole help: which command's --help lists the options.
+    private static void WriteHelpHint(TextWriter stderr, RootCommand root, ParseResult result)
+    {
+        string command = result.CommandResult.Command is RootCommand ? root.Name : $"{root.Name} {result.CommandResult.Command.Name}";
+        stderr.WriteLine($"Run '{command} --help' for the options.");
     }
 
     /// <summary>Writes <paramref name="message"/> as one error line (the prefix is not doubled).</summary>

@@ -91,6 +91,8 @@ public static class Program
                 RingSize = r.GetValue(ring),
                 XdpFrames = r.GetValue(xdpFrames),
             };
+            if (options.Validate() is { } error)
+                throw ToolException.Usage(error);
             return Execute(options, r.GetValue(json), r.GetValue(quiet), Console.Out, Console.Error);
         });
         return root;

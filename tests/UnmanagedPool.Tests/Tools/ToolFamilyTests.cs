@@ -69,6 +69,23 @@ public class ToolFamilyTests
         }
     }
 
+    [Theory]
+    [InlineData("PacketProcessor", "--queues", "0", "error: --queues must be 1..64 (got 0).")]
+    [InlineData("UnmanagedPool.Stress", "--threads", "0", "error: --threads must be 1..1024.")]
+    [InlineData("UnmanagedPool.Stress", "--mix", "alloc,teleport", "error: --mix: unknown operation 'teleport'")]
+    public void A_value_refused_after_parsing_reads_like_a_parse_error(string program, string option, string value, string error)
+    {
+        RootCommand command = program == "PacketProcessor" ? ProcessorProgram.BuildCommand() : StressProgram.BuildCommand(TextWriter.Null);
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        Assert.Equal(ExitCodes.Usage, ToolCommandLine.Invoke(command, [option, value], stdout, stderr));
+        Assert.Equal("", stdout.ToString());
+        string[] lines = stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal(2, lines.Length);
+        Assert.StartsWith(error, lines[0]);
+        Assert.Equal($"Run '{command.Name} --help' for the options.", lines[1]);
+    }
+
     [Fact]
     public void An_unknown_option_is_a_usage_error_in_each_program()
     {
