@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that dotnet-trace, given the providers string documented in docs/profiling.md, records the page pool's
+# Checks that dotnet-trace, given the providers string documented in README.md (section "Profiling", "Events"), records the page pool's
 # events from a process running pools under load. Exits non-zero when an expected event is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

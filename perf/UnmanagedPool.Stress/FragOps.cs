@@ -38,7 +38,7 @@ internal sealed unsafe partial class StressWorker
         int size = FragmentSize();
         long t0 = Stopwatch.GetTimestamp();
         NetMemRef page = Pool.AllocFrag(size, out int offset);
-        Latency[(int)LatencyKind.Alloc].Record(Stopwatch.GetTimestamp() - t0);
+        Stress.Latency.Record(Latency[(int)LatencyKind.Alloc], Stopwatch.GetTimestamp() - t0);
         if (page.IsNull)
         {
             AllocFailed();
@@ -61,7 +61,7 @@ internal sealed unsafe partial class StressWorker
             int size = i == 0 ? 256 + 8 * _random.NextInt(32) : FragmentSize();
             long t0 = Stopwatch.GetTimestamp();
             NetMemRef page = Pool.AllocFrag(size, out int offset);
-            Latency[(int)LatencyKind.Alloc].Record(Stopwatch.GetTimestamp() - t0);
+            Stress.Latency.Record(Latency[(int)LatencyKind.Alloc], Stopwatch.GetTimestamp() - t0);
             if (page.IsNull)
             {
                 AllocFailed();
@@ -91,7 +91,7 @@ internal sealed unsafe partial class StressWorker
         packet.MarkForRecycle();
         long start = Stopwatch.GetTimestamp();
         packet.Free();
-        Latency[(int)LatencyKind.Put].Record(Stopwatch.GetTimestamp() - start);
+        Stress.Latency.Record(Latency[(int)LatencyKind.Put], Stopwatch.GetTimestamp() - start);
     }
 }
 #endif

@@ -151,22 +151,4 @@ public sealed class StressOptions
     public string DescribeMix() => string.Join(",", Enum.GetValues<StressOp>()
         .Where(op => Mix[(int)op] > 0)
         .Select(op => $"{NameOf(op)}={Mix[(int)op].ToString(CultureInfo.InvariantCulture)}"));
-
-    /// <summary>Parses a duration: <c>500ms</c>, <c>20s</c>, <c>10m</c>, <c>1h</c>, a plain number of seconds, or hh:mm:ss.</summary>
-    /// <exception cref="FormatException">Not a duration.</exception>
-    public static TimeSpan ParseDuration(string text)
-    {
-        string t = text.Trim().ToLowerInvariant();
-        (string suffix, double scale)[] units = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)];
-        foreach (var (suffix, scale) in units)
-        {
-            if (t.EndsWith(suffix, StringComparison.Ordinal) && double.TryParse(t[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v > 0)
-                return TimeSpan.FromSeconds(v * scale);
-        }
-        if (double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out double secs) && secs > 0)
-            return TimeSpan.FromSeconds(secs);
-        if (TimeSpan.TryParse(t, CultureInfo.InvariantCulture, out TimeSpan span) && span > TimeSpan.Zero)
-            return span;
-        throw new FormatException($"Not a duration: '{text}' (use 500ms, 20s, 10m, 1h).");
-    }
 }

@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using HdrHistogram;
+using Spectre.Console;
+using UnmanagedPool.Tools;
 
 namespace UnmanagedPool.Stress;
 
@@ -12,6 +15,7 @@ namespace UnmanagedPool.Stress;
 public sealed class StressRun
 {
     private volatile bool _stop;
+    private readonly IAnsiConsole _console;
 
     /// <summary>Prepares a run; <paramref name="poolFactory"/> builds the pool under test (the real one when null).</summary>
     public StressRun(StressOptions options, TextWriter output, Func<StressPoolContext, IStressPool>? poolFactory = null)
@@ -20,6 +24,7 @@ public sealed class StressRun
         Output = output;
         PoolFactory = poolFactory ?? (static c => new PagePoolStressPool(c));
         Workers = new StressWorker[options.Threads];
+        _console = ToolConsole.Create(output);
     }
 
     /// <summary>The settings.</summary>
@@ -50,7 +55,7 @@ public sealed class StressRun
     {
         StressOptions o = Options;
         TextWriter w = Output;
-        w.WriteLine($"UnmanagedPool stress: {o.Threads} threads, {Fmt(o.Duration.TotalSeconds, "0.#")} s, seed {o.Seed}, order {o.Order}, fault rate {o.FaultRate.ToString("0.####", CultureInfo.InvariantCulture)}, mix {o.DescribeMix()}");
+        _console.Line($"UnmanagedPool stress: {o.Threads} threads, {Fmt(o.Duration.TotalSeconds, "0.#")} s, seed {o.Seed}, order {o.Order}, fault rate {o.FaultRate.ToString("0.####", CultureInfo.InvariantCulture)}, mix {o.DescribeMix()}", "bold");
         w.Flush();
         for (int i = 0; i < Workers.Length; i++)
             Workers[i] = new StressWorker(this, i);
@@ -92,7 +97,7 @@ public sealed class StressRun
             foreach (Thread t in threads)
                 t.Join();
             w.WriteLine($"error: could not create the pool under test: {setupError}");
-            return 2;
+            return ExitCodes.Failed;
         }
 
         long start = Stopwatch.GetTimestamp();
@@ -109,9 +114,9 @@ public sealed class StressRun
             {
                 long ops = Workers.Sum(x => Volatile.Read(ref x.Ops));
                 double dt = (double)(now - lastTicks) / Stopwatch.Frequency;
-                w.WriteLine($"[{Fmt((double)(now - start) / Stopwatch.Frequency, "0.0"),7}s] ops {Human(ops),8}  {Human((ops - lastOps) / dt),8}/s  " +
+                _console.Line($"[{Fmt((double)(now - start) / Stopwatch.Frequency, "0.0"),7}s] ops {Human(ops),8}  {Human((ops - lastOps) / dt),8}/s  " +
                             $"faults {Workers.Sum(x => x.Injector.Failures),7}  disposed pools {Workers.Sum(x => Volatile.Read(ref x.PoolsCreated)),6}  " +
-                            $"violations {Violations.Counts.Values.Sum()}");
+                            $"violations {Violations.Counts.Values.Sum()}", "grey");
                 w.Flush();
                 lastOps = ops;
                 lastTicks = now;
@@ -132,6 +137,7 @@ public sealed class StressRun
     {
         TextWriter w = Output;
         StressOptions o = Options;
+        IAnsiConsole c = _console;
         var checks = new List<(string Name, bool Ok, string Detail)>();
 
         // ---- counters of the main pools at quiescence, before Dispose ----
@@ -225,10 +231,10 @@ public sealed class StressRun
         long poolsCreated = Workers.Sum(x => x.PoolsCreated);
         long poolsFreed = Workers.Sum(x => x.PoolsFreed);
         long inFlightAtDispose = Workers.Sum(x => x.PagesInFlightAtDispose);
-        var hist = new LatencyHistogram[4];
+        var hist = new LongHistogram[4];
         for (int k = 0; k < hist.Length; k++)
         {
-            hist[k] = new LatencyHistogram();
+            hist[k] = Latency.NewHistogram();
             foreach (StressWorker x in Workers)
                 hist[k].Add(x.Latency[k]);
         }
@@ -236,37 +242,56 @@ public sealed class StressRun
         long timerOverhead = MeasureTimerOverhead();
 
         w.WriteLine();
-        w.WriteLine($"== result after {Fmt(seconds, "0.0")} s ==");
-        w.WriteLine($"operations      {ops,15:N0}   {Fmt(ops / seconds, "N0"),12} ops/s");
-        w.WriteLine($"page operations {pageOps,15:N0}   {Fmt(pageOps / seconds, "N0"),12} pages/s (each alloc and each put)");
-        w.WriteLine("by operation    " + string.Join("  ", Enum.GetValues<StressOp>().Where(op => o.Mix[(int)op] > 0)
-            .Select(op => $"{StressOptions.NameOf(op)} {Workers.Sum(x => x.OpCounts[(int)op]):N0}")));
-        w.WriteLine($"faults injected {faults,15:N0}   allocations that returned short or null: {allocFailures:N0}");
-        w.WriteLine($"dispose in flight: {poolsCreated:N0} pools disposed with {inFlightAtDispose:N0} pages in flight, {poolsFreed:N0} freed");
+        c.Heading($"result after {Fmt(seconds, "0.0")} s");
+        Table totals = c.NewTable("", "count", "per second", "");
+        totals.AddRow("operations", N(ops), N(ops / seconds), "ops/s");
+        totals.AddRow("page operations", N(pageOps), N(pageOps / seconds), "pages/s (each alloc and each put)");
+        totals.AddRow("faults injected", N(faults), "", $"allocations that returned short or null: {N(allocFailures)}");
+        totals.AddRow("pools disposed in flight", N(poolsCreated), "", $"with {N(inFlightAtDispose)} pages in flight, {N(poolsFreed)} freed");
+        totals.Columns[3].LeftAligned();
+        c.Write(totals);
+        c.WriteLine("by operation    " + string.Join("  ", Enum.GetValues<StressOp>().Where(op => o.Mix[(int)op] > 0)
+            .Select(op => $"{StressOptions.NameOf(op)} {N(Workers.Sum(x => x.OpCounts[(int)op]))}")));
         w.WriteLine();
-        w.WriteLine($"latency (ns; Stopwatch, timer overhead ~{timerOverhead * nsPerTick:0} ns included)");
-        w.WriteLine($"  {"",-16}{"count",14}{"p50",9}{"p99",9}{"p99.9",9}{"max",12}");
         string[] names = ["alloc", "put", "bulk alloc (64)", "bulk put (64)"];
+        Table latency = c.NewTable("latency (ns)", "count", "p50", "p99", "p99.9", "max");
         for (int k = 0; k < hist.Length; k++)
         {
-            LatencyHistogram h = hist[k];
-            if (h.Count == 0)
+            LongHistogram h = hist[k];
+            if (h.TotalCount == 0)
                 continue;
-            w.WriteLine($"  {names[k],-16}{h.Count,14:N0}{h.ValueAtQuantile(0.5) * nsPerTick,9:0}{h.ValueAtQuantile(0.99) * nsPerTick,9:0}{h.ValueAtQuantile(0.999) * nsPerTick,9:0}{h.Max * nsPerTick,12:0}");
+            latency.AddRow(names[k], N(h.TotalCount), Ns(Latency.At(h, 50)), Ns(Latency.At(h, 99)), Ns(Latency.At(h, 99.9)), Ns(Latency.Max(h)));
         }
+        c.Write(latency);
+        c.Line($"HdrHistogram, 3 significant digits; Stopwatch, timer overhead ~{Fmt(timerOverhead * nsPerTick, "0")} ns included", "grey");
         w.WriteLine();
-        w.WriteLine($"pool statistics (sum over the {Workers.Length} worker pools, before Dispose)");
-        w.WriteLine($"  alloc   fast {total.AllocFast:N0}  slow {total.AllocSlow:N0}  slow_high_order {total.AllocSlowHighOrder:N0}  empty {total.AllocEmpty:N0}  refill {total.AllocRefill:N0}  waive {total.AllocWaive:N0}");
-        w.WriteLine($"  recycle cached {total.RecycleCached:N0}  cache_full {total.RecycleCacheFull:N0}  ring {total.RecycleRing:N0}  ring_full {total.RecycleRingFull:N0}  released_refcnt {total.RecycleReleasedRefcnt:N0}");
-        w.WriteLine($"  hold {total.Hold:N0}  release {total.Release:N0}  inflight {total.InFlight:N0}");
+        Table stats = c.NewTable($"page pool (sum over the {Workers.Length} worker pools, before Dispose)", "count");
+        stats.AddRow("alloc fast", N(total.AllocFast));
+        stats.AddRow("alloc slow", N(total.AllocSlow));
+        stats.AddRow("alloc slow high order", N(total.AllocSlowHighOrder));
+        stats.AddRow("alloc empty", N(total.AllocEmpty));
+        stats.AddRow("alloc refill", N(total.AllocRefill));
+        stats.AddRow("alloc waive", N(total.AllocWaive));
+        stats.AddRow("recycle cached", N(total.RecycleCached));
+        stats.AddRow("recycle cache full", N(total.RecycleCacheFull));
+        stats.AddRow("recycle ring", N(total.RecycleRing));
+        stats.AddRow("recycle ring full", N(total.RecycleRingFull));
+        stats.AddRow("recycle released refcnt", N(total.RecycleReleasedRefcnt));
+        stats.AddRow("hold", N(total.Hold));
+        stats.AddRow("release", N(total.Release));
+        stats.AddRow("inflight", N(total.InFlight));
+        c.Write(stats);
         w.WriteLine();
-        w.WriteLine("invariants");
+        c.Heading("invariants");
         void Check(string label, params string[] names)
         {
             long n = names.Sum(Violations.CountOf);
             string detail = n == 0 ? "" : $"  ({string.Join(", ", names.Where(x => Violations.CountOf(x) > 0).Select(x => $"{x} x{Violations.CountOf(x)}"))})";
             checks.Add((label, n == 0, detail));
-            w.WriteLine($"  [{(n == 0 ? "ok" : "FAIL")}] {label}{detail}");
+            if (c.IsPlain())
+                c.WriteLine($"  [{(n == 0 ? "ok" : "FAIL")}] {label}{detail}");
+            else
+                c.MarkupLine($"  {(n == 0 ? "[green][[ok]][/]" : "[red bold][[FAIL]][/]")} {Markup.Escape(label + detail)}");
         }
         Check($"InFlight 0 after Dispose ({Workers.Length} pools, {poolsCreated} disposed in flight)", ViolationNames.InFlightNotZero);
         Check("no double hand-out (ownership bitmap)", ViolationNames.DoubleHandOut, ViolationNames.ReturnedNotHeld);
@@ -279,21 +304,23 @@ public sealed class StressRun
         if (!ok)
         {
             w.WriteLine();
-            w.WriteLine("first violations:");
+            c.Heading("first violations");
             foreach (string m in Violations.Messages)
-                w.WriteLine("  " + m);
+                c.WriteLine("  " + m);
         }
         w.WriteLine();
-        w.WriteLine(ok ? "RESULT: PASS" : $"RESULT: FAIL ({string.Join(", ", Violations.Counts.Select(kv => $"{kv.Key} x{kv.Value}"))})");
+        c.Line(ok ? "RESULT: PASS" : $"RESULT: FAIL ({string.Join(", ", Violations.Counts.Select(kv => $"{kv.Key} x{kv.Value}"))})", ok ? "green bold" : "red bold");
         w.Flush();
 
         if (o.JsonPath != null)
             WriteJson(o.JsonPath, seconds, ops, pageOps, faults, allocFailures, poolsCreated, hist, names, nsPerTick, total, checks, ok);
         return ok ? 0 : 1;
+
+        string Ns(long ticks) => Fmt(ticks * nsPerTick, "N0");
     }
 
     private void WriteJson(string path, double seconds, long ops, long pageOps, long faults, long allocFailures, long poolsCreated,
-        LatencyHistogram[] hist, string[] names, double nsPerTick, PagePoolStats total, List<(string Name, bool Ok, string Detail)> checks, bool ok)
+        LongHistogram[] hist, string[] names, double nsPerTick, PagePoolStats total, List<(string Name, bool Ok, string Detail)> checks, bool ok)
     {
         using var stream = File.Create(path);
         using var j = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
@@ -314,11 +341,11 @@ public sealed class StressRun
         for (int k = 0; k < hist.Length; k++)
         {
             j.WriteStartObject(names[k]);
-            j.WriteNumber("count", hist[k].Count);
-            j.WriteNumber("p50", Math.Round(hist[k].ValueAtQuantile(0.5) * nsPerTick));
-            j.WriteNumber("p99", Math.Round(hist[k].ValueAtQuantile(0.99) * nsPerTick));
-            j.WriteNumber("p999", Math.Round(hist[k].ValueAtQuantile(0.999) * nsPerTick));
-            j.WriteNumber("max", Math.Round(hist[k].Max * nsPerTick));
+            j.WriteNumber("count", hist[k].TotalCount);
+            j.WriteNumber("p50", Math.Round(Latency.At(hist[k], 50) * nsPerTick));
+            j.WriteNumber("p99", Math.Round(Latency.At(hist[k], 99) * nsPerTick));
+            j.WriteNumber("p999", Math.Round(Latency.At(hist[k], 99.9) * nsPerTick));
+            j.WriteNumber("max", Math.Round(Latency.Max(hist[k]) * nsPerTick));
             j.WriteEndObject();
         }
         j.WriteEndObject();
@@ -363,6 +390,8 @@ public sealed class StressRun
         }
         return best;
     }
+
+    private static string N(double v) => Fmt(v, "N0");
 
     private static string Fmt(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
 

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using HdrHistogram;
 using UnmanagedPool.Native;
 
 namespace UnmanagedPool.Stress;
@@ -94,7 +95,7 @@ internal sealed unsafe partial class StressWorker
     public long PagesInFlightAtDispose;
     /// <summary>Set by the fragment operations: fragment pages break the per-page counter equations.</summary>
     public bool UsedFragments { get; private set; }
-    public readonly LatencyHistogram[] Latency = [new(), new(), new(), new()];
+    public readonly LongHistogram[] Latency = [Stress.Latency.NewHistogram(), Stress.Latency.NewHistogram(), Stress.Latency.NewHistogram(), Stress.Latency.NewHistogram()];
     public IReadOnlyList<IStressPool> DisposingPools => _disposing;
 
     public void CreatePool() => Pool = _run.PoolFactory(new StressPoolContext(Provider, _options.Order, $"stress-{_index}"));
@@ -253,7 +254,7 @@ internal sealed unsafe partial class StressWorker
         CheckBeforeReturn(h);
         long t0 = Stopwatch.GetTimestamp();
         h.Pool.Put(h.Page, allowDirect);
-        Latency[(int)LatencyKind.Put].Record(Stopwatch.GetTimestamp() - t0);
+        Stress.Latency.Record(Latency[(int)LatencyKind.Put], Stopwatch.GetTimestamp() - t0);
     }
 
     /// <summary>Give for the clean-up phases: an exception is reported, never thrown (the barriers must be reached).</summary>
@@ -380,7 +381,7 @@ internal sealed unsafe partial class StressWorker
         }
         long t0 = Stopwatch.GetTimestamp();
         NetMemRef page = pool.Alloc();
-        Latency[(int)LatencyKind.Alloc].Record(Stopwatch.GetTimestamp() - t0);
+        Stress.Latency.Record(Latency[(int)LatencyKind.Alloc], Stopwatch.GetTimestamp() - t0);
         if (page.IsNull)
         {
             AllocFailed();
@@ -410,7 +411,7 @@ internal sealed unsafe partial class StressWorker
         IStressPool pool = Pool;
         long t0 = Stopwatch.GetTimestamp();
         NetMemRef page = pool.AllocDirect();
-        Latency[(int)LatencyKind.Alloc].Record(Stopwatch.GetTimestamp() - t0);
+        Stress.Latency.Record(Latency[(int)LatencyKind.Alloc], Stopwatch.GetTimestamp() - t0);
         if (page.IsNull)
         {
             AllocFailed();
@@ -421,7 +422,7 @@ internal sealed unsafe partial class StressWorker
         CheckBeforeReturn(h);
         t0 = Stopwatch.GetTimestamp();
         pool.RecycleDirect(page);
-        Latency[(int)LatencyKind.Put].Record(Stopwatch.GetTimestamp() - t0);
+        Stress.Latency.Record(Latency[(int)LatencyKind.Put], Stopwatch.GetTimestamp() - t0);
     }
 
     /// <summary>bulk: AllocPages of 64, checked, then PutPages of the lot.</summary>
@@ -431,7 +432,7 @@ internal sealed unsafe partial class StressWorker
         Span<NetMemRef> pages = stackalloc NetMemRef[BulkSize];
         long t0 = Stopwatch.GetTimestamp();
         int n = pool.AllocBulk(pages);
-        Latency[(int)LatencyKind.BulkAlloc].Record(Stopwatch.GetTimestamp() - t0);
+        Stress.Latency.Record(Latency[(int)LatencyKind.BulkAlloc], Stopwatch.GetTimestamp() - t0);
         if (n < BulkSize)
             AllocFailed();
         int kept = 0;
@@ -448,7 +449,7 @@ internal sealed unsafe partial class StressWorker
             return;
         t0 = Stopwatch.GetTimestamp();
         pool.PutBulk(pages[..kept]);
-        Latency[(int)LatencyKind.BulkPut].Record(Stopwatch.GetTimestamp() - t0);
+        Stress.Latency.Record(Latency[(int)LatencyKind.BulkPut], Stopwatch.GetTimestamp() - t0);
     }
 
     private readonly ulong[] _bulkCookies = new ulong[BulkSize];

@@ -6,6 +6,8 @@ using PacketProcessor.Drivers;
 using PacketProcessor.Engine;
 using PacketProcessor.Frames;
 using PacketProcessor.Programs;
+using Spectre.Console;
+using UnmanagedPool.Tools;
 
 namespace PacketProcessor;
 
@@ -13,7 +15,7 @@ namespace PacketProcessor;
 public static class Program
 {
     /// <summary>Entry point.</summary>
-    public static int Main(string[] args) => BuildCommand().Parse(args).Invoke();
+    public static int Main(string[] args) => ToolCommandLine.Invoke(BuildCommand(), args, Console.Out, Console.Error);
 
     /// <summary>The root command with every option (also used by tests).</summary>
     public static RootCommand BuildCommand()
@@ -33,19 +35,7 @@ public static class Program
         };
         program.AcceptOnlyFromAmong(ProgramNames.All);
         var port = new Option<int>("--port") { Description = "UDP destination port for udp-filter (required) and count (0: any UDP)." };
-        var duration = new Option<TimeSpan>("--duration", "-t")
-        {
-            Description = "How long to run: 10s, 500ms, 2m, 1m30s, or seconds.",
-            DefaultValueFactory = _ => TimeSpan.FromSeconds(10),
-            CustomParser = r =>
-            {
-                string text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
-                if (DurationParser.TryParse(text, out TimeSpan t))
-                    return t;
-                r.AddError($"'{text}' is not a duration: use 10s, 500ms, 2m, 1m30s or a number of seconds.");
-                return default;
-            },
-        };
+        var duration = ToolCommandLine.DurationOption("--duration", "How long to run", TimeSpan.FromSeconds(10), "-t");
         var size = new Option<int?>("--size", "-s") { Description = "Synthetic frame size in bytes (60..1518); default 64." };
         var mix = new Option<string?>("--mix") { Description = "Synthetic size mix instead of --size: imix (64:7,576:4,1518:1) or SIZE:WEIGHT,..." };
         var malformed = new Option<int>("--malformed") { Description = "Synthetic malformed frames per mille (truncated, bad IP header length), counted as aborted." };
@@ -58,14 +48,15 @@ public static class Program
         var ring = new Option<int>("--ring") { Description = "RX descriptors per queue (a power of two).", DefaultValueFactory = _ => 512 };
         var xdpFrames = new Option<bool>("--xdp-frames")
         {
-            Description = "Redirected page-pool frames travel as XdpFrames returned with Xdp.ReturnFrameBulk (true, the kernel's way) or as bare pages returned with PagePool.PutPages (false).",
+            Description = "With --program redirect and --pool pagepool: redirected frames travel as XdpFrames returned with Xdp.ReturnFrameBulk (true, the kernel's way) or as bare pages returned with PagePool.PutPages (false, written --xdp-frames false).",
             DefaultValueFactory = _ => true,
         };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
         var quiet = new Option<bool>("--quiet") { Description = "No progress line." };
 
         var root = new RootCommand(
-            "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.")
+            "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.\n" +
+            "Exit codes: 0 done; 1 the interface does not exist; 2 usage or value error; 3 AF_PACKET needs root or CAP_NET_RAW; 4 another system error opening the driver; 5 buffers were not given back.")
         {
             driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, json, quiet,
         };
@@ -100,20 +91,24 @@ public static class Program
                 RingSize = r.GetValue(ring),
                 XdpFrames = r.GetValue(xdpFrames),
             };
+            if (options.Validate() is { } error)
+                throw ToolException.Usage(error);
             return Execute(options, r.GetValue(json), r.GetValue(quiet), Console.Out, Console.Error);
         });
         return root;
     }
+
+    /// <summary>Exit code when buffers were not given back (InFlight not 0 at the end).</summary>
+    public const int LeakExitCode = 5;
 
     /// <summary>Runs with Ctrl-C stopping cleanly; returns the exit code.</summary>
     public static int Execute(ProcessorOptions options, bool json, bool quiet, TextWriter stdout, TextWriter stderr)
     {
         if (options.Validate() is { } error)
         {
-            stderr.WriteLine($"error: {error}");
-            return 1;
+            ToolCommandLine.WriteError(stderr, error);
+            return ExitCodes.Usage;
         }
-        TextWriter info = json ? stderr : stdout;
         Processor processor;
         try
         {
@@ -121,7 +116,7 @@ public static class Program
         }
         catch (DriverException e)
         {
-            stderr.WriteLine($"error: {e.Message}");
+            ToolCommandLine.WriteError(stderr, e.Message);
             return e.ExitCode;
         }
         using (processor)
@@ -137,15 +132,19 @@ public static class Program
             };
             using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, onSignal);
             using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, onSignal);
-            info.WriteLine(Report.Header(options));
+            // Tables and colour on a terminal, plain text into a file or a pipe. The progress callback runs on this
+            // thread, once a second: what it allocates is not the packet path's (the queues count their own).
+            IAnsiConsole info = ToolConsole.Create(json ? stderr : stdout);
+            bool gbps = options.Driver != DriverKind.Synthetic;
+            info.Line(Report.Header(options), "bold");
             if (!quiet)
-                info.WriteLine(options.Driver == DriverKind.Synthetic ? "Ctrl-C stops early." : "Waiting for traffic; Ctrl-C stops early.");
-            ProcessorResult result = processor.Run(cts.Token, quiet ? null : s => info.WriteLine(Report.ProgressLine(s)));
+                info.Line(options.Driver == DriverKind.Synthetic ? "Ctrl-C stops early." : "Waiting for traffic; Ctrl-C stops early.", "grey");
+            ProcessorResult result = processor.Run(cts.Token, quiet ? null : s => info.WriteLine(Report.ProgressLine(s, gbps)));
             if (json)
                 stdout.WriteLine(Report.Json(result));
             else
-                stdout.Write(Report.Summary(result));
-            return result.InFlight == 0 ? 0 : 5;
+                Report.WriteSummary(info, result);
+            return result.InFlight == 0 ? ExitCodes.Ok : LeakExitCode;
         }
     }
 }

@@ -4,7 +4,7 @@ using PacketProcessor.Programs;
 
 namespace UnmanagedPool.Tests.PacketProcessor;
 
-/// <summary>A fact that runs only as root on Linux with <c>ip</c> and <c>python3</c> at hand (CI runs as root); skipped with the reason otherwise.</summary>
+/// <summary>A fact that runs only as root on Linux with <c>ip</c> at hand (CI runs as root); skipped with the reason otherwise.</summary>
 public sealed class RootNetnsFactAttribute : FactAttribute
 {
     public RootNetnsFactAttribute()
@@ -15,8 +15,6 @@ public sealed class RootNetnsFactAttribute : FactAttribute
             Skip = "Needs root: creates a network namespace and a veth pair, and opens AF_PACKET sockets (CI runs as root).";
         else if (Find("ip") == null)
             Skip = "Needs the `ip` command (iproute2).";
-        else if (Find("python3") == null)
-            Skip = "Needs python3 for the UDP sender inside the namespace.";
     }
 
     private static bool IsUid0()
@@ -94,14 +92,8 @@ public class AfPacketIntegrationTests
             runner.Start();
             Assert.True(processor.Started.WaitOne(TimeSpan.FromSeconds(10)), "The processor did not start.");
 
-            // A small paced sender: the veth queue and the socket buffers take the burst without loss.
-            string script =
-                "import socket,time\n" +
-                "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n" +
-                $"for i in range({Count}):\n" +
-                $"    s.sendto(i.to_bytes(4,'big')*8,('{hostIp}',{Port}))\n" +
-                "    if i%100==99: time.sleep(0.002)\n";
-            Run(FindIp(), ["netns", "exec", ns, "python3", "-c", script]);
+            // A small paced sender inside the namespace: the veth queue and the socket buffers take the burst without loss.
+            NetnsSender.SendUdp(ns, hostIp, Port, Count);
 
             var wait = Stopwatch.StartNew();
             while (processor.Matched < Count && wait.Elapsed < TimeSpan.FromSeconds(15))

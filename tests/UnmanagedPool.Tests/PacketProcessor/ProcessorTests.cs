@@ -118,6 +118,8 @@ public class ProcessorTests
         Assert.InRange(samples.Count, 1, 2);
         Assert.All(samples, s => Assert.True(s.RxPackets > 0 && s.Elapsed >= TimeSpan.FromSeconds(1)));
         Assert.True(samples[^1].RxPackets >= samples[0].RxPackets);
+        // Every frame is counted as received before its drop: a sample never shows more drops than frames.
+        Assert.All(samples, s => Assert.True(s.Drops <= s.RxPackets, $"drops {s.Drops} > rx {s.RxPackets}"));
         AssertAccounted(r);
     }
 

@@ -3,7 +3,9 @@ using System.Text;
 using System.Text.Json;
 using PacketProcessor.Engine;
 using PacketProcessor.Programs;
+using Spectre.Console;
 using UnmanagedPool;
+using UnmanagedPool.Tools;
 
 namespace PacketProcessor.Cli;
 
@@ -12,9 +14,9 @@ public static class Report
 {
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    /// <summary>One line: time, rate, drops and buffers in flight.</summary>
-    public static string ProgressLine(ProgressSample s) => string.Create(Inv,
-        $"[{s.Elapsed.TotalSeconds,4:0}s] {Rate(s.Mpps)} {s.Gbps,7:0.00} Gbit/s   rx {s.RxPackets,15:N0}   drops {s.Drops,15:N0}   pool inflight {s.InFlight,6:N0}");
+    /// <summary>One line: time, rate, drops and buffers in flight; the bit rate only where <paramref name="gbps"/> (not for the synthetic NIC, which writes 64 bytes of each frame).</summary>
+    public static string ProgressLine(ProgressSample s, bool gbps = true) => string.Create(Inv,
+        $"[{s.Elapsed.TotalSeconds,4:0}s] {Rate(s.Mpps)}{(gbps ? string.Create(Inv, $" {s.Gbps,7:0.00} Gbit/s") : "")}   rx {s.RxPackets,15:N0}   drops {s.Drops,15:N0}   pool inflight {s.InFlight,6:N0}");
 
     /// <summary>A packet rate in Mpps, or kpps/pps when it is small (real traffic from a test sender).</summary>
     public static string Rate(double mpps) => mpps switch
@@ -33,84 +35,88 @@ public static class Report
             $"PacketProcessor: {source}; program {ProgramNames.Name(o.Program)}{port}; {o.Queues} queue{(o.Queues == 1 ? "" : "s")}, ring {o.RingSize}, budget {QueueBase.RefillBatch}; {(o.Pool == BufferPoolKind.PagePool ? "PagePool per queue" : "ArrayPool<byte>.Shared")} buffers; {o.Duration.TotalSeconds:0.#} s");
     }
 
-    /// <summary>The final summary: throughput, verdicts per queue and pool statistics per queue.</summary>
+    /// <summary>The final summary as plain text (what <see cref="WriteSummary"/> writes to a file or a pipe).</summary>
     public static string Summary(ProcessorResult r)
     {
-        var sb = new StringBuilder();
-        sb.AppendLine();
-        sb.AppendLine(string.Create(Inv,
-            $"{(r.Interrupted ? "Interrupted after" : "Ran")} {r.Elapsed.TotalSeconds:0.00} s: {r.RxPackets:N0} frames, {Rate(r.Mpps).Trim()}, {r.Gbps:0.00} Gbit/s"));
-        sb.AppendLine();
-        var cols = r.Queues.Select(q => $"rx{q.Index}").ToList();
+        var text = new StringWriter(Inv);
+        WriteSummary(ToolConsole.Create(text), r);
+        return text.ToString();
+    }
+
+    /// <summary>The final summary: throughput, verdicts per queue and pool statistics per queue, as tables on <paramref name="console"/>.</summary>
+    public static void WriteSummary(IAnsiConsole console, ProcessorResult r)
+    {
+        console.WriteLine();
+        // The synthetic NIC writes only the first 64 bytes of each frame, so a bit rate from its frame lengths would
+        // not be bytes moved: shown for real traffic only (the JSON document keeps it, as frame lengths).
+        string gbps = r.Options.Driver == DriverKind.Synthetic ? "" : string.Create(Inv, $", {r.Gbps:0.00} Gbit/s");
+        console.Line(string.Create(Inv,
+            $"{(r.Interrupted ? "Interrupted after" : "Ran")} {r.Elapsed.TotalSeconds:0.00} s: {r.RxPackets:N0} frames, {Rate(r.Mpps).Trim()}{gbps}"), "bold");
+        console.WriteLine();
         bool total = r.Queues.Count > 1;
-        if (total)
-            cols.Add("total");
-        void Row(string name, Func<QueueResult, long> f, bool sum = true, bool always = true)
+        string[] Columns(string title) => [title, .. r.Queues.Select(q => $"rx{q.Index}"), .. total ? new[] { "total" } : []];
+        void Row(Table table, string name, Func<QueueResult, long> f, bool sum = true, bool always = true)
         {
             if (!always && r.Queues.All(q => f(q) == 0))
                 return;
-            sb.Append(Inv, $"  {name,-28}");
-            foreach (QueueResult q in r.Queues)
-                sb.Append(Inv, $"{f(q),16:N0}");
+            var cells = new List<string> { name };
+            cells.AddRange(r.Queues.Select(q => f(q).ToString("N0", Inv)));
             if (total)
-                sb.Append(sum ? string.Create(Inv, $"{r.Queues.Sum(f),16:N0}") : $"{"",16}");
-            sb.AppendLine();
+                cells.Add(sum ? r.Queues.Sum(f).ToString("N0", Inv) : "");
+            table.AddRow(cells.Select(Markup.Escape).ToArray());
         }
-        void Title(string name)
-        {
-            sb.Append(Inv, $"{name,-30}");
-            foreach (string c in cols)
-                sb.Append(Inv, $"{c,16}");
-            sb.AppendLine();
-        }
-        Title("Frames");
-        Row("received", q => q.RxPackets);
+
+        Table frames = console.NewTable(Columns("Frames"));
+        Row(frames, "received", q => q.RxPackets);
         // Verdicts and error drops that never happened are left out: every frame is in one of the rows shown.
-        Row("drop", q => q.Drop, always: false);
-        Row("aborted (malformed)", q => q.Aborted, always: false);
-        Row("pass (freed by worker)", q => q.Pass, always: false);
-        Row("tx", q => q.Tx, always: false);
-        Row("redirect (sent)", q => q.Redirect, always: false);
-        Row("redirect (transmitted here)", q => q.RedirectTx, always: false);
-        Row("dropped: inbox full", q => q.RedirectErrors, always: false);
-        Row("dropped: backlog full", q => q.PassBacklogDrops, always: false);
-        Row("dropped: tx error", q => q.TxErrors, always: false);
-        Row("ring empty (no buffers)", q => q.RxNoBuffers, always: false);
-        Row("polls paused (flow control)", q => q.RxPaused, always: false);
+        Row(frames, "drop", q => q.Drop, always: false);
+        Row(frames, "aborted (malformed)", q => q.Aborted, always: false);
+        Row(frames, "pass (freed by worker)", q => q.Pass, always: false);
+        Row(frames, "tx", q => q.Tx, always: false);
+        Row(frames, "redirect (sent)", q => q.Redirect, always: false);
+        Row(frames, "redirect (transmitted here)", q => q.RedirectTx, always: false);
+        Row(frames, "dropped: inbox full", q => q.RedirectErrors, always: false);
+        Row(frames, "dropped: backlog full", q => q.PassBacklogDrops, always: false);
+        Row(frames, "dropped: tx error", q => q.TxErrors, always: false);
+        Row(frames, "ring empty (no buffers)", q => q.RxNoBuffers, always: false);
+        Row(frames, "polls paused (flow control)", q => q.RxPaused, always: false);
         if (r.Options.Program is ProgramKind.Count or ProgramKind.UdpFilter)
-            Row(r.Options.Port != 0 ? $"matched (UDP port {r.Options.Port})" : "matched (UDP)", q => q.Matched);
-        sb.AppendLine();
+            Row(frames, r.Options.Port != 0 ? $"matched (UDP port {r.Options.Port})" : "matched (UDP)", q => q.Matched);
+        console.Write(frames);
+        console.WriteLine();
         if (r.Options.Pool == BufferPoolKind.PagePool)
         {
-            Title("Page pool (after release)");
-            Row("alloc fast", q => S(q).AllocFast);
-            Row("alloc slow", q => S(q).AllocSlow);
-            Row("alloc slow high order", q => S(q).AllocSlowHighOrder);
-            Row("alloc empty", q => S(q).AllocEmpty);
-            Row("alloc refill", q => S(q).AllocRefill);
-            Row("alloc waive", q => S(q).AllocWaive);
-            Row("recycle cached", q => S(q).RecycleCached);
-            Row("recycle cache full", q => S(q).RecycleCacheFull);
-            Row("recycle ring", q => S(q).RecycleRing);
-            Row("recycle ring full", q => S(q).RecycleRingFull);
-            Row("recycle released refcnt", q => S(q).RecycleReleasedRefcnt);
-            Row("hold", q => S(q).Hold);
-            Row("release", q => S(q).Release);
-            Row("inflight", q => S(q).InFlight);
+            Table pool = console.NewTable(Columns("Page pool (after release)"));
+            Row(pool, "alloc fast", q => S(q).AllocFast);
+            Row(pool, "alloc slow", q => S(q).AllocSlow);
+            Row(pool, "alloc slow high order", q => S(q).AllocSlowHighOrder);
+            Row(pool, "alloc empty", q => S(q).AllocEmpty);
+            Row(pool, "alloc refill", q => S(q).AllocRefill);
+            Row(pool, "alloc waive", q => S(q).AllocWaive);
+            Row(pool, "recycle cached", q => S(q).RecycleCached);
+            Row(pool, "recycle cache full", q => S(q).RecycleCacheFull);
+            Row(pool, "recycle ring", q => S(q).RecycleRing);
+            Row(pool, "recycle ring full", q => S(q).RecycleRingFull);
+            Row(pool, "recycle released refcnt", q => S(q).RecycleReleasedRefcnt);
+            Row(pool, "hold", q => S(q).Hold);
+            Row(pool, "release", q => S(q).Release);
+            Row(pool, "inflight", q => S(q).InFlight);
+            console.Write(pool);
         }
         else
         {
-            Title("ArrayPool<byte>.Shared");
-            Row("rented", q => q.ArraysRented);
-            Row("returned", q => q.ArraysReturned);
-            Row("inflight", q => q.InFlight);
+            Table arrays = console.NewTable(Columns("ArrayPool<byte>.Shared"));
+            Row(arrays, "rented", q => q.ArraysRented);
+            Row(arrays, "returned", q => q.ArraysReturned);
+            Row(arrays, "inflight", q => q.InFlight);
+            console.Write(arrays);
         }
-        sb.AppendLine();
-        sb.AppendLine(string.Create(Inv, $"Managed allocations while running: {r.AllocatedBytes:N0} bytes, {r.Gen0Collections} gen-0 GCs."));
-        sb.AppendLine(r.InFlight == 0
-            ? "InFlight 0 on every queue: every buffer went back where it came from."
-            : string.Create(Inv, $"WARNING: {r.InFlight:N0} buffers were not given back."));
-        return sb.ToString();
+        console.WriteLine();
+        console.Line(string.Create(Inv, $"Managed allocations while running: {r.AllocatedBytes:N0} bytes, {r.Gen0Collections} gen-0 GCs."));
+        if (r.InFlight == 0)
+            console.Line("InFlight 0 on every queue: every buffer went back where it came from.", "green");
+        else
+            console.Line(string.Create(Inv, $"WARNING: {r.InFlight:N0} buffers were not given back."), "red bold");
     }
 
     private static PagePoolStats S(QueueResult q) => q.Pool ?? default;

@@ -130,13 +130,19 @@ public sealed class Processor : IDisposable
             if (now >= nextTick && now < duration && !cancellationToken.IsCancellationRequested)
             {
                 long packets = 0, bytes = 0, drops = 0, inflight = 0, matched = 0;
+                // Drops first, then rx: a queue counts a poll's frames as received before it counts any of their drops
+                // (and a redirected frame's drops on another queue come after its rx on the first), so drops <= rx.
                 foreach (QueueBase q in _queues)
                 {
-                    packets += Volatile.Read(ref q.Counters.RxPackets);
-                    bytes += Volatile.Read(ref q.Counters.RxBytes);
-                    drops += q.Counters.AllDrops;
+                    drops += q.Counters.ReadAllDrops();
                     inflight += q.InFlight;
                     matched += q.Matched;
+                }
+                foreach (QueueBase q in _queues)
+                {
+                    // Acquire: not moved before the drop reads above (see ReadAllDrops).
+                    packets += Volatile.Read(ref q.Counters.RxPackets);
+                    bytes += Volatile.Read(ref q.Counters.RxBytes);
                 }
                 double dt = (now - lastTime).TotalSeconds;
                 progress?.Invoke(new ProgressSample(now, (packets - lastPackets) / dt / 1e6, (bytes - lastBytes) * 8 / dt / 1e9, packets, drops, inflight, matched));

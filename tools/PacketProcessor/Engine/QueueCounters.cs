@@ -31,5 +31,14 @@ internal sealed class QueueCounters
     /// <summary>All drops: program drops, aborts, and every kind of error drop.</summary>
     public long AllDrops => Drop + Aborted + RedirectErrors + PassBacklogDrops + TxErrors;
 
+    /// <summary>
+    /// <see cref="AllDrops"/> read from another thread while the queue runs. Each read is an acquire (Volatile.Read) so
+    /// that the caller's later reads of <see cref="RxPackets"/> are not moved before it: the queue thread adds a poll's
+    /// frames to RxPackets before it counts any of their drops, and its stores become visible in program order on x64
+    /// (on weaker memory models a sample may still show a drop a poll early; the final counters are exact).
+    /// </summary>
+    public long ReadAllDrops() =>
+        Volatile.Read(ref Drop) + Volatile.Read(ref Aborted) + Volatile.Read(ref RedirectErrors) + Volatile.Read(ref PassBacklogDrops) + Volatile.Read(ref TxErrors);
+
     public QueueCounters Snapshot() => (QueueCounters)MemberwiseClone();
 }

@@ -129,6 +129,10 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         ref RxBuf first = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_ring), _head);
         long bytes = 0;
         QueueCounters c = Counters;
+        // Counted as received before the program sees them (a NIC counts at DMA completion): every drop, abort or
+        // error counted below comes after its frame's rx, so a progress sample that reads the drops before rx never
+        // shows more drops than frames received.
+        c.RxPackets += done;
         for (int i = 0; i < done; i++)
         {
             ref RxBuf b = ref Unsafe.Add(ref first, i);
@@ -174,7 +178,6 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         }
         _head = (_head + done) & _mask;
         _posted -= done;
-        c.RxPackets += done;
         c.RxBytes += bytes;
         if (_txCount > 0)
             FlushTx();
