@@ -379,9 +379,11 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>
-    /// Called by <c>UnrefSlow</c> when a put left a count that still carries a frag bias: true when the put
-    /// took the count below <c>BiasMax - users</c> of the consumer's frag state, that is when more pieces were
-    /// put than handed out.
+    /// Called by <c>UnrefSlow</c>, for a page of this pool, when a put left a count that still carries a frag bias:
+    /// true when the put took the count below <c>BiasMax - users</c> of the consumer's frag state, that is when
+    /// more pieces were put than handed out. It reads the pool's fields only, never the descriptor: between the
+    /// caller's decrement and this check another thread may have drained the page, seen every piece back,
+    /// released it and freed the pool and its region.
     /// </summary>
     /// <remarks>
     /// The check runs only on the consumer thread, the one thread that moves the frag state. Another thread
@@ -391,13 +393,9 @@ public sealed unsafe partial class PagePool
     /// another thread is caught later instead: the drain finds the count below its bias (it throws and keeps the
     /// page out of the pool), or a put finds the count at zero (a double put).
     /// </remarks>
-    internal static bool FragOverReleased(NetMem* d, long left)
-    {
-        PagePool? pool = FromPpHandle(d->Pp);
-        if (pool == null || !pool.OnConsumerThread() || pool._hot.Frag.Page != (nint)d)
-            return false;
-        return left < BiasMax - pool._hot.Frag.Users;
-    }
+    private bool FragOverReleased(NetMem* d, long left) =>
+        // Only this pool's fields: the caller's atomic drop may have let another thread free the page already.
+        OnConsumerThread() && _hot.Frag.Page == (nint)d && left < BiasMax - _hot.Frag.Users;
 
     /// <summary>
     /// The pool named by a page's <c>pp</c> field without a search or an allocation: <c>pp</c> is the pool's

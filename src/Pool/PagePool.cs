@@ -441,6 +441,7 @@ public sealed unsafe partial class PagePool : IDisposable
             if (page.IsNull)
                 return i;
             pages[i] = page;
+            RaceHooks.At(RaceHooks.SharedBulkAllocNext);
         }
         return pages.Length;
     }
@@ -1692,10 +1693,11 @@ public sealed unsafe partial class PagePool : IDisposable
 
     /// <summary>
     /// The kernel's <c>page_pool_unref_and_test</c>: drops one reference; true when it was the last. The common
-    /// single-owner case reads the count and writes zero without an atomic operation.
+    /// single-owner case reads the count and writes zero without an atomic operation. The caller checked that the
+    /// page is this pool's (<see cref="CheckOwned"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool UnrefAndTest(NetMem* d)
+    internal bool UnrefAndTest(NetMem* d)
     {
         long count = d->PpRefCount;
         if (count == 1)
@@ -1707,7 +1709,7 @@ public sealed unsafe partial class PagePool : IDisposable
         return UnrefSlow(d, 1) == 0;
     }
 
-    private static long UnrefNetmem(NetMem* d, long nr)
+    private long UnrefNetmem(NetMem* d, long nr)
     {
         long count = d->PpRefCount;
         if (count == nr)
@@ -1718,21 +1720,32 @@ public sealed unsafe partial class PagePool : IDisposable
         return UnrefSlow(d, nr);
     }
 
+    /// <summary>
+    /// The atomic drop of <paramref name="nr"/> references, for a page of this pool. Once the count has moved,
+    /// another thread may finish with the page (the last put of a fragment page that a drain or Dispose released,
+    /// and with it the pool and its regions): nothing after the drop reads the descriptor unless this call holds
+    /// the page (the count it left is 0, or it took more than it may and restores them).
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static long UnrefSlow(NetMem* d, long nr)
+    private long UnrefSlow(NetMem* d, long nr)
     {
         // Interlocked: several holders of one page (fragments, shared packets) drop references concurrently;
         // exactly one of them sees zero.
         long left = Interlocked.Add(ref d->PpRefCount, -nr);
+        RaceHooks.At(RaceHooks.AfterUnrefSlow);
         if (left < 0)
         {
             Interlocked.Add(ref d->PpRefCount, nr);
             PoolThrowHelper.ThrowDoublePut(new NetMemRef(d));
         }
-        if (left > FragBiasFloor && FragOverReleased(d, left))
+        if (left > FragBiasFloor)
         {
-            Interlocked.Add(ref d->PpRefCount, nr);
-            FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
+            // The count still carries a fragment bias: checked against this pool's own frag state, no descriptor read.
+            if (FragOverReleased(d, left))
+            {
+                Interlocked.Add(ref d->PpRefCount, nr);
+                FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
+            }
         }
         return left;
     }

@@ -16,6 +16,8 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        if (args.Length > 1 && args[0] == "--race")
+            return RaceScenarios.Run(args[1]);
         if (args.Length > 0 && args[0] == "--idle")
         {
             // A .NET process that never loads the pool library (PoolStat's "library not loaded" error).
