@@ -1622,14 +1622,69 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>
     /// The kernel's <c>page_pool_unref_netmem</c>: drops <paramref name="nr"/> references at once.
     /// </summary>
-    /// <returns>References left; 0 means the caller dropped the last one and now owns the page alone (it must then put or release it with one reference restored, as the kernel resets pp_ref_count to 1).</returns>
-    /// <exception cref="InvalidOperationException">Not this pool's page, or fewer than <paramref name="nr"/> references held.</exception>
+    /// <returns>
+    /// References left; 0 means the caller dropped the last one and now owns the page alone: as the kernel does,
+    /// the count is reset to 1, and the page goes back with <see cref="PutUnrefedPage"/> (or
+    /// <see cref="PutPage(NetMemRef, int, bool)"/>, or <see cref="ReleasePage(NetMemRef)"/>).
+    /// </returns>
+    /// <exception cref="InvalidOperationException">
+    /// Not this pool's page, or fewer than <paramref name="nr"/> references held (on a fragment page being cut:
+    /// more than the pieces handed out, which would drop the bias the pool holds). The count is unchanged.
+    /// </exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="nr"/> is not positive.</exception>
     public long UnrefPage(NetMemRef page, long nr)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(nr);
         NetMem* d = CheckOwned(page);
         return UnrefNetmem(d, nr);
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_put_unrefed_netmem</c> (<c>page_pool_put_unrefed_page</c>): gives back a page whose
+    /// last reference the caller dropped with <see cref="UnrefPage(NetMemRef, long)"/> (it returned 0), recycling
+    /// it as <see cref="PutPage(NetMemRef, int, bool)"/> does, with no reference left to drop.
+    /// </summary>
+    /// <param name="page">A page of this pool that <see cref="UnrefPage(NetMemRef, long)"/> took to 0.</param>
+    /// <param name="dmaSyncSize">Bytes the device may have written, synced for the device on recycle (DmaSyncDev); -1 for <see cref="PagePoolOptions.MaxLen"/>.</param>
+    /// <param name="allowDirect">Recycle into the alloc cache; honoured only on the consumer thread.</param>
+    /// <exception cref="InvalidOperationException">
+    /// Not this pool's page, already back in the pool (a double put), or still referenced by someone else. The
+    /// pool is unchanged.
+    /// </exception>
+    public void PutUnrefedPage(NetMemRef page, int dmaSyncSize, bool allowDirect)
+    {
+        NetMem* d = CheckUnrefed(page);
+        PutterState s = PutterState.Current;
+        if (!IsConsumer(s))
+            RecycleUnrefed(s, d, dmaSyncSize);
+        else if (allowDirect)
+            RecycleDirectUnrefed(d, dmaSyncSize);
+        else if (CanRecycle(d, dmaSyncSize))
+            ConsumerRecycleInRing(d);
+    }
+
+    /// <summary>Consumer thread only: <see cref="PutUnrefedPage"/> from the consumer handle.</summary>
+    internal void ConsumerPutUnrefed(NetMemRef page, int dmaSyncSize, bool allowDirect)
+    {
+        NetMem* d = CheckUnrefed(page);
+        if (allowDirect)
+            RecycleDirectUnrefed(d, dmaSyncSize);
+        else if (CanRecycle(d, dmaSyncSize))
+            ConsumerRecycleInRing(d);
+    }
+
+    /// <summary>
+    /// Checks a page given to <see cref="PutUnrefedPage"/>: this pool's, held by the caller alone (the count
+    /// <see cref="UnrefNetmem"/> reset to 1); takes that reference, so the page is the caller's to recycle.
+    /// </summary>
+    private NetMem* CheckUnrefed(NetMemRef page)
+    {
+        NetMem* d = CheckOwned(page);
+        // Volatile: a count above 1 may be falling on another thread right now; only 1 means the caller owns it.
+        if (Volatile.Read(ref d->PpRefCount) != 1)
+            PoolThrowHelper.ThrowStillReferenced(page);
+        d->PpRefCount = 0;
+        return d;
     }
 
     /// <summary><see cref="UnrefPage(NetMemRef, long)"/> for a raw address inside the page.</summary>
@@ -1709,15 +1764,26 @@ public sealed unsafe partial class PagePool : IDisposable
         return UnrefSlow(d, 1) == 0;
     }
 
+    /// <summary>
+    /// The kernel's <c>page_pool_unref_netmem</c>: drops <paramref name="nr"/> references; when they were the last,
+    /// the count goes back to 1 (the caller now holds the page alone, as one reference) and 0 is returned. A page
+    /// whose count carries the pool's fragment bias always takes the checked path, which refuses to drop any of
+    /// the bias.
+    /// </summary>
     private long UnrefNetmem(NetMem* d, long nr)
     {
         long count = d->PpRefCount;
-        if (count == nr)
+        if (count == nr && count <= FragBiasFloor)
         {
-            d->PpRefCount = 0;
+            // The caller holds every reference: nobody else can touch the count now.
+            d->PpRefCount = 1;
             return 0;
         }
-        return UnrefSlow(d, nr);
+        long left = UnrefSlow(d, nr);
+        // The last reference dropped: this caller owns the page alone and may write the count with a plain store.
+        if (left == 0)
+            d->PpRefCount = 1;
+        return left;
     }
 
     /// <summary>
@@ -1746,6 +1812,13 @@ public sealed unsafe partial class PagePool : IDisposable
                 Interlocked.Add(ref d->PpRefCount, nr);
                 FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
             }
+        }
+        else if (left + nr > FragBiasFloor)
+        {
+            // The drop went through the bias the pool holds on a fragment page it is cutting (UnrefPage of more
+            // references than users hold): the pool would go on cutting a page nobody references. Put them back.
+            Interlocked.Add(ref d->PpRefCount, nr);
+            FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
         }
         return left;
     }

@@ -30,6 +30,11 @@ internal static unsafe class PoolThrowHelper
             $"Page 0x{(nint)page.Address:x}: ReleasePage needs the only reference (pp_ref_count {page.Value.PpRefCount}).");
 
     [DoesNotReturn]
+    public static void ThrowStillReferenced(NetMemRef page) =>
+        throw new InvalidOperationException(
+            $"Page 0x{(nint)page.Address:x}: PutUnrefedPage needs a page whose references UnrefPage dropped to 0 (pp_ref_count {page.Value.PpRefCount}).");
+
+    [DoesNotReturn]
     public static void ThrowForeignAddress(byte* address) =>
         throw new InvalidOperationException($"Address 0x{(nint)address:x} is not inside any page of a live region.");
 
