@@ -428,8 +428,12 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>
     /// Bulk allocation: fills <paramref name="pages"/> with buffers, each with <c>pp_ref_count</c> 1.
     /// </summary>
-    /// <returns>How many were allocated: fewer than asked only when memory ran out.</returns>
-    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    /// <returns>
+    /// How many were allocated: fewer than asked when memory ran out, or when an allocation after the first failed
+    /// (the pool was disposed meanwhile, a DMA mapper or init callback threw): the pages filled so far are the
+    /// caller's, and the failure shows again on the next call. An exception means nothing was filled.
+    /// </returns>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed (before any page was filled).</exception>
     public int AllocPages(Span<NetMemRef> pages)
     {
         PutterState s = PutterState.Current;
@@ -437,7 +441,16 @@ public sealed unsafe partial class PagePool : IDisposable
             return ConsumerAllocBulk(pages);
         for (int i = 0; i < pages.Length; i++)
         {
-            NetMemRef page = SharedAlloc(s);
+            NetMemRef page;
+            try
+            {
+                page = SharedAlloc(s);
+            }
+            catch when (i > 0)
+            {
+                // Part of the span is filled: the caller must get the count, or those pages are stranded.
+                return i;
+            }
             if (page.IsNull)
                 return i;
             pages[i] = page;
@@ -551,7 +564,7 @@ public sealed unsafe partial class PagePool : IDisposable
             ConsumerRecycleInRing(d);
     }
 
-    /// <summary>Consumer thread only: bulk allocation.</summary>
+    /// <summary>Consumer thread only: bulk allocation; returns the count filled, or throws having filled nothing.</summary>
     internal int ConsumerAllocBulk(Span<NetMemRef> pages)
     {
         int done = 0;
@@ -560,7 +573,17 @@ public sealed unsafe partial class PagePool : IDisposable
             int count = CacheCount;
             if (count == 0)
             {
-                NetMemRef page = ConsumerAllocSlow();
+                NetMemRef page;
+                try
+                {
+                    page = ConsumerAllocSlow();
+                }
+                catch when (done > 0)
+                {
+                    // Part of the span is filled (a Dispose from a callback, a mapper that threw): the caller must
+                    // get the count, or those pages are stranded. The failure shows again on the next call.
+                    break;
+                }
                 if (page.IsNull)
                     break;
                 pages[done++] = page;
