@@ -480,12 +480,36 @@ public sealed unsafe partial class PagePool : IDisposable
         if (top < AllocCacheSize)
         {
             d = (NetMem*)Unsafe.Add(ref CacheRef, top);
-            d->PpRefCount = 1;
-            _hot.CacheWord = word - 1;
-            return true;
+            // A page in the pool holds no reference. One that does is in use: two puts that raced (the single-owner
+            // put has no atomic) left it in the pool twice, and the slow path drops this entry (see ClaimForHandOut).
+            if (d->PpRefCount == 0)
+            {
+                d->PpRefCount = 1;
+                _hot.CacheWord = word - 1;
+                return true;
+            }
         }
         d = null;
         return false;
+    }
+
+    /// <summary>
+    /// The hand-out of a page just taken off a cache or the ring by the thread that owns that step (the cache's
+    /// owner; the ring's dequeue gives each entry to one thread): its count goes from 0 (in the pool) to 1. A page
+    /// whose count is not 0 is in use: two puts that raced (the single-owner put has no atomic operation, as the
+    /// kernel's) or a put after the page came back left it in the pool twice. This entry was already removed; the
+    /// page is not handed out again, and the exception names it.
+    /// </summary>
+    /// <remarks>
+    /// Two entries of one page taken at the same instant by two threads (the consumer and a per-CPU cache's holder)
+    /// could both read 0; catching that too would take an atomic operation on every hand-out.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ClaimForHandOut(NetMem* d)
+    {
+        if (d->PpRefCount != 0)
+            PoolThrowHelper.ThrowInPoolTwice(new NetMemRef(d), Id);
+        d->PpRefCount = 1;
     }
 
     /// <summary>
@@ -591,17 +615,33 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             int n = Math.Min(count, pages.Length - done);
             ref nint cache = ref CacheRef;
-            for (int i = 0; i < n; i++)
+            int taken = 0;
+            bool duplicate = false;
+            for (; taken < n; taken++)
             {
-                NetMem* d = (NetMem*)Unsafe.Add(ref cache, --count);
+                NetMem* d = (NetMem*)Unsafe.Add(ref cache, count - 1);
+                if (d->PpRefCount != 0)
+                {
+                    // In use: a second entry of a page put twice (see TryConsumerAllocFast). It stays on top for
+                    // a call that has filled nothing to drop and report.
+                    duplicate = true;
+                    break;
+                }
+                count--;
                 d->PpRefCount = 1;
                 pages[done++] = new NetMemRef(d);
             }
             CacheCount = count;
-            _hot.Stats.Fast += n;
+            _hot.Stats.Fast += taken;
             // After the cache is consistent: a corruption found here throws.
             if (_debug)
-                DebugOnAllocBulk(pages[..done], done - n);
+                DebugOnAllocBulk(pages[..done], done - taken);
+            if (duplicate)
+            {
+                if (done == 0)
+                    ClaimForHandOut((NetMem*)Cache[--CacheCount]);
+                break;
+            }
         }
         return done;
     }
@@ -615,8 +655,8 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             // Debug mode: the fast path is blocked so that every allocation passes the checks here.
             NetMem* p = (NetMem*)Cache[--CacheCount];
+            ClaimForHandOut(p);
             _hot.Stats.Fast++;
-            p->PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(p);
             return new NetMemRef(p);
@@ -624,8 +664,8 @@ public sealed unsafe partial class PagePool : IDisposable
         if (RefillAllocCache())
         {
             NetMem* d = (NetMem*)Cache[--CacheCount];
+            ClaimForHandOut(d);
             _hot.Stats.Refill++;
-            d->PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(d);
             return new NetMemRef(d);
@@ -640,7 +680,7 @@ public sealed unsafe partial class PagePool : IDisposable
         CacheCount = stolen;
         _hot.Stats.Refill++;
         NetMem* parked = (NetMem*)Cache[--CacheCount];
-        parked->PpRefCount = 1;
+        ClaimForHandOut(parked);
         if (_debug)
             DebugOnAlloc(parked);
         return new NetMemRef(parked);
@@ -1003,6 +1043,7 @@ public sealed unsafe partial class PagePool : IDisposable
             if (c.Count > 0)
             {
                 d = (NetMem*)c.Items[--c.Count];
+                ClaimForHandOut(d);
                 c.Stats.Fast++;
             }
             else
@@ -1014,6 +1055,7 @@ public sealed unsafe partial class PagePool : IDisposable
                 if (c.Count > 0)
                 {
                     d = (NetMem*)c.Items[--c.Count];
+                    ClaimForHandOut(d);
                     c.Stats.Refill++;
                 }
                 else
@@ -1023,7 +1065,6 @@ public sealed unsafe partial class PagePool : IDisposable
                     return fresh;
                 }
             }
-            d->PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(d);
             return new NetMemRef(d);
@@ -1042,9 +1083,9 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (_ring.TryDequeue(out nint p))
         {
-            Interlocked.Increment(ref _shared.Refill);
             NetMem* d = (NetMem*)p;
-            d->PpRefCount = 1;
+            ClaimForHandOut(d);
+            Interlocked.Increment(ref _shared.Refill);
             if (_debug)
                 DebugOnAlloc(d);
             return new NetMemRef(d);
@@ -1780,10 +1821,26 @@ public sealed unsafe partial class PagePool : IDisposable
         long count = d->PpRefCount;
         if (count == 1)
         {
-            // We hold the only reference: nobody else can touch the count now.
+            if (_debug)
+                return UnrefLastChecked(d);
+            // We hold the only reference: nobody else can touch the count now (a second put of the same page at
+            // the same moment is a caller's bug that this plain store lets through; ClaimForHandOut catches it).
             d->PpRefCount = 0;
             return true;
         }
+        return UnrefSlow(d, 1) == 0;
+    }
+
+    /// <summary>
+    /// Debug mode: the single-owner put with an atomic operation, so that of two puts of one page at the same
+    /// moment exactly one succeeds and the other throws as a double put, at the put that did it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool UnrefLastChecked(NetMem* d)
+    {
+        // Interlocked: another thread may be putting the same page right now (the caller's bug to report).
+        if (Interlocked.CompareExchange(ref d->PpRefCount, 0, 1) == 1)
+            return true;
         return UnrefSlow(d, 1) == 0;
     }
 
@@ -2159,6 +2216,8 @@ public sealed unsafe partial class PagePool : IDisposable
         int released = 0;
         foreach (nint p in pages)
         {
+            if (!ClaimForRelease((NetMem*)p))
+                continue;
             try
             {
                 ReturnPage((NetMem*)p);
@@ -2166,10 +2225,34 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             catch (Exception e)
             {
+                // The page stays in flight, unreferenced, as it was before the claim.
+                ((NetMem*)p)->PpRefCount = 0;
                 first ??= e;
             }
         }
         return released;
+    }
+
+    /// <summary>
+    /// Before a page taken off a cache or the ring is released: true when it is this pool's page in the pool (count
+    /// 0), which this call now holds (count 1, until <see cref="ReturnPage"/> clears it). False for a second entry of
+    /// a page put twice (see <see cref="ClaimForHandOut"/>) that is in use or already released: it is skipped, so a
+    /// page is never given back to its provider twice.
+    /// </summary>
+    private bool ClaimForRelease(NetMem* d)
+    {
+        if ((d->PpMagic & NetMemRef.PpMagicMask) != NetMemRef.PpSignature || d->Pp != _pp)
+            return false;
+        // Interlocked: the two entries may be released by two threads at once (Dispose emptying the alloc cache on
+        // the consumer, a drain of the ring on another thread); exactly one takes the count from 0.
+        if (Interlocked.CompareExchange(ref d->PpRefCount, 1, 0) != 0)
+            return false;
+        if ((d->PpMagic & NetMemRef.PpMagicMask) == NetMemRef.PpSignature && d->Pp == _pp)
+            return true;
+        // The other entry's release finished between the check and the claim (ReturnPage clears pp_magic before it
+        // clears the count): the page is the provider's; leave its count as it was.
+        d->PpRefCount = 0;
+        return false;
     }
 
     /// <summary>

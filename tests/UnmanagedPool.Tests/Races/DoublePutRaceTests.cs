@@ -1,0 +1,123 @@
+using UnmanagedPool.Native;
+using UnmanagedPool.Tests.Pool;
+
+namespace UnmanagedPool.Tests.Races;
+
+/// <summary>
+/// Two threads putting the same single-reference page at the same moment: the put skips the atomic operation (as
+/// the kernel's does), so both may read a count of 1 and both recycle the page. The interleaving is replayed
+/// exactly: the first put runs, the count is set back to the 1 the second putter read, and the second put runs.
+/// The page is then in the pool twice; it must never be handed out twice, and the report names it.
+/// </summary>
+public class DoublePutRaceTests
+{
+    public enum PutWay
+    {
+        ConsumerDirect,
+        ConsumerRing,
+        ConsumerHandleDirect,
+        OtherThread,
+        OtherThreadBulk,
+    }
+
+    [Theory]
+    [InlineData(PutWay.ConsumerDirect, false)]
+    [InlineData(PutWay.ConsumerRing, false)]
+    [InlineData(PutWay.ConsumerHandleDirect, false)]
+    [InlineData(PutWay.OtherThread, false)]
+    [InlineData(PutWay.OtherThreadBulk, false)]
+    [InlineData(PutWay.ConsumerDirect, true)]
+    [InlineData(PutWay.ConsumerRing, true)]
+    [InlineData(PutWay.OtherThread, true)]
+    public unsafe void A_page_that_two_racing_puts_left_in_the_pool_twice_is_never_handed_out_twice(PutWay way, bool debug)
+    {
+        var pool = new PagePool(new PagePoolOptions { PoolSize = 256, DebugMode = debug });
+        bool onConsumer = way is PutWay.ConsumerDirect or PutWay.ConsumerRing or PutWay.ConsumerHandleDirect;
+        PagePoolConsumer consumer = onConsumer ? pool.BindConsumer() : default;
+        var held = new List<NetMemRef>();
+        var reports = new List<string>();
+        NetMemRef page = default;
+
+        void Run()
+        {
+            page = pool.AllocPage();
+            Put(page);
+            // The second putter read the count before the first put wrote 0.
+            page.Value.PpRefCount = 1;
+            Put(page);
+            for (int i = 0; i < 3 * PagePool.AllocCacheSize; i++)
+            {
+                try
+                {
+                    held.Add(way == PutWay.ConsumerHandleDirect ? consumer.AllocPage() : pool.AllocPage());
+                }
+                catch (InvalidOperationException e)
+                {
+                    reports.Add(e.Message);
+                }
+            }
+        }
+
+        void Put(NetMemRef p)
+        {
+            switch (way)
+            {
+                case PutWay.ConsumerDirect:
+                case PutWay.OtherThread:
+                    pool.PutPage(p, -1, allowDirect: true);
+                    break;
+                case PutWay.ConsumerRing:
+                    pool.PutPage(p, -1, allowDirect: false);
+                    break;
+                case PutWay.ConsumerHandleDirect:
+                    consumer.RecycleDirect(p);
+                    break;
+                case PutWay.OtherThreadBulk:
+                    pool.PutPages(new[] { p });
+                    break;
+            }
+        }
+
+        if (onConsumer)
+            Run();
+        else
+            OtherThread.Run(Run);
+
+        Assert.Equal(held.Count, held.Distinct().Count());
+        string address = $"0x{(nint)page.Address:x}";
+        Assert.Contains(held, p => p == page);
+        Assert.True(reports.Count == 1 && reports[0].Contains(address),
+            $"expected one report naming {address}, got: {string.Join(" | ", reports)}");
+        if (onConsumer)
+        {
+            foreach (NetMemRef p in held)
+                pool.PutPage(p);
+        }
+        else
+        {
+            OtherThread.Run(() =>
+            {
+                foreach (NetMemRef p in held)
+                    pool.PutPage(p);
+            });
+        }
+        pool.Dispose();
+        Assert.True(pool.IsFreed, $"in flight {pool.InFlight}");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_page_that_two_racing_puts_left_in_the_pool_twice_is_released_once_by_Dispose(bool debug)
+    {
+        var pool = new PagePool(new PagePoolOptions { PoolSize = 256, DebugMode = debug });
+        NetMemRef page = pool.AllocPage();
+        pool.PutPage(page, -1, allowDirect: false);
+        page.Value.PpRefCount = 1;
+        pool.PutPage(page, -1, allowDirect: false);
+        pool.Dispose();
+        Assert.True(pool.IsFreed, $"in flight {pool.InFlight}");
+        PagePoolStats stats = pool.GetStats();
+        Assert.Equal(stats.Hold, stats.Release);
+    }
+}
