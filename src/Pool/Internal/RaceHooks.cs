@@ -15,6 +15,9 @@ internal static class RaceHooks
     /// <summary>In <see cref="PagePool.AllocPages"/> from a thread other than the consumer, after each page taken.</summary>
     public const int SharedBulkAllocNext = 2;
 
+    /// <summary>In the fragment drain, after it read a count that says every piece is back and before it takes the page.</summary>
+    public const int DrainFragAllBack = 3;
+
     /// <summary>
     /// The pause routine, called with the point's number on the thread that reached it; null outside tests. Set
     /// by name through reflection from the race child process, which has no access to internals.
