@@ -2270,12 +2270,17 @@ public sealed unsafe partial class PagePool : IDisposable
         d->Pp = 0;
         d->DmaAddr = 0;
         d->PpRefCount = 0;
+        var log = PagePoolEventSource.Log;
+        bool trace = log.IsEnabled(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState);
+        ulong address = trace ? (ulong)page.Address : 0;
+        int index = trace ? page.Index : 0;
+        page.PutPage();
+        // Counted once the page is back with its provider, and the descriptor is not read after: the count may
+        // bring InFlight to 0, and another thread may then free the pool and its provider's regions.
         // Interlocked: releases happen on any thread (ring full, late puts, shared pages, destroy).
         long release = Interlocked.Increment(ref _release);
-        var log = PagePoolEventSource.Log;
-        if (log.IsEnabled(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState))
-            log.StateRelease(Id, (ulong)page.Address, release, page.Index);
-        page.PutPage();
+        if (trace)
+            log.StateRelease(Id, address, release, index);
         // Volatile: see CanRecycle; the last page back after Dispose frees the pool.
         if (Volatile.Read(ref _state) == StateDestroying)
             TryFreeAfterRelease();
