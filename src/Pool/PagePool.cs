@@ -1838,6 +1838,7 @@ public sealed unsafe partial class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool UnrefLastChecked(NetMem* d)
     {
+        RaceHooks.At(RaceHooks.DebugSingleRefPut);
         // Interlocked: another thread may be putting the same page right now (the caller's bug to report).
         if (Interlocked.CompareExchange(ref d->PpRefCount, 0, 1) == 1)
             return true;

@@ -18,6 +18,9 @@ internal static class RaceHooks
     /// <summary>In the fragment drain, after it read a count that says every piece is back and before it takes the page.</summary>
     public const int DrainFragAllBack = 3;
 
+    /// <summary>Debug mode, in the put of a page whose count read 1, before that reference is dropped.</summary>
+    public const int DebugSingleRefPut = 4;
+
     /// <summary>
     /// The pause routine, called with the point's number on the thread that reached it; null outside tests. Set
     /// by name through reflection from the race child process, which has no access to internals.

@@ -1,3 +1,4 @@
+using UnmanagedPool.Internal;
 using UnmanagedPool.Native;
 using UnmanagedPool.Tests.Pool;
 
@@ -41,6 +42,11 @@ public class DoublePutRaceTests
         void Run()
         {
             page = pool.AllocPage();
+            // Take the rest of the bulk the first allocation brought in, so the two puts land in a cache far from its
+            // flush point: a flush could move one entry where this thread's allocations do not reach.
+            var spare = new NetMemRef[PagePool.AllocCacheRefill - 1];
+            int n = way == PutWay.ConsumerHandleDirect ? consumer.AllocPages(spare) : pool.AllocPages(spare);
+            held.AddRange(spare.AsSpan(0, n).ToArray());
             Put(page);
             // The second putter read the count before the first put wrote 0.
             page.Value.PpRefCount = 1;
@@ -119,5 +125,71 @@ public class DoublePutRaceTests
         Assert.True(pool.IsFreed, $"in flight {pool.InFlight}");
         PagePoolStats stats = pool.GetStats();
         Assert.Equal(stats.Hold, stats.Release);
+    }
+}
+
+/// <summary>
+/// Debug mode: of two puts of one single-reference page at the same moment, the second fails at the put. The first
+/// putter is stopped after it read a count of 1; the second put runs whole; then the first goes on.
+/// </summary>
+[Collection(RaceHookCollection.Name)]
+public class DebugDoublePutRaceTests
+{
+    [Fact]
+    public unsafe void In_debug_mode_the_slower_of_two_racing_puts_of_one_page_throws_and_the_page_is_pooled_once()
+    {
+        var pool = new PagePool(new PagePoolOptions { PoolSize = 256, DebugMode = true });
+        NetMemRef page = OtherThread.Run(() => pool.AllocPage());
+        using var atPause = new ManualResetEventSlim();
+        using var resume = new ManualResetEventSlim();
+        int armed = 1;
+        Exception? slower = null;
+        RaceHooks.Pause = point =>
+        {
+            if (point != RaceHooks.DebugSingleRefPut || Interlocked.Exchange(ref armed, 0) == 0)
+                return;
+            atPause.Set();
+            resume.Wait();
+        };
+        var first = new Thread(() =>
+        {
+            try
+            {
+                pool.PutPage(page);
+            }
+            catch (Exception e)
+            {
+                slower = e;
+            }
+        });
+        try
+        {
+            first.Start();
+            Assert.True(atPause.Wait(TimeSpan.FromSeconds(30)), "the first put never reached the pause point");
+            OtherThread.Run(() => pool.PutPage(page));
+            resume.Set();
+            first.Join();
+        }
+        finally
+        {
+            RaceHooks.Pause = null;
+            resume.Set();
+        }
+        Assert.True(slower is InvalidOperationException, $"the slower put did not throw (got {slower?.GetType().Name ?? "nothing"})");
+        Assert.Contains($"0x{(nint)page.Address:x}", slower!.Message);
+        var held = new List<NetMemRef>();
+        OtherThread.Run(() =>
+        {
+            for (int i = 0; i < 3 * PagePool.AllocCacheSize; i++)
+                held.Add(pool.AllocPage());
+        });
+        Assert.Equal(held.Count, held.Distinct().Count());
+        OtherThread.Run(() =>
+        {
+            foreach (NetMemRef p in held)
+                pool.PutPage(p);
+        });
+        pool.Dispose();
+        Assert.True(pool.IsFreed, $"in flight {pool.InFlight}");
     }
 }
