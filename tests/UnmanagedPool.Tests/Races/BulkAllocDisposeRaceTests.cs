@@ -17,15 +17,6 @@ public class BulkAllocDisposeRaceTests
         using var atPause = new ManualResetEventSlim();
         using var resume = new ManualResetEventSlim();
         int taken = 0;
-        RaceHooks.Pause = point =>
-        {
-            // Pause after the third page, once.
-            if (point == RaceHooks.SharedBulkAllocNext && Interlocked.Increment(ref taken) == 3)
-            {
-                atPause.Set();
-                resume.Wait();
-            }
-        };
         var pages = new NetMemRef[16];
         int got = -1;
         Exception? error = null;
@@ -40,6 +31,17 @@ public class BulkAllocDisposeRaceTests
                 error = e;
             }
         });
+        int allocatorId = allocator.ManagedThreadId;
+        RaceHooks.Pause = point =>
+        {
+            // Pause the allocator after its third page, once (other tests' threads pass through).
+            if (point == RaceHooks.SharedBulkAllocNext && Environment.CurrentManagedThreadId == allocatorId
+                && Interlocked.Increment(ref taken) == 3)
+            {
+                atPause.Set();
+                resume.Wait();
+            }
+        };
         try
         {
             allocator.Start();

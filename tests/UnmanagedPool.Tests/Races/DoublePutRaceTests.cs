@@ -144,13 +144,6 @@ public class DebugDoublePutRaceTests
         using var resume = new ManualResetEventSlim();
         int armed = 1;
         Exception? slower = null;
-        RaceHooks.Pause = point =>
-        {
-            if (point != RaceHooks.DebugSingleRefPut || Interlocked.Exchange(ref armed, 0) == 0)
-                return;
-            atPause.Set();
-            resume.Wait();
-        };
         var first = new Thread(() =>
         {
             try
@@ -162,6 +155,16 @@ public class DebugDoublePutRaceTests
                 slower = e;
             }
         });
+        int firstId = first.ManagedThreadId;
+        RaceHooks.Pause = point =>
+        {
+            // Only the first putter, once (other tests' threads pass through).
+            if (point != RaceHooks.DebugSingleRefPut || Environment.CurrentManagedThreadId != firstId
+                || Interlocked.Exchange(ref armed, 0) == 0)
+                return;
+            atPause.Set();
+            resume.Wait();
+        };
         try
         {
             first.Start();

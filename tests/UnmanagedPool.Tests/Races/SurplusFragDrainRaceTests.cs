@@ -28,9 +28,11 @@ public class SurplusFragDrainRaceTests
             b = pool.AllocFrag(size, out _);
             pool.PutPage(a);
             pool.PutPage(b);
+            int cutterId = Environment.CurrentManagedThreadId;
             RaceHooks.Pause = point =>
             {
-                if (point != RaceHooks.DrainFragAllBack)
+                // Only this thread's drain (other tests' threads pass through).
+                if (point != RaceHooks.DrainFragAllBack || Environment.CurrentManagedThreadId != cutterId)
                     return;
                 atPause.Set();
                 resume.Wait();
