@@ -209,13 +209,12 @@ public sealed unsafe partial class PagePool
             offset = off;
             return new NetMemRef(d);
         }
-        // Volatile: other threads' puts lower the count. Equal to BiasMax - users means every piece is back, and
-        // then nobody can touch the count any more: the consumer re-cuts the page in place (drain + recycle +
-        // fresh bias in one step), unless a checked recycle is needed (debug, DMA sync, disposed: limit 0).
+        // Volatile: other threads' puts lower the count. Equal to BiasMax - users means every piece is back: the
+        // consumer re-cuts the page in place (drain + recycle + fresh bias in one step), unless a checked recycle
+        // is needed (debug, DMA sync, disposed: limit 0).
         if (consumer && d != null && Volatile.Read(ref d->PpRefCount) == BiasMax - f.Users
-            && d->RefCount == 1 && _recycleLimit != 0)
+            && d->RefCount == 1 && _recycleLimit != 0 && TryRebias(d, BiasMax - f.Users))
         {
-            d->PpRefCount = BiasMax;
             f.Users = 1;
             f.Offset = _offset + aligned;
             _hot.Stats.Cached++;
@@ -283,11 +282,18 @@ public sealed unsafe partial class PagePool
         // count also sees it detached (see FragOverReleased).
         Volatile.Write(ref f.Page, 0);
         long left;
-        // Volatile: putters on other threads decrement the count; equal means every piece came back and none can
-        // touch it any more, so a plain write suffices.
+        // Volatile: putters on other threads decrement the count; equal means every piece came back. The move to 0
+        // is atomic all the same: a surplus put (a piece put twice) landing in between must not be overwritten,
+        // or the drain below could no longer see it.
+        bool allBack = false;
         if (Volatile.Read(ref d->PpRefCount) == drain)
         {
-            d->PpRefCount = 0;
+            RaceHooks.At(RaceHooks.DrainFragAllBack);
+            // Interlocked: see above.
+            allBack = Interlocked.CompareExchange(ref d->PpRefCount, 0, drain) == drain;
+        }
+        if (allBack)
+        {
             left = 0;
         }
         else
@@ -308,6 +314,15 @@ public sealed unsafe partial class PagePool
             return null;
         return d;
     }
+
+    /// <summary>
+    /// Consumer thread only, once per re-cut of its fragment page (not per piece): sets a fresh bias on a page whose
+    /// count says every piece is back. Atomic, so that a surplus put (a piece put twice) that lands after the check
+    /// is not overwritten: the count then differs, the in-place re-cut is refused and the drain sees the surplus.
+    /// </summary>
+    private static bool TryRebias(NetMem* d, long allBack) =>
+        // Interlocked: other threads' puts may still lower the count (only a surplus one can, every piece being back).
+        Interlocked.CompareExchange(ref d->PpRefCount, BiasMax, allBack) == allBack;
 
     /// <summary>Fragment pages the pool is cutting from (0, 1 or 2), for <see cref="PagePoolStats.Pooled"/>.</summary>
     // Volatile: the frag states belong to other contexts; a snapshot is all statistics need.
@@ -379,9 +394,11 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>
-    /// Called by <c>UnrefSlow</c> when a put left a count that still carries a frag bias: true when the put
-    /// took the count below <c>BiasMax - users</c> of the consumer's frag state, that is when more pieces were
-    /// put than handed out.
+    /// Called by <c>UnrefSlow</c>, for a page of this pool, when a put left a count that still carries a frag bias:
+    /// true when the put took the count below <c>BiasMax - users</c> of the consumer's frag state, that is when
+    /// more pieces were put than handed out. It reads the pool's fields only, never the descriptor: between the
+    /// caller's decrement and this check another thread may have drained the page, seen every piece back,
+    /// released it and freed the pool and its region.
     /// </summary>
     /// <remarks>
     /// The check runs only on the consumer thread, the one thread that moves the frag state. Another thread
@@ -391,13 +408,9 @@ public sealed unsafe partial class PagePool
     /// another thread is caught later instead: the drain finds the count below its bias (it throws and keeps the
     /// page out of the pool), or a put finds the count at zero (a double put).
     /// </remarks>
-    internal static bool FragOverReleased(NetMem* d, long left)
-    {
-        PagePool? pool = FromPpHandle(d->Pp);
-        if (pool == null || !pool.OnConsumerThread() || pool._hot.Frag.Page != (nint)d)
-            return false;
-        return left < BiasMax - pool._hot.Frag.Users;
-    }
+    private bool FragOverReleased(NetMem* d, long left) =>
+        // Only this pool's fields: the caller's atomic drop may have let another thread free the page already.
+        OnConsumerThread() && _hot.Frag.Page == (nint)d && left < BiasMax - _hot.Frag.Users;
 
     /// <summary>
     /// The pool named by a page's <c>pp</c> field without a search or an allocation: <c>pp</c> is the pool's

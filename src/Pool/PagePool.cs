@@ -428,8 +428,12 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>
     /// Bulk allocation: fills <paramref name="pages"/> with buffers, each with <c>pp_ref_count</c> 1.
     /// </summary>
-    /// <returns>How many were allocated: fewer than asked only when memory ran out.</returns>
-    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    /// <returns>
+    /// How many were allocated: fewer than asked when memory ran out, or when an allocation after the first failed
+    /// (the pool was disposed meanwhile, a DMA mapper or init callback threw): the pages filled so far are the
+    /// caller's, and the failure shows again on the next call. An exception means nothing was filled.
+    /// </returns>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed (before any page was filled).</exception>
     public int AllocPages(Span<NetMemRef> pages)
     {
         PutterState s = PutterState.Current;
@@ -437,10 +441,20 @@ public sealed unsafe partial class PagePool : IDisposable
             return ConsumerAllocBulk(pages);
         for (int i = 0; i < pages.Length; i++)
         {
-            NetMemRef page = SharedAlloc(s);
+            NetMemRef page;
+            try
+            {
+                page = SharedAlloc(s);
+            }
+            catch when (i > 0)
+            {
+                // Part of the span is filled: the caller must get the count, or those pages are stranded.
+                return i;
+            }
             if (page.IsNull)
                 return i;
             pages[i] = page;
+            RaceHooks.At(RaceHooks.SharedBulkAllocNext);
         }
         return pages.Length;
     }
@@ -466,12 +480,36 @@ public sealed unsafe partial class PagePool : IDisposable
         if (top < AllocCacheSize)
         {
             d = (NetMem*)Unsafe.Add(ref CacheRef, top);
-            d->PpRefCount = 1;
-            _hot.CacheWord = word - 1;
-            return true;
+            // A page in the pool holds no reference. One that does is in use: two puts that raced (the single-owner
+            // put has no atomic) left it in the pool twice, and the slow path drops this entry (see ClaimForHandOut).
+            if (d->PpRefCount == 0)
+            {
+                d->PpRefCount = 1;
+                _hot.CacheWord = word - 1;
+                return true;
+            }
         }
         d = null;
         return false;
+    }
+
+    /// <summary>
+    /// The hand-out of a page just taken off a cache or the ring by the thread that owns that step (the cache's
+    /// owner; the ring's dequeue gives each entry to one thread): its count goes from 0 (in the pool) to 1. A page
+    /// whose count is not 0 is in use: two puts that raced (the single-owner put has no atomic operation, as the
+    /// kernel's) or a put after the page came back left it in the pool twice. This entry was already removed; the
+    /// page is not handed out again, and the exception names it.
+    /// </summary>
+    /// <remarks>
+    /// Two entries of one page taken at the same instant by two threads (the consumer and a per-CPU cache's holder)
+    /// could both read 0; catching that too would take an atomic operation on every hand-out.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ClaimForHandOut(NetMem* d)
+    {
+        if (d->PpRefCount != 0)
+            PoolThrowHelper.ThrowInPoolTwice(new NetMemRef(d), Id);
+        d->PpRefCount = 1;
     }
 
     /// <summary>
@@ -550,7 +588,7 @@ public sealed unsafe partial class PagePool : IDisposable
             ConsumerRecycleInRing(d);
     }
 
-    /// <summary>Consumer thread only: bulk allocation.</summary>
+    /// <summary>Consumer thread only: bulk allocation; returns the count filled, or throws having filled nothing.</summary>
     internal int ConsumerAllocBulk(Span<NetMemRef> pages)
     {
         int done = 0;
@@ -559,7 +597,17 @@ public sealed unsafe partial class PagePool : IDisposable
             int count = CacheCount;
             if (count == 0)
             {
-                NetMemRef page = ConsumerAllocSlow();
+                NetMemRef page;
+                try
+                {
+                    page = ConsumerAllocSlow();
+                }
+                catch when (done > 0)
+                {
+                    // Part of the span is filled (a Dispose from a callback, a mapper that threw): the caller must
+                    // get the count, or those pages are stranded. The failure shows again on the next call.
+                    break;
+                }
                 if (page.IsNull)
                     break;
                 pages[done++] = page;
@@ -567,17 +615,33 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             int n = Math.Min(count, pages.Length - done);
             ref nint cache = ref CacheRef;
-            for (int i = 0; i < n; i++)
+            int taken = 0;
+            bool duplicate = false;
+            for (; taken < n; taken++)
             {
-                NetMem* d = (NetMem*)Unsafe.Add(ref cache, --count);
+                NetMem* d = (NetMem*)Unsafe.Add(ref cache, count - 1);
+                if (d->PpRefCount != 0)
+                {
+                    // In use: a second entry of a page put twice (see TryConsumerAllocFast). It stays on top for
+                    // a call that has filled nothing to drop and report.
+                    duplicate = true;
+                    break;
+                }
+                count--;
                 d->PpRefCount = 1;
                 pages[done++] = new NetMemRef(d);
             }
             CacheCount = count;
-            _hot.Stats.Fast += n;
+            _hot.Stats.Fast += taken;
             // After the cache is consistent: a corruption found here throws.
             if (_debug)
-                DebugOnAllocBulk(pages[..done], done - n);
+                DebugOnAllocBulk(pages[..done], done - taken);
+            if (duplicate)
+            {
+                if (done == 0)
+                    ClaimForHandOut((NetMem*)Cache[--CacheCount]);
+                break;
+            }
         }
         return done;
     }
@@ -591,8 +655,8 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             // Debug mode: the fast path is blocked so that every allocation passes the checks here.
             NetMem* p = (NetMem*)Cache[--CacheCount];
+            ClaimForHandOut(p);
             _hot.Stats.Fast++;
-            p->PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(p);
             return new NetMemRef(p);
@@ -600,8 +664,8 @@ public sealed unsafe partial class PagePool : IDisposable
         if (RefillAllocCache())
         {
             NetMem* d = (NetMem*)Cache[--CacheCount];
+            ClaimForHandOut(d);
             _hot.Stats.Refill++;
-            d->PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(d);
             return new NetMemRef(d);
@@ -616,7 +680,7 @@ public sealed unsafe partial class PagePool : IDisposable
         CacheCount = stolen;
         _hot.Stats.Refill++;
         NetMem* parked = (NetMem*)Cache[--CacheCount];
-        parked->PpRefCount = 1;
+        ClaimForHandOut(parked);
         if (_debug)
             DebugOnAlloc(parked);
         return new NetMemRef(parked);
@@ -979,6 +1043,7 @@ public sealed unsafe partial class PagePool : IDisposable
             if (c.Count > 0)
             {
                 d = (NetMem*)c.Items[--c.Count];
+                ClaimForHandOut(d);
                 c.Stats.Fast++;
             }
             else
@@ -990,6 +1055,7 @@ public sealed unsafe partial class PagePool : IDisposable
                 if (c.Count > 0)
                 {
                     d = (NetMem*)c.Items[--c.Count];
+                    ClaimForHandOut(d);
                     c.Stats.Refill++;
                 }
                 else
@@ -999,7 +1065,6 @@ public sealed unsafe partial class PagePool : IDisposable
                     return fresh;
                 }
             }
-            d->PpRefCount = 1;
             if (_debug)
                 DebugOnAlloc(d);
             return new NetMemRef(d);
@@ -1018,9 +1083,9 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (_ring.TryDequeue(out nint p))
         {
-            Interlocked.Increment(ref _shared.Refill);
             NetMem* d = (NetMem*)p;
-            d->PpRefCount = 1;
+            ClaimForHandOut(d);
+            Interlocked.Increment(ref _shared.Refill);
             if (_debug)
                 DebugOnAlloc(d);
             return new NetMemRef(d);
@@ -1621,14 +1686,69 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>
     /// The kernel's <c>page_pool_unref_netmem</c>: drops <paramref name="nr"/> references at once.
     /// </summary>
-    /// <returns>References left; 0 means the caller dropped the last one and now owns the page alone (it must then put or release it with one reference restored, as the kernel resets pp_ref_count to 1).</returns>
-    /// <exception cref="InvalidOperationException">Not this pool's page, or fewer than <paramref name="nr"/> references held.</exception>
+    /// <returns>
+    /// References left; 0 means the caller dropped the last one and now owns the page alone: as the kernel does,
+    /// the count is reset to 1, and the page goes back with <see cref="PutUnrefedPage"/> (or
+    /// <see cref="PutPage(NetMemRef, int, bool)"/>, or <see cref="ReleasePage(NetMemRef)"/>).
+    /// </returns>
+    /// <exception cref="InvalidOperationException">
+    /// Not this pool's page, or fewer than <paramref name="nr"/> references held (on a fragment page being cut:
+    /// more than the pieces handed out, which would drop the bias the pool holds). The count is unchanged.
+    /// </exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="nr"/> is not positive.</exception>
     public long UnrefPage(NetMemRef page, long nr)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(nr);
         NetMem* d = CheckOwned(page);
         return UnrefNetmem(d, nr);
+    }
+
+    /// <summary>
+    /// The kernel's <c>page_pool_put_unrefed_netmem</c> (<c>page_pool_put_unrefed_page</c>): gives back a page whose
+    /// last reference the caller dropped with <see cref="UnrefPage(NetMemRef, long)"/> (it returned 0), recycling
+    /// it as <see cref="PutPage(NetMemRef, int, bool)"/> does, with no reference left to drop.
+    /// </summary>
+    /// <param name="page">A page of this pool that <see cref="UnrefPage(NetMemRef, long)"/> took to 0.</param>
+    /// <param name="dmaSyncSize">Bytes the device may have written, synced for the device on recycle (DmaSyncDev); -1 for <see cref="PagePoolOptions.MaxLen"/>.</param>
+    /// <param name="allowDirect">Recycle into the alloc cache; honoured only on the consumer thread.</param>
+    /// <exception cref="InvalidOperationException">
+    /// Not this pool's page, already back in the pool (a double put), or still referenced by someone else. The
+    /// pool is unchanged.
+    /// </exception>
+    public void PutUnrefedPage(NetMemRef page, int dmaSyncSize, bool allowDirect)
+    {
+        NetMem* d = CheckUnrefed(page);
+        PutterState s = PutterState.Current;
+        if (!IsConsumer(s))
+            RecycleUnrefed(s, d, dmaSyncSize);
+        else if (allowDirect)
+            RecycleDirectUnrefed(d, dmaSyncSize);
+        else if (CanRecycle(d, dmaSyncSize))
+            ConsumerRecycleInRing(d);
+    }
+
+    /// <summary>Consumer thread only: <see cref="PutUnrefedPage"/> from the consumer handle.</summary>
+    internal void ConsumerPutUnrefed(NetMemRef page, int dmaSyncSize, bool allowDirect)
+    {
+        NetMem* d = CheckUnrefed(page);
+        if (allowDirect)
+            RecycleDirectUnrefed(d, dmaSyncSize);
+        else if (CanRecycle(d, dmaSyncSize))
+            ConsumerRecycleInRing(d);
+    }
+
+    /// <summary>
+    /// Checks a page given to <see cref="PutUnrefedPage"/>: this pool's, held by the caller alone (the count
+    /// <see cref="UnrefNetmem"/> reset to 1); takes that reference, so the page is the caller's to recycle.
+    /// </summary>
+    private NetMem* CheckUnrefed(NetMemRef page)
+    {
+        NetMem* d = CheckOwned(page);
+        // Volatile: a count above 1 may be falling on another thread right now; only 1 means the caller owns it.
+        if (Volatile.Read(ref d->PpRefCount) != 1)
+            PoolThrowHelper.ThrowStillReferenced(page);
+        d->PpRefCount = 0;
+        return d;
     }
 
     /// <summary><see cref="UnrefPage(NetMemRef, long)"/> for a raw address inside the page.</summary>
@@ -1692,45 +1812,92 @@ public sealed unsafe partial class PagePool : IDisposable
 
     /// <summary>
     /// The kernel's <c>page_pool_unref_and_test</c>: drops one reference; true when it was the last. The common
-    /// single-owner case reads the count and writes zero without an atomic operation.
+    /// single-owner case reads the count and writes zero without an atomic operation. The caller checked that the
+    /// page is this pool's (<see cref="CheckOwned"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool UnrefAndTest(NetMem* d)
+    internal bool UnrefAndTest(NetMem* d)
     {
         long count = d->PpRefCount;
         if (count == 1)
         {
-            // We hold the only reference: nobody else can touch the count now.
+            if (_debug)
+                return UnrefLastChecked(d);
+            // We hold the only reference: nobody else can touch the count now (a second put of the same page at
+            // the same moment is a caller's bug that this plain store lets through; ClaimForHandOut catches it).
             d->PpRefCount = 0;
             return true;
         }
         return UnrefSlow(d, 1) == 0;
     }
 
-    private static long UnrefNetmem(NetMem* d, long nr)
+    /// <summary>
+    /// Debug mode: the single-owner put with an atomic operation, so that of two puts of one page at the same
+    /// moment exactly one succeeds and the other throws as a double put, at the put that did it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool UnrefLastChecked(NetMem* d)
     {
-        long count = d->PpRefCount;
-        if (count == nr)
-        {
-            d->PpRefCount = 0;
-            return 0;
-        }
-        return UnrefSlow(d, nr);
+        RaceHooks.At(RaceHooks.DebugSingleRefPut);
+        // Interlocked: another thread may be putting the same page right now (the caller's bug to report).
+        if (Interlocked.CompareExchange(ref d->PpRefCount, 0, 1) == 1)
+            return true;
+        return UnrefSlow(d, 1) == 0;
     }
 
+    /// <summary>
+    /// The kernel's <c>page_pool_unref_netmem</c>: drops <paramref name="nr"/> references; when they were the last,
+    /// the count goes back to 1 (the caller now holds the page alone, as one reference) and 0 is returned. A page
+    /// whose count carries the pool's fragment bias always takes the checked path, which refuses to drop any of
+    /// the bias.
+    /// </summary>
+    private long UnrefNetmem(NetMem* d, long nr)
+    {
+        long count = d->PpRefCount;
+        if (count == nr && count <= FragBiasFloor)
+        {
+            // The caller holds every reference: nobody else can touch the count now.
+            d->PpRefCount = 1;
+            return 0;
+        }
+        long left = UnrefSlow(d, nr);
+        // The last reference dropped: this caller owns the page alone and may write the count with a plain store.
+        if (left == 0)
+            d->PpRefCount = 1;
+        return left;
+    }
+
+    /// <summary>
+    /// The atomic drop of <paramref name="nr"/> references, for a page of this pool. Once the count has moved,
+    /// another thread may finish with the page (the last put of a fragment page that a drain or Dispose released,
+    /// and with it the pool and its regions): nothing after the drop reads the descriptor unless this call holds
+    /// the page (the count it left is 0, or it took more than it may and restores them).
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static long UnrefSlow(NetMem* d, long nr)
+    private long UnrefSlow(NetMem* d, long nr)
     {
         // Interlocked: several holders of one page (fragments, shared packets) drop references concurrently;
         // exactly one of them sees zero.
         long left = Interlocked.Add(ref d->PpRefCount, -nr);
+        RaceHooks.At(RaceHooks.AfterUnrefSlow);
         if (left < 0)
         {
             Interlocked.Add(ref d->PpRefCount, nr);
             PoolThrowHelper.ThrowDoublePut(new NetMemRef(d));
         }
-        if (left > FragBiasFloor && FragOverReleased(d, left))
+        if (left > FragBiasFloor)
         {
+            // The count still carries a fragment bias: checked against this pool's own frag state, no descriptor read.
+            if (FragOverReleased(d, left))
+            {
+                Interlocked.Add(ref d->PpRefCount, nr);
+                FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
+            }
+        }
+        else if (left + nr > FragBiasFloor)
+        {
+            // The drop went through the bias the pool holds on a fragment page it is cutting (UnrefPage of more
+            // references than users hold): the pool would go on cutting a page nobody references. Put them back.
             Interlocked.Add(ref d->PpRefCount, nr);
             FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
         }
@@ -2050,6 +2217,8 @@ public sealed unsafe partial class PagePool : IDisposable
         int released = 0;
         foreach (nint p in pages)
         {
+            if (!ClaimForRelease((NetMem*)p))
+                continue;
             try
             {
                 ReturnPage((NetMem*)p);
@@ -2057,10 +2226,34 @@ public sealed unsafe partial class PagePool : IDisposable
             }
             catch (Exception e)
             {
+                // The page stays in flight, unreferenced, as it was before the claim.
+                ((NetMem*)p)->PpRefCount = 0;
                 first ??= e;
             }
         }
         return released;
+    }
+
+    /// <summary>
+    /// Before a page taken off a cache or the ring is released: true when it is this pool's page in the pool (count
+    /// 0), which this call now holds (count 1, until <see cref="ReturnPage"/> clears it). False for a second entry of
+    /// a page put twice (see <see cref="ClaimForHandOut"/>) that is in use or already released: it is skipped, so a
+    /// page is never given back to its provider twice.
+    /// </summary>
+    private bool ClaimForRelease(NetMem* d)
+    {
+        if ((d->PpMagic & NetMemRef.PpMagicMask) != NetMemRef.PpSignature || d->Pp != _pp)
+            return false;
+        // Interlocked: the two entries may be released by two threads at once (Dispose emptying the alloc cache on
+        // the consumer, a drain of the ring on another thread); exactly one takes the count from 0.
+        if (Interlocked.CompareExchange(ref d->PpRefCount, 1, 0) != 0)
+            return false;
+        if ((d->PpMagic & NetMemRef.PpMagicMask) == NetMemRef.PpSignature && d->Pp == _pp)
+            return true;
+        // The other entry's release finished between the check and the claim (ReturnPage clears pp_magic before it
+        // clears the count): the page is the provider's; leave its count as it was.
+        d->PpRefCount = 0;
+        return false;
     }
 
     /// <summary>
@@ -2078,12 +2271,17 @@ public sealed unsafe partial class PagePool : IDisposable
         d->Pp = 0;
         d->DmaAddr = 0;
         d->PpRefCount = 0;
+        var log = PagePoolEventSource.Log;
+        bool trace = log.IsEnabled(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState);
+        ulong address = trace ? (ulong)page.Address : 0;
+        int index = trace ? page.Index : 0;
+        page.PutPage();
+        // Counted once the page is back with its provider, and the descriptor is not read after: the count may
+        // bring InFlight to 0, and another thread may then free the pool and its provider's regions.
         // Interlocked: releases happen on any thread (ring full, late puts, shared pages, destroy).
         long release = Interlocked.Increment(ref _release);
-        var log = PagePoolEventSource.Log;
-        if (log.IsEnabled(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState))
-            log.StateRelease(Id, (ulong)page.Address, release, page.Index);
-        page.PutPage();
+        if (trace)
+            log.StateRelease(Id, address, release, index);
         // Volatile: see CanRecycle; the last page back after Dispose frees the pool.
         if (Volatile.Read(ref _state) == StateDestroying)
             TryFreeAfterRelease();

@@ -127,6 +127,17 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
         pool.ConsumerPutRing(page, dmaSyncSize);
     }
 
+    /// <summary>
+    /// The kernel's <c>page_pool_put_unrefed_netmem</c> on the consumer thread: <see cref="PagePool.PutUnrefedPage"/>
+    /// for a page whose last reference was dropped with <see cref="PagePool.UnrefPage(NetMemRef, long)"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">As <see cref="PagePool.PutUnrefedPage"/>.</exception>
+    public void PutUnrefedPage(NetMemRef page, int dmaSyncSize, bool allowDirect)
+    {
+        Verify(_pool, _binding, ThreadId);
+        _pool.ConsumerPutUnrefed(page, dmaSyncSize, allowDirect);
+    }
+
     /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address inside the page.</summary>
     public void PutPage(byte* address, int dmaSyncSize = -1, bool allowDirect = true) => PutPage(Resolve(address), dmaSyncSize, allowDirect);
 

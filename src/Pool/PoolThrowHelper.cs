@@ -30,6 +30,17 @@ internal static unsafe class PoolThrowHelper
             $"Page 0x{(nint)page.Address:x}: ReleasePage needs the only reference (pp_ref_count {page.Value.PpRefCount}).");
 
     [DoesNotReturn]
+    public static void ThrowInPoolTwice(NetMemRef page, long poolId) =>
+        throw new InvalidOperationException(
+            $"PagePool {poolId}: page 0x{(nint)page.Address:x} was found in the pool while in use (pp_ref_count {page.Value.PpRefCount}): " +
+            "it was put twice (two puts at the same moment, or a put after it came back). The extra entry was dropped; the page was not handed out again.");
+
+    [DoesNotReturn]
+    public static void ThrowStillReferenced(NetMemRef page) =>
+        throw new InvalidOperationException(
+            $"Page 0x{(nint)page.Address:x}: PutUnrefedPage needs a page whose references UnrefPage dropped to 0 (pp_ref_count {page.Value.PpRefCount}).");
+
+    [DoesNotReturn]
     public static void ThrowForeignAddress(byte* address) =>
         throw new InvalidOperationException($"Address 0x{(nint)address:x} is not inside any page of a live region.");
 

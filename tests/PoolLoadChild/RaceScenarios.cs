@@ -21,6 +21,7 @@ internal static unsafe class RaceScenarios
             "idle-trim-unmap-throws" => IdleTrimUnmapThrows(),
             "from-address-vs-dispose" => FromAddressVersusDispose(),
             "stale-ref-packet-free" => StaleRefPacketFree(),
+            "frag-put-dispose" => FragPutDispose(),
             _ => Fail("unknown scenario " + name),
         };
     }
@@ -186,5 +187,69 @@ internal static unsafe class RaceScenarios
                 Seen.Set();
             }
         }
+    }
+
+    /// <summary>
+    /// Two pieces of the consumer's fragment page; another thread puts the second, then the first, and stops
+    /// right after the atomic drop of the first put. The consumer thread then disposes the pool: the drain of the
+    /// fragment page finds every piece back and releases it, and the last page back frees the pool and its
+    /// provider's regions. Then the putter goes on.
+    /// </summary>
+    private static unsafe int FragPutDispose()
+    {
+        using var atPause = new ManualResetEventSlim();
+        using var resume = new ManualResetEventSlim();
+        var pool = new PagePool(new PagePoolOptions { Name = "race-frag-dispose", PoolSize = 64 });
+        NetMemRef a = pool.AllocFrag(256, out _);
+        NetMemRef b = pool.AllocFrag(256, out _);
+        if (a != b)
+            return Fail("the two pieces are not of one page");
+
+        bool armed = false;
+        SetPause(point =>
+        {
+            // Pause point 1: after UnrefSlow's atomic drop, on the putting thread.
+            if (point != 1 || !Volatile.Read(ref armed))
+                return;
+            Volatile.Write(ref armed, false);
+            atPause.Set();
+            resume.Wait();
+        });
+        Exception? putError = null;
+        var putter = new Thread(() =>
+        {
+            try
+            {
+                pool.PutPage(b);
+                Volatile.Write(ref armed, true);
+                pool.PutPage(a);
+            }
+            catch (Exception e)
+            {
+                putError = e;
+            }
+        });
+        putter.Start();
+        if (!atPause.Wait(TimeSpan.FromSeconds(30)))
+            return Fail("the putter never reached the pause point");
+        pool.Dispose();
+        bool freed = pool.IsFreed;
+        resume.Set();
+        putter.Join();
+        SetPause(null);
+        if (putError != null)
+            return Fail("the put threw: " + putError);
+        if (!freed)
+            return Fail($"the pool was not freed by Dispose (in flight {pool.InFlight})");
+        Console.WriteLine("ok pool freed, put completed");
+        return 0;
+    }
+
+    private static void SetPause(Action<int>? pause)
+    {
+        Type hooks = typeof(PagePool).Assembly.GetType("UnmanagedPool.Internal.RaceHooks", throwOnError: true)!;
+        FieldInfo field = hooks.GetField("Pause", BindingFlags.Public | BindingFlags.Static)
+            ?? throw new MissingFieldException("RaceHooks.Pause");
+        field.SetValue(null, pause);
     }
 }
