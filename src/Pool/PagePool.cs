@@ -291,6 +291,7 @@ public sealed unsafe partial class PagePool : IDisposable
         _initArg = options.InitArg;
         _nid = options.NumaNode;
         _debug = options.DebugMode;
+        _verifyHandles = _debug;
         _putBufferData = (nint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_putBuffer));
         _recycleLimit = _debug || _dmaSync ? 0 : AllocCacheSize;
         // Debug mode checks every allocation and put on the slow paths; DMA sync needs a sync on every put.
@@ -391,6 +392,9 @@ public sealed unsafe partial class PagePool : IDisposable
         Volatile.Write(ref _consumerThreadId, tid);
         // Interlocked: BindConsumer may race itself from two threads; each handle gets its own number.
         int binding = Interlocked.Increment(ref _binding);
+        // Volatile: UnbindConsumer may have run on the thread that gave the queue up.
+        if (Volatile.Read(ref _unbound) != 0)
+            ResumeAfterUnbind();
         return new PagePoolConsumer(this, tid, binding);
     }
 
@@ -923,8 +927,9 @@ public sealed unsafe partial class PagePool : IDisposable
                     page.PutPage();
                     return false;
                 }
-                mapped = true;
                 d->DmaAddr = dma;
+                TrackDma(d);
+                mapped = true;
                 if (_dmaSync)
                     _mapper.SyncForDevice(dma + (ulong)_offset, (nuint)_maxLen, _dmaDir);
             }
@@ -938,7 +943,7 @@ public sealed unsafe partial class PagePool : IDisposable
             try
             {
                 if (mapped)
-                    _mapper.Unmap(d->DmaAddr, (nuint)page.Size, _dmaDir);
+                    UnmapTracked(d);
             }
             finally
             {
@@ -1795,6 +1800,13 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (!CanRecycle(d, dmaSyncSize))
             return;
+        // Plain read: DisableDirectRecycling sets it once, with the consumer quiescent or on this thread. Refused
+        // direct recycling is a put without allowDirect (the ring), not a full cache.
+        if (_directRecyclingDisabled != 0)
+        {
+            ConsumerRecycleInRing(d);
+            return;
+        }
         int count = CacheCount;
         if ((uint)count < AllocCacheSize)
         {
@@ -2073,7 +2085,7 @@ public sealed unsafe partial class PagePool : IDisposable
         if (_debug)
             DebugOnRelease(d);
         if (_dmaMap)
-            _mapper.Unmap(d->DmaAddr, (nuint)page.Size, _dmaDir);
+            UnmapTracked(d);
         d->PpMagic = 0;
         d->Pp = 0;
         d->DmaAddr = 0;
@@ -2267,6 +2279,9 @@ public sealed unsafe partial class PagePool : IDisposable
         {
             failed ??= e;
         }
+        // Pages still out keep no mapping to memory the pool no longer controls (page_pool_scrub since 6.15).
+        if (!IsFreed)
+            UnmapAllTracked(ref failed);
         if (!IsFreed)
         {
             var timer = new Timer(static s => ((PagePool)s!).ReleaseRetry(), this, Timeout.Infinite, Timeout.Infinite);
