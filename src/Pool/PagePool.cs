@@ -2143,6 +2143,9 @@ public sealed unsafe partial class PagePool : IDisposable
             AllocOverLimit = Volatile.Read(ref _allocOverLimit),
             Trimmed = Volatile.Read(ref _trimmed),
             BufferSize = BufferSize,
+            Interface = Options.Interface,
+            QueueIndex = Options.QueueIndex,
+            DetachTime = DetachTime,
         };
     }
 
@@ -2281,7 +2284,10 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         // Pages still out keep no mapping to memory the pool no longer controls (page_pool_scrub since 6.15).
         if (!IsFreed)
+        {
+            MarkDetached();
             UnmapAllTracked(ref failed);
+        }
         if (!IsFreed)
         {
             var timer = new Timer(static s => ((PagePool)s!).ReleaseRetry(), this, Timeout.Infinite, Timeout.Infinite);
@@ -2504,6 +2510,7 @@ public sealed unsafe partial class PagePool : IDisposable
             throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.MaxLen), o.MaxLen, $"MaxLen must be 0..{size}.");
         if (o.Offset < 0 || o.Offset >= size || (long)o.Offset + o.MaxLen > size)
             throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.Offset), o.Offset, $"Offset + MaxLen must fit in the {size}-byte buffer.");
+        ValidateIdentity(o);
     }
 
     // ---- hooks implemented by the debug/hardening part of the pool ----
