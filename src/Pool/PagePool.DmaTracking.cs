@@ -1,3 +1,4 @@
+using UnmanagedPool.Internal;
 using UnmanagedPool.Native;
 
 namespace UnmanagedPool;
@@ -44,6 +45,17 @@ public sealed unsafe partial class PagePool
             // Volatile: DmaMappedPages reads it without the lock.
             Volatile.Write(ref _dmaMappedCount, _dmaMappedCount + 1);
         }
+    }
+
+    /// <summary>
+    /// At creation: room for every page the pool keeps (ring, alloc cache, put buffer) and as many again in flight,
+    /// so that a pool in its steady state maps without growing the table (no managed allocation). Arbitrary.
+    /// </summary>
+    private void SizeDmaTable(int ringSize)
+    {
+        int size = 2 * (ringSize + AllocCacheSize + PerCpuCache.Capacity);
+        _dmaSlots = new nint[size];
+        _dmaFree = new int[size];
     }
 
     /// <summary>Doubles the table (the free stack with it). Under <see cref="_dmaLock"/>; cold.</summary>

@@ -303,6 +303,8 @@ public sealed unsafe partial class PagePool : IDisposable
         _ownsProvider = options.Provider == null;
         PoolSize = Math.Min(options.PoolSize, PagePoolOptions.MaxPoolSize);
         _ring = new PtrRing(PoolSize);
+        if (_dmaMap)
+            SizeDmaTable(PoolSize);
         int cpus = Math.Max(1, Environment.ProcessorCount);
         _perCpu = new PerCpuCache[cpus];
         _drainRevoked = new PutterState?[cpus];

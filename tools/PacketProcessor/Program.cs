@@ -61,13 +61,20 @@ public static class Program
             Description = "Redirected page-pool frames travel as XdpFrames returned with Xdp.ReturnFrameBulk (true, the kernel's way) or as bare pages returned with PagePool.PutPages (false).",
             DefaultValueFactory = _ => true,
         };
+        var rxBuffer = new Option<string>("--rx-buffer")
+        {
+            Description = "What each RX descriptor holds: page (a whole page), half or quarter (2048 or 1024 B pieces of pages the queue splits itself with FragmentPage, as mlx5).",
+            DefaultValueFactory = _ => "page",
+        };
+        rxBuffer.AcceptOnlyFromAmong("page", "half", "quarter");
+        var dmaMap = new Option<bool>("--dma-map") { Description = "Pools map their pages for the device (identity mapper); each received frame is synced for the CPU (SyncForCpu)." };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
         var quiet = new Option<bool>("--quiet") { Description = "No progress line." };
 
         var root = new RootCommand(
             "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.")
         {
-            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, json, quiet,
+            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, rxBuffer, dmaMap, json, quiet,
         };
         root.Validators.Add(r =>
         {
@@ -99,6 +106,8 @@ public static class Program
                 Pool = r.GetValue(pool) == "arraypool" ? BufferPoolKind.ArrayPool : BufferPoolKind.PagePool,
                 RingSize = r.GetValue(ring),
                 XdpFrames = r.GetValue(xdpFrames),
+                RxBuffer = r.GetValue(rxBuffer) switch { "half" => RxBufferKind.Half, "quarter" => RxBufferKind.Quarter, _ => RxBufferKind.Page },
+                DmaMap = r.GetValue(dmaMap),
             };
             return Execute(options, r.GetValue(json), r.GetValue(quiet), Console.Out, Console.Error);
         });
