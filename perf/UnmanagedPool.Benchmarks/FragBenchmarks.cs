@@ -61,6 +61,36 @@ public class FragBenchmarks
             c.PutPage(c.AllocFrag(256, out _));
     }
 
+    /// <summary>References a driver sets on a page it splits itself: mlx5's MLX5E_PAGECNT_BIAS_MAX (PAGE_SIZE / 64).</summary>
+    private const long SplitBias = 4096 / 64;
+
+    /// <summary>
+    /// The driver-split shape with 2 pieces per page (per piece): a page from the alloc cache, <c>FragmentPage</c>
+    /// once with the bias, both pieces handed out, the bias of the pieces never handed out drained with
+    /// <c>UnrefPage</c>, then each piece put back (the last recycles the page).
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit2() => DriverSplit(2);
+
+    /// <summary>The driver-split shape with 4 pieces per page (per piece).</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit4() => DriverSplit(4);
+
+    private void DriverSplit(int pieces)
+    {
+        PagePoolConsumer c = _consumer;
+        PagePool pool = _pool;
+        for (int i = 0; i < Ops; i += pieces)
+        {
+            NetMemRef page = c.AllocPage();
+            pool.FragmentPage(page, SplitBias);
+            // Every piece is out (posted to the device, received, handed to the stack): drop the rest of the bias.
+            pool.UnrefPage(page, SplitBias - pieces);
+            for (int k = 0; k < pieces; k++)
+                c.PutPage(page);
+        }
+    }
+
     /// <summary>A packet of three 1024-byte fragments built and freed (per packet).</summary>
     [Benchmark(OperationsPerInvoke = Ops)]
     public void Packet3Frags()

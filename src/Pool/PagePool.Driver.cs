@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using UnmanagedPool.Internal;
 using UnmanagedPool.Native;
 
@@ -70,6 +71,45 @@ public sealed unsafe partial class PagePool
         // other threads (a ring, a queue) publishes it to them.
         d->PpRefCount = nr;
     }
+
+    /// <summary>
+    /// Consumer thread only, from the handle's direct put after its fast paths failed: the put of one reference on
+    /// an ordinary page of this pool held by several (the pieces of a page split with <see cref="FragmentPage(NetMemRef, long)"/>, a
+    /// page shared with <see cref="RefPage(NetMemRef)"/>), as <c>page_pool_put_netmem</c>'s <c>page_pool_unref_and_test</c>:
+    /// one atomic decrement; the last reference recycles the page direct. False, with nothing changed, sends the
+    /// caller to the checked path: debug mode, no consumer bound, DMA sync, a disposed pool (all with the limit at
+    /// 0), a page that is not this pool's, the pool's own fragment page, or a count outside 2..FragBiasFloor.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // into the handle's slow call alone
+    internal bool TryConsumerUnrefShared(NetMemRef page, int dmaSyncSize)
+    {
+        // Plain read, as in TryConsumerPutRingFast: 0 in debug mode, with DMA sync, when unbound and after Dispose
+        // (a freed pool's descriptors are not touched).
+        if (_recycleLimit == 0 || _verifyHandles)
+            return false;
+        NetMem* d = page.Descriptor;
+        if (d == null || (Vector128.LoadUnsafe(ref d->PpMagic) ^ _ppIdentity) != Vector128<ulong>.Zero || (nint)d == _hot.Frag.Page)
+            return false;
+        // Volatile: other holders drop references concurrently; the range check needs the current count.
+        long count = Volatile.Read(ref d->PpRefCount);
+        if ((ulong)(count - 2) >= (ulong)(FragBiasFloor - 2))
+            return false;
+        // Interlocked: the other holders of the page drop their references concurrently; exactly one sees zero.
+        long left = Interlocked.Decrement(ref d->PpRefCount);
+        if (left > 0)
+            return true;
+        if (left < 0)
+        {
+            Interlocked.Increment(ref d->PpRefCount); // Interlocked: as above; undoes the extra put
+            PoolThrowHelper.ThrowDoublePut(page);
+        }
+        RecycleLastShared(d, dmaSyncSize);
+        return true;
+    }
+
+    /// <summary>The last reference of a shared page was dropped on the consumer thread: recycle it direct.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void RecycleLastShared(NetMem* d, int dmaSyncSize) => RecycleDirectUnrefed(d, dmaSyncSize);
 
     /// <summary><see cref="FragmentPage(NetMemRef, long)"/> for a raw address inside the page.</summary>
     public void FragmentPage(byte* address, long nr) => FragmentPage(ResolveAddress(address), nr);

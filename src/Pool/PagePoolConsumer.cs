@@ -93,6 +93,9 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void RecycleDirectSlow(PagePool pool, int binding, int threadId, NetMemRef page, int dmaSyncSize)
     {
+        // A piece of a page the caller split itself (FragmentPage): one atomic decrement, before any other check.
+        if (pool.TryConsumerUnrefShared(page, dmaSyncSize))
+            return;
         Verify(pool, binding, threadId);
         pool.ConsumerRecycleDirectSlow(page, dmaSyncSize);
     }

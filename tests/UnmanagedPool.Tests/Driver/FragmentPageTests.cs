@@ -151,6 +151,44 @@ public unsafe class FragmentPageTests
     }
 
     [Fact]
+    public void The_consumer_handle_puts_pieces_with_one_atomic_each_and_the_last_recycles_direct()
+    {
+        // page_pool_put_netmem -> page_pool_unref_and_test on every piece; the last one recycles into the cache.
+        using var pool = new PagePool(new PagePoolOptions());
+        var consumer = pool.BindConsumer();
+        var page = consumer.AllocPage();
+        pool.FragmentPage(page, 3);
+        var before = pool.GetStats();
+        consumer.PutPage(page);
+        consumer.RecycleDirect(page);
+        Assert.Equal(1, page.Value.PpRefCount);
+        StatsAssert.Moved(before, pool.GetStats());
+        consumer.PutPage(page);
+        StatsAssert.Moved(before, pool.GetStats(), ("RecycleCached", 1));
+        var e = Assert.Throws<InvalidOperationException>(() => consumer.PutPage(page));
+        Assert.Contains("double put", e.Message);
+        Assert.Equal(0, page.Value.PpRefCount);
+        Assert.Equal(page, consumer.AllocPage());
+        consumer.RecycleDirect(page);
+    }
+
+    [Fact]
+    public void A_split_page_whose_last_piece_comes_back_after_dispose_is_released_not_recycled()
+    {
+        var pool = new PagePool(new PagePoolOptions());
+        var consumer = pool.BindConsumer();
+        var page = consumer.AllocPage();
+        pool.FragmentPage(page, 2);
+        consumer.PutPage(page);
+        pool.Dispose();
+        Assert.False(pool.IsFreed);
+        Assert.Equal(1, pool.InFlight);
+        pool.PutPage(page);
+        Assert.True(pool.IsFreed);
+        Assert.Equal(0, pool.InFlight);
+    }
+
+    [Fact]
     public void In_debug_mode_a_split_page_is_checked_and_recycled_once()
     {
         using var pool = new PagePool(new PagePoolOptions { DebugMode = true });
