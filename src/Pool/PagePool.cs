@@ -1722,7 +1722,32 @@ public sealed unsafe partial class PagePool : IDisposable
             d->PpRefCount = 0;
             return 0;
         }
-        return UnrefSlow(d, nr);
+        // A driver's drain of a page it split (FragmentPage): one atomic, and the rare outcomes out of line.
+        // Interlocked: the holders of the pieces drop their references concurrently; exactly one side sees zero.
+        long left = Interlocked.Add(ref d->PpRefCount, -nr);
+        if ((ulong)left > (ulong)FragBiasFloor)
+            return UnrefUndoOrCheck(d, nr, left);
+        return left;
+    }
+
+    /// <summary>
+    /// <see cref="UnrefNetmem"/> left a negative count (more references dropped than held) or one that still carries
+    /// the pool's fragment bias: undo and throw as <see cref="UnrefSlow"/> does, or return the count.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static long UnrefUndoOrCheck(NetMem* d, long nr, long left)
+    {
+        if (left < 0)
+        {
+            Interlocked.Add(ref d->PpRefCount, nr); // Interlocked: as in UnrefSlow
+            PoolThrowHelper.ThrowDoublePut(new NetMemRef(d));
+        }
+        if (FragOverReleased(d, left))
+        {
+            Interlocked.Add(ref d->PpRefCount, nr); // Interlocked: as in UnrefSlow
+            FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
+        }
+        return left;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

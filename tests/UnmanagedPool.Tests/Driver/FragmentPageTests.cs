@@ -71,6 +71,22 @@ public unsafe class FragmentPageTests
         StatsAssert.Moved(before, pool.GetStats(), ("RecycleCached", 1));
     }
 
+    [Fact]
+    public void A_drain_of_more_references_than_the_split_page_holds_throws_and_leaves_the_count()
+    {
+        // page_pool_unref_netmem may not take pp_ref_count below zero: the pool refuses and keeps the page.
+        using var pool = new PagePool(new PagePoolOptions());
+        var page = pool.AllocPage();
+        pool.FragmentPage(page, 8);
+        pool.PutPage(page);
+        var e = Assert.Throws<InvalidOperationException>(() => pool.UnrefPage(page, 8));
+        Assert.Contains("double put", e.Message);
+        Assert.Equal(7, page.Value.PpRefCount);
+        Assert.Equal(1, pool.UnrefPage(page, 6));
+        pool.RecycleDirect(page);
+        Assert.Equal(0, pool.InFlight - pool.GetStats().Pooled);
+    }
+
     [Theory]
     [InlineData(0L)]
     [InlineData(-1L)]
