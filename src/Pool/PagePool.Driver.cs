@@ -61,15 +61,24 @@ public sealed unsafe partial class PagePool
         if ((ulong)(nr - 1) >= (ulong)BiasMax)
             DriverThrowHelper.ThrowFragmentCount(nr);
         NetMem* d = CheckOwned(page);
-        // Volatile: the frag states belong to other contexts; a page that is (or just was) being cut is refused.
-        if ((nint)d == Volatile.Read(ref _hot.Frag.Page) || (nint)d == Volatile.Read(ref _sharedFrag.Page))
-            DriverThrowHelper.ThrowFragmentPoolFragPage(page);
-        // Volatile: another holder would be dropping a reference concurrently; we need the current count.
+        // Volatile: another holder would be dropping a reference concurrently; we need the current count. A page the
+        // pool is cutting fragments from carries the pool's bias, never 1, so this test refuses it too.
         if (Volatile.Read(ref d->PpRefCount) != 1)
-            DriverThrowHelper.ThrowFragmentNotWhole(page);
+            ThrowFragmentRefused(page);
         // Plain write: the caller holds the only reference, so no one else touches the count; handing the pieces to
         // other threads (a ring, a queue) publishes it to them.
         d->PpRefCount = nr;
+    }
+
+    /// <summary>Why <see cref="FragmentPage(NetMemRef, long)"/> refuses a page that is not held whole by one reference.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowFragmentRefused(NetMemRef page)
+    {
+        // Volatile: the frag states belong to other contexts; a page that is (or just was) being cut is named so.
+        nint d = (nint)page.Descriptor;
+        if (d == Volatile.Read(ref _hot.Frag.Page) || d == Volatile.Read(ref _sharedFrag.Page))
+            DriverThrowHelper.ThrowFragmentPoolFragPage(page);
+        DriverThrowHelper.ThrowFragmentNotWhole(page);
     }
 
     /// <summary>
