@@ -61,6 +61,63 @@ public class FragBenchmarks
             c.PutPage(c.AllocFrag(256, out _));
     }
 
+    /// <summary>References a driver sets on a page it splits itself: mlx5's MLX5E_PAGECNT_BIAS_MAX (PAGE_SIZE / 64).</summary>
+    private const long SplitBias = 4096 / 64;
+
+    /// <summary>
+    /// The driver-split shape, 2 pieces per page (per piece), as mlx5's XDP_DROP: a page from the alloc cache,
+    /// <c>FragmentPage</c> once with the bias, both pieces received and dropped back to the driver (their references
+    /// stay in the bias), then the drain: <c>UnrefPage</c> of all but the driver's last reference, which recycles
+    /// the page direct.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit2() => DriverSplitDrop(2);
+
+    /// <summary>The driver-split shape, 4 pieces per page (per piece), as <see cref="DriverSplit2"/>.</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit4() => DriverSplitDrop(4);
+
+    /// <summary>
+    /// The driver-split shape, 2 pieces per page (per piece), with each piece handed to its user (as XDP_PASS or
+    /// a redirect): <c>FragmentPage</c>, the drain of the pieces never handed out with <c>UnrefPage</c>, then one
+    /// put per piece (the last recycles the page).
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit2Put() => DriverSplitPut(2);
+
+    /// <summary>The driver-split shape with puts, 4 pieces per page (per piece).</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit4Put() => DriverSplitPut(4);
+
+    private void DriverSplitDrop(int pieces)
+    {
+        PagePoolConsumer c = _consumer;
+        PagePool pool = _pool;
+        for (int i = 0; i < Ops; i += pieces)
+        {
+            NetMemRef page = c.AllocPage();
+            pool.FragmentPage(page, SplitBias);
+            // Every piece came back to the driver: drop the bias but the last reference, and recycle with that one.
+            pool.UnrefPage(page, SplitBias - 1);
+            c.RecycleDirect(page);
+        }
+    }
+
+    private void DriverSplitPut(int pieces)
+    {
+        PagePoolConsumer c = _consumer;
+        PagePool pool = _pool;
+        for (int i = 0; i < Ops; i += pieces)
+        {
+            NetMemRef page = c.AllocPage();
+            pool.FragmentPage(page, SplitBias);
+            // Every piece is out with a user: drop the rest of the bias; the users' puts recycle the page.
+            pool.UnrefPage(page, SplitBias - pieces);
+            for (int k = 0; k < pieces; k++)
+                c.PutPage(page);
+        }
+    }
+
     /// <summary>A packet of three 1024-byte fragments built and freed (per packet).</summary>
     [Benchmark(OperationsPerInvoke = Ops)]
     public void Packet3Frags()

@@ -34,6 +34,30 @@ public interface IStressPool : IDisposable
     NetMemRef AllocFrag(int size, out int offset);
 #endif
 
+    /// <summary>
+    /// Consumer thread only: the kernel's <c>page_pool_fragment_netmem</c> on a whole page this thread allocated
+    /// (<see cref="PagePool.FragmentPage(NetMemRef, long)"/>).
+    /// </summary>
+    void FragmentPage(NetMemRef page, long nr) => OwnerOf(page).FragmentPage(page, nr);
+
+    /// <summary>
+    /// Consumer thread only: a driver done with a page it split drops the <paramref name="unusedReferences"/> of the
+    /// pieces it never handed out or dropped itself (mlx5e_page_release_fragmented); the pieces handed out keep the
+    /// page until their puts. This drains all but one reference with <see cref="PagePool.UnrefPage(NetMemRef, long)"/>
+    /// and puts that one, so the page is recycled if no piece is out.
+    /// </summary>
+    void ReleaseSplitPage(NetMemRef page, long unusedReferences)
+    {
+        if (unusedReferences > 1)
+            OwnerOf(page).UnrefPage(page, unusedReferences - 1);
+        Put(page, allowDirect: true);
+    }
+
+    /// <summary>The live pool a page belongs to.</summary>
+    /// <exception cref="InvalidOperationException">The page is no live pool's.</exception>
+    protected static PagePool OwnerOf(NetMemRef page) =>
+        PagePool.FromPage(page) ?? throw new InvalidOperationException($"Page {page} belongs to no live pool.");
+
     /// <summary>The pool's counters.</summary>
     PagePoolStats GetStats();
 
@@ -91,6 +115,17 @@ public sealed class PagePoolStressPool : IStressPool
     /// <inheritdoc />
     public NetMemRef AllocFrag(int size, out int offset) => _consumer.AllocFrag(size, out offset);
 #endif
+
+    /// <inheritdoc />
+    public void FragmentPage(NetMemRef page, long nr) => _pool.FragmentPage(page, nr);
+
+    /// <inheritdoc />
+    public void ReleaseSplitPage(NetMemRef page, long unusedReferences)
+    {
+        if (unusedReferences > 1)
+            _pool.UnrefPage(page, unusedReferences - 1);
+        _consumer.PutPage(page);
+    }
 
     /// <inheritdoc />
     public PagePoolStats GetStats() => _pool.GetStats();

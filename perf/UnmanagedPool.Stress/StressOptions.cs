@@ -21,6 +21,11 @@ public enum StressOp
     Cross,
     /// <summary>Create a pool, spread its pages over threads, dispose it while they are in flight.</summary>
     Dispose,
+    /// <summary>
+    /// A page the worker splits itself as a NIC driver does: <c>FragmentPage</c> with a bias, some pieces handed out
+    /// (held here or sent to another thread), the rest dropped and drained with <c>UnrefPage</c>.
+    /// </summary>
+    Split,
 }
 
 /// <summary>Settings of one stress run.</summary>
@@ -74,6 +79,7 @@ public sealed class StressOptions
         mix[(int)StressOp.Bulk] = 4;
         mix[(int)StressOp.Cross] = 10;
         mix[(int)StressOp.Dispose] = 0.02;
+        mix[(int)StressOp.Split] = 4;
         if (FragmentsAvailable)
         {
             mix[(int)StressOp.Frag] = 8;
@@ -91,7 +97,7 @@ public sealed class StressOptions
 
     /// <summary>
     /// Parses <c>--mix</c>: <c>all</c>, or a comma-separated list of <c>name</c> or <c>name=weight</c>, names being
-    /// alloc, put, direct, bulk, frag, packet, cross-thread-put (or cross), dispose (or dispose-in-flight). A name
+    /// alloc, put, direct, bulk, frag, packet, cross-thread-put (or cross), dispose (or dispose-in-flight), split. A name
     /// without a weight takes its default weight. Fragment operations in a build without them are reported in
     /// <paramref name="notes"/> and skipped.
     /// </summary>
@@ -124,7 +130,8 @@ public sealed class StressOptions
                 "packet" => StressOp.Packet,
                 "cross" or "cross-thread" or "cross-thread-put" => StressOp.Cross,
                 "dispose" or "dispose-in-flight" => StressOp.Dispose,
-                _ => throw new FormatException($"--mix: unknown operation '{name}' (known: alloc, put, direct, bulk, frag, packet, cross-thread-put, dispose)."),
+                "split" => StressOp.Split,
+                _ => throw new FormatException($"--mix: unknown operation '{name}' (known: alloc, put, direct, bulk, frag, packet, cross-thread-put, dispose, split)."),
             };
             if (op is StressOp.Frag or StressOp.Packet && !FragmentsAvailable)
             {

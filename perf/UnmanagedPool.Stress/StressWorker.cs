@@ -122,6 +122,7 @@ internal sealed unsafe partial class StressWorker
                     case StressOp.Dispose: DoDispose(); break;
                     case StressOp.Frag: DoFrag(); break;
                     case StressOp.Packet: DoPacket(); break;
+                    case StressOp.Split: DoSplit(); break;
                 }
                 OpCounts[(int)op]++;
                 // Volatile: the progress line reads it from the main thread.

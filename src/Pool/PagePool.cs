@@ -291,6 +291,7 @@ public sealed unsafe partial class PagePool : IDisposable
         _initArg = options.InitArg;
         _nid = options.NumaNode;
         _debug = options.DebugMode;
+        _verifyHandles = _debug;
         _putBufferData = (nint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_putBuffer));
         _recycleLimit = _debug || _dmaSync ? 0 : AllocCacheSize;
         // Debug mode checks every allocation and put on the slow paths; DMA sync needs a sync on every put.
@@ -302,6 +303,8 @@ public sealed unsafe partial class PagePool : IDisposable
         _ownsProvider = options.Provider == null;
         PoolSize = Math.Min(options.PoolSize, PagePoolOptions.MaxPoolSize);
         _ring = new PtrRing(PoolSize);
+        if (_dmaMap)
+            SizeDmaTable(PoolSize);
         int cpus = Math.Max(1, Environment.ProcessorCount);
         _perCpu = new PerCpuCache[cpus];
         _drainRevoked = new PutterState?[cpus];
@@ -391,6 +394,9 @@ public sealed unsafe partial class PagePool : IDisposable
         Volatile.Write(ref _consumerThreadId, tid);
         // Interlocked: BindConsumer may race itself from two threads; each handle gets its own number.
         int binding = Interlocked.Increment(ref _binding);
+        // Volatile: UnbindConsumer may have run on the thread that gave the queue up.
+        if (Volatile.Read(ref _unbound) != 0)
+            ResumeAfterUnbind();
         return new PagePoolConsumer(this, tid, binding);
     }
 
@@ -987,8 +993,9 @@ public sealed unsafe partial class PagePool : IDisposable
                     page.PutPage();
                     return false;
                 }
-                mapped = true;
                 d->DmaAddr = dma;
+                TrackDma(d);
+                mapped = true;
                 if (_dmaSync)
                     _mapper.SyncForDevice(dma + (ulong)_offset, (nuint)_maxLen, _dmaDir);
             }
@@ -1002,7 +1009,7 @@ public sealed unsafe partial class PagePool : IDisposable
             try
             {
                 if (mapped)
-                    _mapper.Unmap(d->DmaAddr, (nuint)page.Size, _dmaDir);
+                    UnmapTracked(d);
             }
             finally
             {
@@ -1962,6 +1969,13 @@ public sealed unsafe partial class PagePool : IDisposable
     {
         if (!CanRecycle(d, dmaSyncSize))
             return;
+        // Plain read: DisableDirectRecycling sets it once, with the consumer quiescent or on this thread. Refused
+        // direct recycling is a put without allowDirect (the ring), not a full cache.
+        if (_directRecyclingDisabled != 0)
+        {
+            ConsumerRecycleInRing(d);
+            return;
+        }
         int count = CacheCount;
         if ((uint)count < AllocCacheSize)
         {
@@ -2266,7 +2280,7 @@ public sealed unsafe partial class PagePool : IDisposable
         if (_debug)
             DebugOnRelease(d);
         if (_dmaMap)
-            _mapper.Unmap(d->DmaAddr, (nuint)page.Size, _dmaDir);
+            UnmapTracked(d);
         d->PpMagic = 0;
         d->Pp = 0;
         d->DmaAddr = 0;
@@ -2329,6 +2343,9 @@ public sealed unsafe partial class PagePool : IDisposable
             AllocOverLimit = Volatile.Read(ref _allocOverLimit),
             Trimmed = Volatile.Read(ref _trimmed),
             BufferSize = BufferSize,
+            Interface = Options.Interface,
+            QueueIndex = Options.QueueIndex,
+            DetachTime = DetachTime,
         };
     }
 
@@ -2464,6 +2481,12 @@ public sealed unsafe partial class PagePool : IDisposable
         catch (Exception e)
         {
             failed ??= e;
+        }
+        // Pages still out keep no mapping to memory the pool no longer controls (page_pool_scrub since 6.15).
+        if (!IsFreed)
+        {
+            MarkDetached();
+            UnmapAllTracked(ref failed);
         }
         if (!IsFreed)
         {
@@ -2687,6 +2710,7 @@ public sealed unsafe partial class PagePool : IDisposable
             throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.MaxLen), o.MaxLen, $"MaxLen must be 0..{size}.");
         if (o.Offset < 0 || o.Offset >= size || (long)o.Offset + o.MaxLen > size)
             throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.Offset), o.Offset, $"Offset + MaxLen must fit in the {size}-byte buffer.");
+        ValidateIdentity(o);
     }
 
     // ---- hooks implemented by the debug/hardening part of the pool ----

@@ -93,6 +93,9 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void RecycleDirectSlow(PagePool pool, int binding, int threadId, NetMemRef page, int dmaSyncSize)
     {
+        // A piece of a page the caller split itself (FragmentPage): one atomic decrement, before any other check.
+        if (pool.TryConsumerUnrefShared(page, dmaSyncSize))
+            return;
         Verify(pool, binding, threadId);
         pool.ConsumerRecycleDirectSlow(page, dmaSyncSize);
     }
@@ -182,17 +185,22 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
         return page;
     }
 
-    /// <summary>In debug mode: throws unless the calling thread is the handle's and the handle is still current.</summary>
+    /// <summary>
+    /// In debug mode, and while the pool has no consumer (<see cref="PagePool.UnbindConsumer"/>): throws unless the
+    /// calling thread is the handle's and the handle is still current.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Verify(PagePool pool, int binding, int threadId)
     {
-        if (pool.DebugMode)
+        if (pool.VerifyHandles)
             VerifyBinding(pool, binding, threadId);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void VerifyBinding(PagePool pool, int binding, int threadId)
     {
+        if (pool.IsUnbound)
+            DriverThrowHelper.ThrowUnbound(pool.Id);
         if (Environment.CurrentManagedThreadId != threadId)
             throw new InvalidOperationException(
                 $"PagePool {pool.Id}: consumer handle bound to thread {threadId} used on thread {Environment.CurrentManagedThreadId}.");

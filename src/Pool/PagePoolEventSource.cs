@@ -194,17 +194,24 @@ public sealed unsafe partial class PagePoolEventSource : EventSource
     /// One pool's counters (the kernel's <c>page_pool_get_stats</c> plus hold/release, as netlink
     /// <c>page-pool-get</c> and <c>ethtool -S</c> show them), written periodically under <see cref="Keywords.Stats"/>.
     /// </summary>
-    [Event(EventIds.PoolStats, Level = EventLevel.Informational, Keywords = Keywords.Stats)]
+    /// <remarks>
+    /// Version 1 adds the pool's identity as netlink reports it: <paramref name="interfaceName"/> (empty for none),
+    /// <paramref name="queueIndex"/> (-1 for none) and <paramref name="detachTime"/> (Unix seconds, 0 while not detached).
+    /// </remarks>
+    [Event(EventIds.PoolStats, Level = EventLevel.Informational, Keywords = Keywords.Stats, Version = 1)]
     public void PoolStats(long sequence, long poolId, string name, long allocFast, long allocSlow,
         long allocSlowHighOrder, long allocEmpty, long allocRefill, long allocWaive, long recycleCached,
         long recycleCacheFull, long recycleRing, long recycleRingFull, long recycleReleasedRefcnt, long hold,
-        long release, long inflight, long pooled, int bufferSize, int order, int nid, bool destroying)
+        long release, long inflight, long pooled, int bufferSize, int order, int nid, bool destroying,
+        string interfaceName, int queueIndex, long detachTime)
     {
         int destroyingValue = destroying ? 1 : 0;
         name ??= string.Empty;
+        interfaceName ??= string.Empty;
         fixed (char* pName = name)
+        fixed (char* pInterface = interfaceName)
         {
-            EventData* data = stackalloc EventData[22];
+            EventData* data = stackalloc EventData[25];
             Set(ref data[0], &sequence);
             Set(ref data[1], &poolId);
             SetString(ref data[2], pName, name);
@@ -228,7 +235,10 @@ public sealed unsafe partial class PagePoolEventSource : EventSource
             Set(ref data[20], &nid);
             // EventSource writes bool as a 4-byte Win32 BOOL.
             Set(ref data[21], &destroyingValue);
-            WriteEventCore(EventIds.PoolStats, 22, data);
+            SetString(ref data[22], pInterface, interfaceName);
+            Set(ref data[23], &queueIndex);
+            Set(ref data[24], &detachTime);
+            WriteEventCore(EventIds.PoolStats, 25, data);
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 
@@ -6,7 +7,8 @@ namespace UnmanagedPool;
 /// <summary>
 /// The pool's <see cref="Meter"/>, named <c>UnmanagedPool.PagePool</c>: observable instruments for the eleven
 /// <c>page_pool_get_stats</c> counters, hold, release, inflight and pooled memory, one measurement per live pool
-/// tagged <c>pool.id</c> and <c>pool.name</c>. The callbacks run only when a listener collects
+/// tagged <c>pool.id</c> and <c>pool.name</c>, plus what netlink <c>page-pool-get</c> reports when the pool has
+/// it: <c>pool.interface</c>, <c>pool.queue</c> and <c>pool.detach_time</c> (Unix seconds; see <see cref="PagePool.DetachTime"/>). The callbacks run only when a listener collects
 /// (<c>dotnet-counters monitor --counters UnmanagedPool.PagePool</c>), so nothing is paid while nobody listens.
 /// </summary>
 /// <remarks>
@@ -91,9 +93,20 @@ public static class PagePoolMeter
         {
             if (!ReferenceEquals(pool.Options.MeterFactory, factory))
                 continue;
-            result.Add(new Measurement<long>(read(pool.GetStats()),
-                new KeyValuePair<string, object?>("pool.id", pool.Id),
-                new KeyValuePair<string, object?>("pool.name", pool.Name)));
+            PagePoolStats stats = pool.GetStats();
+            // The identity netlink reports (ifindex, queue) as tags, present when the pool was given one.
+            var tags = new TagList
+            {
+                { "pool.id", pool.Id },
+                { "pool.name", pool.Name },
+            };
+            if (stats.Interface != null)
+                tags.Add("pool.interface", stats.Interface);
+            if (stats.QueueIndex is { } queue)
+                tags.Add("pool.queue", queue);
+            if (stats.DetachTime is { } detached)
+                tags.Add("pool.detach_time", detached.ToUnixTimeSeconds());
+            result.Add(new Measurement<long>(read(stats), in tags));
         }
         return result;
     }

@@ -55,6 +55,16 @@ public sealed class PagePoolOptions
     public System.Diagnostics.Metrics.IMeterFactory? MeterFactory { get; set; }
 
     /// <summary>
+    /// The interface the pool serves, by name (<c>eth0</c>) or index (<c>3</c>): the kernel's <c>netdev</c>, which
+    /// netlink <c>page-pool-get</c> reports as <c>ifindex</c>. Null for none. Carried by
+    /// <see cref="PagePool.GetStats"/>, the statistics events, the meter's tags and <c>PoolStat show</c>.
+    /// </summary>
+    public string? Interface { get; set; }
+
+    /// <summary>The RX queue the pool serves (the kernel's <c>queue_idx</c>), or null for none.</summary>
+    public int? QueueIndex { get; set; }
+
+    /// <summary>
     /// The page provider to take pages from; when null the pool creates its own and frees it on final release.
     /// A shared provider lets several pools draw from one set of regions.
     /// </summary>

@@ -67,4 +67,13 @@ public readonly record struct PagePoolStats
 
     /// <summary>Bytes per buffer (4096 &lt;&lt; order).</summary>
     public int BufferSize { get; init; }
+
+    /// <summary>The interface the pool serves (netlink <c>ifindex</c>; <see cref="PagePoolOptions.Interface"/>), or null.</summary>
+    public string? Interface { get; init; }
+
+    /// <summary>The RX queue the pool serves (<see cref="PagePoolOptions.QueueIndex"/>), or null.</summary>
+    public int? QueueIndex { get; init; }
+
+    /// <summary>Netlink <c>detach-time</c>: when the pool was disposed with pages in flight (<see cref="PagePool.DetachTime"/>), or null.</summary>
+    public DateTimeOffset? DetachTime { get; init; }
 }

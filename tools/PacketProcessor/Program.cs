@@ -51,6 +51,13 @@ public static class Program
             Description = "With --program redirect and --pool pagepool: redirected frames travel as XdpFrames returned with Xdp.ReturnFrameBulk (true, the kernel's way) or as bare pages returned with PagePool.PutPages (false, written --xdp-frames false).",
             DefaultValueFactory = _ => true,
         };
+        var rxBuffer = new Option<string>("--rx-buffer")
+        {
+            Description = "What each RX descriptor holds: page (a whole page), half or quarter (2048 or 1024 B pieces of pages the queue splits itself with FragmentPage, as mlx5).",
+            DefaultValueFactory = _ => "page",
+        };
+        rxBuffer.AcceptOnlyFromAmong("page", "half", "quarter");
+        var dmaMap = new Option<bool>("--dma-map") { Description = "Pools map their pages for the device (identity mapper); each received frame is synced for the CPU (SyncForCpu)." };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
         var quiet = new Option<bool>("--quiet") { Description = "No progress line." };
 
@@ -58,7 +65,7 @@ public static class Program
             "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.\n" +
             "Exit codes: 0 done; 1 the interface does not exist; 2 usage or value error; 3 AF_PACKET needs root or CAP_NET_RAW; 4 another system error opening the driver; 5 buffers were not given back.")
         {
-            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, json, quiet,
+            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, rxBuffer, dmaMap, json, quiet,
         };
         root.Validators.Add(r =>
         {
@@ -90,6 +97,8 @@ public static class Program
                 Pool = r.GetValue(pool) == "arraypool" ? BufferPoolKind.ArrayPool : BufferPoolKind.PagePool,
                 RingSize = r.GetValue(ring),
                 XdpFrames = r.GetValue(xdpFrames),
+                RxBuffer = r.GetValue(rxBuffer) switch { "half" => RxBufferKind.Half, "quarter" => RxBufferKind.Quarter, _ => RxBufferKind.Page },
+                DmaMap = r.GetValue(dmaMap),
             };
             if (options.Validate() is { } error)
                 throw ToolException.Usage(error);

@@ -27,6 +27,22 @@ internal sealed record PoolSnapshot
     public int Order { get; init; }
     public int Nid { get; init; }
     public bool Destroying { get; init; }
+    public string? Interface { get; init; }
+    public int? QueueIndex { get; init; }
+    public DateTimeOffset? DetachTime { get; init; }
+
+    /// <summary>The identity netlink <c>page-pool-get</c> shows (ifindex, queue, detach-time), or "" when none is set.</summary>
+    public string Identity()
+    {
+        var parts = new List<string>();
+        if (Interface != null)
+            parts.Add($"if {Interface}");
+        if (QueueIndex is { } q)
+            parts.Add($"queue {q}");
+        if (DetachTime is { } t)
+            parts.Add($"detached {t.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z");
+        return string.Join(", ", parts);
+    }
 
     [JsonIgnore]
     public long Sequence { get; init; }
@@ -76,6 +92,10 @@ internal sealed record PoolSnapshot
         Order = (int)Long(e, "order"),
         Nid = (int)Long(e, "nid"),
         Destroying = Long(e, "destroying") != 0,
+        // Version 1 of the event; an older process writes none of them.
+        Interface = e.PayloadByName("interfaceName") is string { Length: > 0 } ifname ? ifname : null,
+        QueueIndex = e.PayloadByName("queueIndex") is null || Long(e, "queueIndex") < 0 ? null : (int)Long(e, "queueIndex"),
+        DetachTime = Long(e, "detachTime") is > 0 and var seconds ? DateTimeOffset.FromUnixTimeSeconds(seconds) : null,
     };
 
     public static long Long(TraceEvent e, string name) => e.PayloadByName(name) switch

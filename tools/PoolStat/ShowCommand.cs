@@ -90,7 +90,8 @@ internal static class ShowCommand
         foreach (PoolSnapshot p in pools)
         {
             string state = p.Destroying ? " [yellow](destroying)[/]" : "";
-            table.AddColumn(new TableColumn($"{p.Id} {Markup.Escape(p.Name)}{state}\n[grey]order {p.Order}, nid {p.Nid}, {p.BufferSize} B[/]").RightAligned());
+            string identity = p.Identity() is { Length: > 0 } id ? $"\n[grey]{Markup.Escape(id)}[/]" : "";
+            table.AddColumn(new TableColumn($"{p.Id} {Markup.Escape(p.Name)}{state}\n[grey]order {p.Order}, nid {p.Nid}, {p.BufferSize} B[/]{identity}").RightAligned());
         }
         var rows = pools[0].Counters().Select(c => c.Name).ToList();
         var before = previous?.ToDictionary(p => p.Id);

@@ -32,7 +32,7 @@ public static class Report
         string source = o.Driver == DriverKind.Synthetic ? $"synthetic NIC, frames {o.Mix}" : $"afpacket on {o.Interface}";
         string port = o.Port != 0 ? $" --port {o.Port}" : "";
         return string.Create(Inv,
-            $"PacketProcessor: {source}; program {ProgramNames.Name(o.Program)}{port}; {o.Queues} queue{(o.Queues == 1 ? "" : "s")}, ring {o.RingSize}, budget {QueueBase.RefillBatch}; {(o.Pool == BufferPoolKind.PagePool ? "PagePool per queue" : "ArrayPool<byte>.Shared")} buffers; {o.Duration.TotalSeconds:0.#} s");
+            $"PacketProcessor: {source}; program {ProgramNames.Name(o.Program)}{port}; {o.Queues} queue{(o.Queues == 1 ? "" : "s")}, ring {o.RingSize}, budget {QueueBase.RefillBatch}; {(o.Pool == BufferPoolKind.PagePool ? "PagePool per queue" : "ArrayPool<byte>.Shared")} buffers{(o.RxBuffer != RxBufferKind.Page ? $" ({o.RxBuffer.Name()} pages)" : "")}{(o.DmaMap ? ", DMA-mapped" : "")}; {o.Duration.TotalSeconds:0.#} s");
     }
 
     /// <summary>The final summary as plain text (what <see cref="WriteSummary"/> writes to a file or a pipe).</summary>
@@ -101,6 +101,7 @@ public static class Report
             Row(pool, "hold", q => S(q).Hold);
             Row(pool, "release", q => S(q).Release);
             Row(pool, "inflight", q => S(q).InFlight);
+            Row(pool, "pages taken for RX", q => q.RxPages);
             console.Write(pool);
         }
         else
@@ -112,6 +113,8 @@ public static class Report
             console.Write(arrays);
         }
         console.WriteLine();
+        if (r.Options.Pool == BufferPoolKind.PagePool)
+            console.Line(string.Create(Inv, $"Pages per frame: {r.PagesPerFrame:0.000} ({r.Options.RxBuffer.Name()} buffers)."));
         console.Line(string.Create(Inv, $"Managed allocations while running: {r.AllocatedBytes:N0} bytes, {r.Gen0Collections} gen-0 GCs."));
         if (r.InFlight == 0)
             console.Line("InFlight 0 on every queue: every buffer went back where it came from.", "green");
@@ -134,6 +137,9 @@ public static class Report
                 w.WriteString("interface", o.Interface);
             w.WriteString("program", ProgramNames.Name(o.Program));
             w.WriteNumber("port", o.Port);
+            w.WriteString("rxBuffer", o.RxBuffer.Name());
+            w.WriteBoolean("dmaMap", o.DmaMap);
+            w.WriteNumber("pagesPerFrame", r.PagesPerFrame);
             w.WriteNumber("queues", o.Queues);
             w.WriteString("pool", o.Pool == BufferPoolKind.PagePool ? "pagepool" : "arraypool");
             w.WriteString("mix", o.Mix.ToString());

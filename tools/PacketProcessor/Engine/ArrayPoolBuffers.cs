@@ -32,6 +32,12 @@ internal struct ArrayPoolBuffers : IBufferOps
         return slots.Length;
     }
 
+    /// <summary>Arrays are never mapped for a device: nothing to sync.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void SyncForCpu(ref RxBuf b)
+    {
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public readonly void Recycle(ref RxBuf b)
     {

@@ -15,6 +15,12 @@ internal interface IBufferOps
     /// <summary>Bulk allocation: posts buffers into <paramref name="slots"/>; returns how many.</summary>
     int Refill(Span<RxBuf> slots);
 
+    /// <summary>
+    /// Before the program reads a received frame: the kernel's <c>page_pool_dma_sync_for_cpu</c> on the bytes the
+    /// device wrote, when the buffers are mapped for a device.
+    /// </summary>
+    void SyncForCpu(ref RxBuf b);
+
     /// <summary>XDP_DROP and TX completion on this queue: the buffer goes straight back (recycle_direct).</summary>
     void Recycle(ref RxBuf b);
 

@@ -9,6 +9,14 @@ namespace PacketProcessor.Engine;
 /// passes as <see cref="Packet"/>s marked for recycling, redirects as <see cref="XdpFrame"/>s returned in bulk
 /// (<see cref="Xdp.ReturnFrameBulk"/>) by the transmitting thread.
 /// </summary>
+/// <remarks>
+/// With 2 or 4 pieces per page the queue splits pages itself as mlx5 does (mlx5e_page_alloc_fragmented and
+/// mlx5e_page_release_fragmented): <see cref="PagePool.FragmentPage(NetMemRef, long)"/> sets a bias of
+/// <see cref="SplitBias"/> references once per page, each descriptor gets one piece (one reference, put by
+/// whoever finishes with the frame), and when the last piece is posted the references of the pieces never handed
+/// out are dropped with <see cref="PagePool.UnrefPage(NetMemRef, long)"/>. The last piece to come back recycles
+/// the page.
+/// </remarks>
 internal unsafe struct PagePoolBuffers : IBufferOps
 {
     private QueueBase _queue;
@@ -18,15 +26,39 @@ internal unsafe struct PagePoolBuffers : IBufferOps
     private Packet[] _freePackets;
     private int _freeCount;
     private bool _xdpFrames;
+    private PagePool _pool;
+    private int _pieces;            // RX buffers per page: 1, 2 or 4
+    private int _pieceSize;         // bytes per RX buffer
+    private bool _dmaMap;
+    private NetMemRef _splitPage;   // the page pieces are being cut from (split mode), Null when none
+    private int _splitNext;         // pieces of it posted so far
 
-    public readonly int BufferSize => PageConstants.PageSize;
+    /// <summary>
+    /// References set on a page the queue splits: mlx5's MLX5E_PAGECNT_BIAS_MAX (PAGE_SIZE / 64). More than the
+    /// pieces a page has, so the count never reaches zero before the drain; small enough that a put never meets the
+    /// pool's own fragment bias checks.
+    /// </summary>
+    public const long SplitBias = PageConstants.PageSize / 64;
+
+    public readonly int BufferSize => _pieceSize;
 
     public void Attach(QueueBase queue)
     {
         _queue = queue;
         _xdpFrames = queue.RedirectAsXdpFrames;
-        var pool = new PagePool(new PagePoolOptions { Name = $"rx{queue.Index}", PoolSize = QueueBase.PoolRingSize });
+        _pieces = queue.RxPiecesPerPage;
+        _pieceSize = PageConstants.PageSize / _pieces;
+        _dmaMap = queue.DmaMap;
+        var pool = new PagePool(new PagePoolOptions
+        {
+            Name = $"rx{queue.Index}",
+            PoolSize = QueueBase.PoolRingSize,
+            QueueIndex = queue.Index,
+            Flags = _dmaMap ? PagePoolFlags.DmaMap : PagePoolFlags.None,
+            DmaMapper = _dmaMap ? queue.DmaMapper ?? IdentityDmaMapper.Instance : null,
+        });
         queue.Pool = pool;
+        _pool = pool;
         _consumer = pool.BindConsumer();
         _mem = XdpMemInfo.ForPagePool(pool);
         _scratch = new NetMemRef[QueueBase.RefillBatch];
@@ -38,6 +70,8 @@ internal unsafe struct PagePoolBuffers : IBufferOps
 
     public int Refill(Span<RxBuf> slots)
     {
+        if (_pieces != 1)
+            return RefillSplit(slots);
         Span<NetMemRef> pages = _scratch.AsSpan(0, Math.Min(slots.Length, _scratch.Length));
         int n = _consumer.AllocPages(pages);
         int origin = _queue.Index;
@@ -49,7 +83,69 @@ internal unsafe struct PagePoolBuffers : IBufferOps
             b.Page = page.Descriptor;
             b.Origin = origin;
         }
+        _queue.Counters.RxPages += n;
         return n;
+    }
+
+    /// <summary>Split mode: posts pieces of pages the queue splits itself (see the remarks on the type).</summary>
+    private int RefillSplit(Span<RxBuf> slots)
+    {
+        int origin = _queue.Index;
+        int i = 0;
+        while (i < slots.Length)
+        {
+            if (_splitPage.IsNull)
+            {
+                NetMemRef page = _consumer.AllocPage();
+                if (page.IsNull)
+                    break;
+                // page_pool_fragment_netmem: the bias is set once, each piece handed out spends one reference.
+                _pool.FragmentPage(page, SplitBias);
+                _splitPage = page;
+                _splitNext = 0;
+                _queue.Counters.RxPages++;
+            }
+            ref RxBuf b = ref slots[i++];
+            b.Ptr = _splitPage.Address + _splitNext * _pieceSize;
+            b.Page = _splitPage.Descriptor;
+            b.Origin = origin;
+            if (++_splitNext == _pieces)
+            {
+                // The page is used up: drop the references of the pieces never handed out. Every piece was just
+                // posted and none is back yet, so the pieces' references remain and the last one recycles the page.
+                _pool.UnrefPage(_splitPage, SplitBias - _pieces);
+                _splitPage = default;
+            }
+        }
+        return i;
+    }
+
+    /// <summary>
+    /// After the queue gave every posted buffer back: the page being split, if any, keeps one reference for the
+    /// queue while the rest of its bias is dropped, and that last reference recycles it.
+    /// </summary>
+    private void DrainSplitPage()
+    {
+        if (_splitPage.IsNull)
+            return;
+        _pool.UnrefPage(_splitPage, SplitBias - _splitNext - 1);
+        _consumer.RecycleDirect(_splitPage);
+        _splitPage = default;
+    }
+
+    /// <summary>The kernel's <c>page_pool_dma_sync_for_cpu</c> on the frame the device wrote, when the pool maps.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void SyncForCpu(ref RxBuf b)
+    {
+        if (_dmaMap)
+            SyncMapped(ref b);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private readonly void SyncMapped(ref RxBuf b)
+    {
+        var page = new NetMemRef(b.Page);
+        _pool.SyncForCpu(page, (int)(b.Ptr - page.Address) + RxBuf.Headroom, b.Len);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -64,7 +160,8 @@ internal unsafe struct PagePoolBuffers : IBufferOps
             return false;
         _freeCount--;
         // The packet takes over the buffer's reference (build_skb + skb_mark_for_recycle); the worker frees it.
-        packet.SetHead(new NetMemRef(b.Page), RxBuf.Headroom, b.Len);
+        var page = new NetMemRef(b.Page);
+        packet.SetHead(page, (int)(b.Ptr - page.Address) + RxBuf.Headroom, b.Len);
         packet.MarkForRecycle();
         return true;
     }
@@ -93,7 +190,7 @@ internal unsafe struct PagePoolBuffers : IBufferOps
         buff.Data = b.Ptr + RxBuf.Headroom;
         buff.DataEnd = buff.Data + b.Len;
         buff.DataMeta = buff.Data + 1;
-        buff.FrameSize = PageConstants.PageSize;
+        buff.FrameSize = _pieceSize;
         buff.Mem = _mem;
         item = new RedirectItem { Frame = buff.ToFrame(), Len = b.Len, Origin = b.Origin };
         return !item.Frame.IsNull;
@@ -132,6 +229,7 @@ internal unsafe struct PagePoolBuffers : IBufferOps
 
     public void Detach()
     {
+        DrainSplitPage();
         ReclaimPackets();
         _queue.Pool!.Dispose();
     }

@@ -56,13 +56,15 @@ public sealed class Processor : IDisposable
         int n = _options.Queues;
         int ring = _options.RingSize;
         bool x = _options.XdpFrames;
+        int p = _options.RxBuffer.PiecesPerPage();
+        bool m = _options.DmaMap;
         return _options.Program switch
         {
-            ProgramKind.Drop => new RxQueue<TOps, DropProgram>(i, n, ring, nic, new DropProgram()) { RedirectAsXdpFrames = x },
-            ProgramKind.L2Fwd => new RxQueue<TOps, L2FwdProgram>(i, n, ring, nic, new L2FwdProgram()) { RedirectAsXdpFrames = x },
-            ProgramKind.UdpFilter => new RxQueue<TOps, UdpFilterProgram>(i, n, ring, nic, new UdpFilterProgram(_options.Port)) { RedirectAsXdpFrames = x },
-            ProgramKind.Redirect => new RxQueue<TOps, RedirectProgram>(i, n, ring, nic, new RedirectProgram()) { RedirectAsXdpFrames = x },
-            ProgramKind.Count => new RxQueue<TOps, CountProgram>(i, n, ring, nic, new CountProgram(_options.Port)) { RedirectAsXdpFrames = x },
+            ProgramKind.Drop => new RxQueue<TOps, DropProgram>(i, n, ring, nic, new DropProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m },
+            ProgramKind.L2Fwd => new RxQueue<TOps, L2FwdProgram>(i, n, ring, nic, new L2FwdProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m },
+            ProgramKind.UdpFilter => new RxQueue<TOps, UdpFilterProgram>(i, n, ring, nic, new UdpFilterProgram(_options.Port)) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m },
+            ProgramKind.Redirect => new RxQueue<TOps, RedirectProgram>(i, n, ring, nic, new RedirectProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m },
+            ProgramKind.Count => new RxQueue<TOps, CountProgram>(i, n, ring, nic, new CountProgram(_options.Port)) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m },
             _ => throw new ArgumentOutOfRangeException(nameof(_options.Program), _options.Program, "Unknown program."),
         };
     }
@@ -186,6 +188,7 @@ public sealed class Processor : IDisposable
                 TxErrors = c.TxErrors,
                 RxNoBuffers = c.RxNoBuffers,
                 RxPaused = c.RxPaused,
+                RxPages = c.RxPages,
                 Matched = q.Matched,
                 Pool = q.FinalPoolStats,
                 InFlight = q.InFlight,

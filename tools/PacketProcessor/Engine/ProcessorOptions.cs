@@ -23,6 +23,39 @@ public enum BufferPoolKind
     ArrayPool,
 }
 
+/// <summary>What each RX descriptor holds.</summary>
+public enum RxBufferKind
+{
+    /// <summary>A whole page from the pool.</summary>
+    Page,
+
+    /// <summary>Half a page (2048 B): the queue splits each page in two with <c>PagePool.FragmentPage</c>.</summary>
+    Half,
+
+    /// <summary>A quarter of a page (1024 B): four pieces per page.</summary>
+    Quarter,
+}
+
+/// <summary>Helpers for <see cref="RxBufferKind"/>.</summary>
+public static class RxBufferKindExtensions
+{
+    /// <summary>RX buffers cut from one page.</summary>
+    public static int PiecesPerPage(this RxBufferKind kind) => kind switch
+    {
+        RxBufferKind.Half => 2,
+        RxBufferKind.Quarter => 4,
+        _ => 1,
+    };
+
+    /// <summary>The command-line name.</summary>
+    public static string Name(this RxBufferKind kind) => kind switch
+    {
+        RxBufferKind.Half => "half",
+        RxBufferKind.Quarter => "quarter",
+        _ => "page",
+    };
+}
+
 /// <summary>Settings of one run.</summary>
 public sealed class ProcessorOptions
 {
@@ -43,6 +76,13 @@ public sealed class ProcessorOptions
     /// Xdp.ReturnFrameBulk), as the kernel's do; false sends bare pages returned with PagePool.PutPages.
     /// </summary>
     public bool XdpFrames { get; set; } = true;
+    /// <summary>
+    /// What each RX descriptor holds: a whole page, or a half or quarter of a page the queue split itself with
+    /// <c>PagePool.FragmentPage</c>, the remainder drained with <c>UnrefPage</c> (mlx5's page splitting).
+    /// </summary>
+    public RxBufferKind RxBuffer { get; set; } = RxBufferKind.Page;
+    /// <summary>The pools map their pages for the device (an identity mapper) and each received frame is synced for the CPU.</summary>
+    public bool DmaMap { get; set; }
 
     /// <summary>Checks the combination; returns a message for the user, or null.</summary>
     public string? Validate()
@@ -55,6 +95,10 @@ public sealed class ProcessorOptions
             return $"--ring must be a power of two in 64..16384 (got {RingSize}).";
         if (Program == ProgramKind.UdpFilter && Port == 0)
             return "udp-filter needs --port N (1..65535).";
+        if (RxBuffer != RxBufferKind.Page && Pool != BufferPoolKind.PagePool)
+            return "--rx-buffer half|quarter needs --pool pagepool (pages split with FragmentPage).";
+        if (DmaMap && Pool != BufferPoolKind.PagePool)
+            return "--dma-map needs --pool pagepool.";
         if (Driver == DriverKind.AfPacket && string.IsNullOrWhiteSpace(Interface))
             return "--driver afpacket needs --interface NAME.";
         return null;

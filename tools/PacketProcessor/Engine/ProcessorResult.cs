@@ -19,6 +19,8 @@ public sealed class QueueResult
     public long TxErrors { get; init; }
     public long RxNoBuffers { get; init; }
     public long RxPaused { get; init; }
+    /// <summary>Pages taken from the pool to post as RX buffers.</summary>
+    public long RxPages { get; init; }
     public long Matched { get; init; }
     /// <summary>Page-pool statistics after the pool was released; null for array buffers.</summary>
     public PagePoolStats? Pool { get; init; }
@@ -49,6 +51,10 @@ public sealed class ProcessorResult
     public long RxBytes => Queues.Sum(q => q.RxBytes);
     public long Matched => Queues.Sum(q => q.Matched);
     public long InFlight => Queues.Sum(q => q.InFlight);
+    /// <summary>Pages taken from the pools to post as RX buffers.</summary>
+    public long RxPages => Queues.Sum(q => q.RxPages);
+    /// <summary>Pages the RX path used per received frame: about 1, 1/2 or 1/4 with whole, half or quarter pages.</summary>
+    public double PagesPerFrame => RxPackets > 0 ? (double)RxPages / RxPackets : 0;
     public long Drops => Queues.Sum(q => q.Drop + q.Aborted + q.RedirectErrors + q.PassBacklogDrops + q.TxErrors);
     public double Mpps => Elapsed.TotalSeconds > 0 ? RxPackets / Elapsed.TotalSeconds / 1e6 : 0;
     public double Gbps => Elapsed.TotalSeconds > 0 ? RxBytes * 8 / Elapsed.TotalSeconds / 1e9 : 0;

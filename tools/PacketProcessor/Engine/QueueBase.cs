@@ -35,6 +35,15 @@ internal abstract class QueueBase
 
     public NicQueue Nic { get; }
 
+    /// <summary>RX buffers cut from each page: 1 (whole pages), 2 or 4 (pages the queue splits itself, as mlx5).</summary>
+    public int RxPiecesPerPage { get; init; } = 1;
+
+    /// <summary>Whether the queue's pool maps its pages for the device (and syncs each received frame for the CPU).</summary>
+    public bool DmaMap { get; init; }
+
+    /// <summary>The device's mapper when <see cref="DmaMap"/> is set; null for an identity mapper.</summary>
+    public UnmanagedPool.Native.IDmaMapper? DmaMapper { get; init; }
+
     public QueueCounters Counters { get; } = new();
 
     /// <summary>Managed bytes this queue's thread allocated while it received (written by that thread when it stops).</summary>

@@ -23,6 +23,8 @@ internal sealed class QueueCounters
     public long PassBacklogDrops;
     /// <summary>Frames the driver failed to transmit (dropped).</summary>
     public long TxErrors;
+    /// <summary>Pages the queue took from its pool to post as RX buffers (one per buffer, or one per 2 or 4 pieces).</summary>
+    public long RxPages;
     /// <summary>Polls that found no posted buffer (the pool could not refill the ring).</summary>
     public long RxNoBuffers;
     /// <summary>Polls skipped because the pass backlog or a redirect inbox had no room for a whole budget (flow control).</summary>

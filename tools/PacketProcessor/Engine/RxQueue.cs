@@ -144,6 +144,7 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
                 continue;
             }
             bytes += b.Len;
+            _ops.SyncForCpu(ref b);
             Verdict verdict = _program.Run(b.Frame, ref _ctx);
             switch (verdict)
             {
