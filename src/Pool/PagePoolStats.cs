@@ -1,3 +1,5 @@
+using UnmanagedPool.Native;
+
 namespace UnmanagedPool;
 
 /// <summary>
@@ -67,4 +69,7 @@ public readonly record struct PagePoolStats
 
     /// <summary>Bytes per buffer (4096 &lt;&lt; order).</summary>
     public int BufferSize { get; init; }
+
+    /// <summary>Which kind of memory provider the pool takes its pages from.</summary>
+    public MemoryProviderKind MemoryProvider { get; init; }
 }
