@@ -35,7 +35,10 @@ public readonly record struct XdpStatistics
     /// <summary><c>rx_fill_ring_empty_descs</c>: frames dropped because the fill ring was empty.</summary>
     public ulong RxFillRingEmptyDescs { get; init; }
 
-    /// <summary><c>tx_ring_empty_descs</c>: transmit attempts that found the TX ring empty.</summary>
+    /// <summary>
+    /// <c>tx_ring_empty_descs</c>: transmit attempts that found the TX ring empty (not a loss: in copy mode every
+    /// <c>poll</c> and kick of a socket with a TX ring tries to send).
+    /// </summary>
     public ulong TxRingEmptyDescs { get; init; }
 
     /// <summary>Received frames the kernel dropped before the socket saw them.</summary>

@@ -160,7 +160,7 @@ public sealed unsafe class XdpSocket : IDisposable
     /// pool page) with the frame at its offset. The chunks are the caller's from now on. Receive side only.
     /// </summary>
     /// <returns>How many frames were taken.</returns>
-    public int Receive(Span<XdpFrame> frames)
+    public int Receive(Span<UmemFrame> frames)
     {
         XdpConsumerRing<XdpDesc> ring = RxRing ?? throw new InvalidOperationException("The socket has no RX ring.");
         uint n = ring.Peek((uint)frames.Length, out uint index);
@@ -169,7 +169,7 @@ public sealed unsafe class XdpSocket : IDisposable
             ref readonly XdpDesc d = ref ring[index + (uint)i];
             NetMemRef page = _umem.FromOffset(d.Addr);
             ClearHeld(_heldRx, ref _heldRxCount, d.Addr);
-            frames[i] = new XdpFrame(page, (int)(d.Addr & (UmemProvider.ChunkSize - 1)), (int)d.Len);
+            frames[i] = new UmemFrame(page, (int)(d.Addr & (UmemProvider.ChunkSize - 1)), (int)d.Len);
         }
         if (n > 0)
             ring.Release(n);
@@ -182,7 +182,7 @@ public sealed unsafe class XdpSocket : IDisposable
     /// Transmit side only. The chunks come back through <see cref="Complete"/>.
     /// </summary>
     /// <returns>How many were queued, from the start of the span.</returns>
-    public int Transmit(ReadOnlySpan<XdpFrame> frames)
+    public int Transmit(ReadOnlySpan<UmemFrame> frames)
     {
         XdpProducerRing<XdpDesc> ring = TxRing ?? throw new InvalidOperationException("The socket has no TX ring.");
         uint n = ring.Reserve((uint)frames.Length, out uint index);
@@ -378,7 +378,9 @@ public sealed unsafe class XdpSocket : IDisposable
         var sa = new Sys.SockaddrXdp { Family = Sys.AF_XDP, IfIndex = (uint)IfIndex, QueueId = (uint)options.QueueId };
         if (options.SharedUmem is { } owner)
         {
-            sa.Flags = (ushort)(flags | Sys.XDP_SHARED_UMEM);
+            // A socket sharing a UMEM takes its mode and need-wakeup setting from the UMEM's owner: the kernel
+            // refuses any other flag beside XDP_SHARED_UMEM.
+            sa.Flags = Sys.XDP_SHARED_UMEM;
             sa.SharedUmemFd = (uint)owner.Fd;
         }
         else

@@ -51,7 +51,8 @@ public sealed class XdpSocketOptions
 
     /// <summary>
     /// Another socket whose UMEM this one shares (<c>XDP_SHARED_UMEM</c>); its UMEM is used and no other is
-    /// registered. This socket gets its own fill and completion rings, so it binds to another queue or interface.
+    /// registered. This socket gets its own fill and completion rings, so it binds to another queue or interface;
+    /// its <see cref="Mode"/> and <see cref="NeedWakeup"/> are those of the UMEM's owner (the kernel takes no flag here).
     /// </summary>
     public XdpSocket? SharedUmem { get; init; }
 }

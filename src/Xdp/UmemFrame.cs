@@ -3,10 +3,10 @@ using UnmanagedPool.Native;
 namespace UnmanagedPool.Xdp;
 
 /// <summary>A frame in a UMEM chunk: the chunk's page, where the frame starts in it, and its length.</summary>
-public readonly unsafe struct XdpFrame
+public readonly unsafe struct UmemFrame
 {
     /// <summary>Creates a frame description.</summary>
-    public XdpFrame(NetMemRef page, int offset, int length)
+    public UmemFrame(NetMemRef page, int offset, int length)
     {
         Page = page;
         Offset = offset;
