@@ -20,10 +20,17 @@ public static class Program
     {
         var driver = new Option<string>("--driver", "-d")
         {
-            Description = "Where frames come from: synthetic (an in-process NIC model, no privileges) or afpacket (a real interface).",
+            Description = "Where frames come from: synthetic (an in-process NIC model, no privileges), afpacket or afxdp (a real interface).",
             DefaultValueFactory = _ => "synthetic",
         };
-        driver.AcceptOnlyFromAmong("synthetic", "afpacket");
+        driver.AcceptOnlyFromAmong("synthetic", "afpacket", "afxdp");
+        var xdpMode = new Option<string>("--xdp-mode")
+        {
+            Description = "afxdp: auto (zero-copy where the driver has it, else copy), copy, zerocopy, or generic (copy on the generic XDP hook).",
+            DefaultValueFactory = _ => "auto",
+        };
+        xdpMode.AcceptOnlyFromAmong("auto", "copy", "zerocopy", "generic");
+        var xdpRing = new Option<int>("--xdp-ring") { Description = "afxdp: entries in each socket's fill, completion, RX and TX rings (a power of two).", DefaultValueFactory = _ => 2048 };
         var iface = new Option<string?>("--interface", "-i") { Description = "Interface for --driver afpacket (e.g. veth0)." };
         var queues = new Option<int>("--queues", "-q") { Description = "RX queues, one thread and one pool each.", DefaultValueFactory = _ => 1 };
         var program = new Option<string>("--program", "-p")
@@ -67,7 +74,7 @@ public static class Program
         var root = new RootCommand(
             "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.")
         {
-            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, json, quiet,
+            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, json, quiet, xdpMode, xdpRing,
         };
         root.Validators.Add(r =>
         {
@@ -88,7 +95,9 @@ public static class Program
             SizeMix sizes = r.GetValue(mix) is { } m && SizeMix.TryParse(m, out SizeMix? parsed, out _) ? parsed! : SizeMix.Fixed(r.GetValue(size) ?? 64);
             var options = new ProcessorOptions
             {
-                Driver = r.GetValue(driver) == "afpacket" ? DriverKind.AfPacket : DriverKind.Synthetic,
+                Driver = r.GetValue(driver) switch { "afpacket" => DriverKind.AfPacket, "afxdp" => DriverKind.AfXdp, _ => DriverKind.Synthetic },
+                XdpMode = r.GetValue(xdpMode) switch { "copy" => AfXdpMode.Copy, "zerocopy" => AfXdpMode.ZeroCopy, "generic" => AfXdpMode.Generic, _ => AfXdpMode.Auto },
+                XdpRingSize = r.GetValue(xdpRing),
                 Interface = r.GetValue(iface),
                 Queues = r.GetValue(queues),
                 Program = kind,
@@ -138,6 +147,8 @@ public static class Program
             using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, onSignal);
             using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, onSignal);
             info.WriteLine(Report.Header(options));
+            if (processor.DriverNote is { } note)
+                info.WriteLine(note);
             if (!quiet)
                 info.WriteLine(options.Driver == DriverKind.Synthetic ? "Ctrl-C stops early." : "Waiting for traffic; Ctrl-C stops early.");
             ProcessorResult result = processor.Run(cts.Token, quiet ? null : s => info.WriteLine(Report.ProgressLine(s)));

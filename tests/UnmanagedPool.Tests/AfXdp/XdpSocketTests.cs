@@ -38,7 +38,9 @@ internal sealed class IsolatedVeth : IDisposable
 {
     private static int s_next;
 
-    public IsolatedVeth()
+    /// <param name="queues">RX and TX queues of each end (a veth has one unless told).</param>
+    /// <param name="addresses">Give both ends IPv4 addresses (<see cref="HostIp"/>, <see cref="PeerIp"/>) and the peer a static neighbour entry for the host, so that no ARP is needed.</param>
+    public IsolatedVeth(int queues = 1, bool addresses = false)
     {
         int pid = Environment.ProcessId % 100_000;
         int n = Interlocked.Increment(ref s_next);
@@ -48,13 +50,25 @@ internal sealed class IsolatedVeth : IDisposable
         try
         {
             AfPacketIntegrationTests.Ip($"netns add {Namespace}");
-            AfPacketIntegrationTests.Ip($"link add {Host} type veth peer name {Peer}");
+            AfPacketIntegrationTests.Ip(queues == 1
+                ? $"link add {Host} type veth peer name {Peer}"
+                : $"link add {Host} numtxqueues {queues} numrxqueues {queues} type veth peer name {Peer} numtxqueues {queues} numrxqueues {queues}");
             AfPacketIntegrationTests.Ip($"link set {Peer} netns {Namespace}");
             TrySysctl(null, $"net.ipv6.conf.{Host}.disable_ipv6=1");
             TrySysctl(Namespace, $"net.ipv6.conf.{Peer}.disable_ipv6=1");
             AfPacketIntegrationTests.Ip($"link set {Host} up");
             AfPacketIntegrationTests.Ip($"netns exec {Namespace} ip link set {Peer} up");
             HostMac = File.ReadAllText($"/sys/class/net/{Host}/address").Trim();
+            if (addresses)
+            {
+                // Both addresses live only on this pair, inside the test's own namespace and on its host end.
+                int subnet = n % 200 + 20;
+                HostIp = $"10.232.{subnet}.1";
+                PeerIp = $"10.232.{subnet}.2";
+                AfPacketIntegrationTests.Ip($"addr add {HostIp}/24 dev {Host}");
+                AfPacketIntegrationTests.Ip($"netns exec {Namespace} ip addr add {PeerIp}/24 dev {Peer}");
+                AfPacketIntegrationTests.Ip($"netns exec {Namespace} ip neigh replace {HostIp} lladdr {HostMac} dev {Peer} nud permanent");
+            }
         }
         catch
         {
@@ -67,6 +81,20 @@ internal sealed class IsolatedVeth : IDisposable
     public string Host { get; }
     public string Peer { get; }
     public string HostMac { get; } = "";
+    public string HostIp { get; } = "";
+    public string PeerIp { get; } = "";
+
+    /// <summary>Sends <paramref name="count"/> UDP datagrams of 32 bytes to <see cref="HostIp"/>:<paramref name="port"/> from inside the namespace, paced at 100 per 2 ms.</summary>
+    public Task SendUdpAsync(int count, int port) => Task.Run(() =>
+    {
+        string script =
+            "import socket,time\n" +
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n" +
+            $"for i in range({count}):\n" +
+            $"    s.sendto(i.to_bytes(4,'big')*8,('{HostIp}',{port}))\n" +
+            "    if i%100==99: time.sleep(0.002)\n";
+        AfPacketIntegrationTests.Run(AfPacketIntegrationTests.FindIp(), ["netns", "exec", Namespace, "python3", "-c", script]);
+    });
 
     /// <summary>
     /// Sends <paramref name="count"/> 64-byte frames of ethertype 0x88b5 from the peer end to the host end (a raw

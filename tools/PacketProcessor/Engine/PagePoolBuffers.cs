@@ -25,8 +25,12 @@ internal unsafe struct PagePoolBuffers : IBufferOps
     {
         _queue = queue;
         _xdpFrames = queue.RedirectAsXdpFrames;
-        var pool = new PagePool(new PagePoolOptions { Name = $"rx{queue.Index}", PoolSize = QueueBase.PoolRingSize });
+        var pool = new PagePool(new PagePoolOptions
+        {
+            Name = $"rx{queue.Index}", PoolSize = QueueBase.PoolRingSize, MemoryProvider = queue.Nic.MemoryProvider,
+        });
         queue.Pool = pool;
+        queue.Nic.AttachPool(pool);
         _consumer = pool.BindConsumer();
         _mem = XdpMemInfo.ForPagePool(pool);
         _scratch = new NetMemRef[QueueBase.RefillBatch];
@@ -133,6 +137,7 @@ internal unsafe struct PagePoolBuffers : IBufferOps
     public void Detach()
     {
         ReclaimPackets();
+        _queue.Nic.DetachPool(_queue.Pool!);
         _queue.Pool!.Dispose();
     }
 }
