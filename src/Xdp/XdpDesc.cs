@@ -32,7 +32,11 @@ public readonly record struct XdpStatistics
     /// <summary><c>rx_ring_full</c>: frames dropped because the RX ring was full (the receiver fell behind).</summary>
     public ulong RxRingFull { get; init; }
 
-    /// <summary><c>rx_fill_ring_empty_descs</c>: frames dropped because the fill ring was empty.</summary>
+    /// <summary>
+    /// <c>rx_fill_ring_empty_descs</c>: attempts to take a chunk that found the fill ring empty. In copy mode each
+    /// such frame is dropped and counted in <see cref="RxDropped"/> as well; in zero-copy mode the NIC drops the
+    /// frame and counts it in its own statistics.
+    /// </summary>
     public ulong RxFillRingEmptyDescs { get; init; }
 
     /// <summary>
@@ -41,6 +45,9 @@ public readonly record struct XdpStatistics
     /// </summary>
     public ulong TxRingEmptyDescs { get; init; }
 
-    /// <summary>Received frames the kernel dropped before the socket saw them.</summary>
-    public ulong RxLost => RxDropped + RxInvalidDescs + RxRingFull + RxFillRingEmptyDescs;
+    /// <summary>
+    /// Received frames the kernel dropped before the socket saw them: <see cref="RxDropped"/> (which includes the
+    /// frames lost to an empty fill ring in copy mode), <see cref="RxRingFull"/> and <see cref="RxInvalidDescs"/>.
+    /// </summary>
+    public ulong RxLost => RxDropped + RxInvalidDescs + RxRingFull;
 }
