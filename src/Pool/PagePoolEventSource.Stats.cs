@@ -60,7 +60,7 @@ public sealed partial class PagePoolEventSource
             PoolStats(sequence, pool.Id, pool.Name, s.AllocFast, s.AllocSlow, s.AllocSlowHighOrder, s.AllocEmpty,
                 s.AllocRefill, s.AllocWaive, s.RecycleCached, s.RecycleCacheFull, s.RecycleRing, s.RecycleRingFull,
                 s.RecycleReleasedRefcnt, s.Hold, s.Release, s.InFlight, s.Pooled, s.BufferSize, pool.Order, pool.Nid,
-                pool.IsDisposed);
+                pool.IsDisposed, s.MemoryProvider.ToString());
             pools++;
         }
         StatsSnapshot(sequence, pools);

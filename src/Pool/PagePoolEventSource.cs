@@ -174,13 +174,16 @@ public sealed unsafe partial class PagePoolEventSource : EventSource
     public void PoolStats(long sequence, long poolId, string name, long allocFast, long allocSlow,
         long allocSlowHighOrder, long allocEmpty, long allocRefill, long allocWaive, long recycleCached,
         long recycleCacheFull, long recycleRing, long recycleRingFull, long recycleReleasedRefcnt, long hold,
-        long release, long inflight, long pooled, int bufferSize, int order, int nid, bool destroying)
+        long release, long inflight, long pooled, int bufferSize, int order, int nid, bool destroying,
+        string memoryProvider)
     {
         int destroyingValue = destroying ? 1 : 0;
         name ??= string.Empty;
+        memoryProvider ??= string.Empty;
         fixed (char* pName = name)
+        fixed (char* pProvider = memoryProvider)
         {
-            EventData* data = stackalloc EventData[22];
+            EventData* data = stackalloc EventData[23];
             Set(ref data[0], &sequence);
             Set(ref data[1], &poolId);
             SetString(ref data[2], pName, name);
@@ -204,7 +207,8 @@ public sealed unsafe partial class PagePoolEventSource : EventSource
             Set(ref data[20], &nid);
             // EventSource writes bool as a 4-byte Win32 BOOL.
             Set(ref data[21], &destroyingValue);
-            WriteEventCore(EventIds.PoolStats, 22, data);
+            SetString(ref data[22], pProvider, memoryProvider);
+            WriteEventCore(EventIds.PoolStats, 23, data);
         }
     }
 

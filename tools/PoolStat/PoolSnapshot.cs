@@ -27,6 +27,8 @@ internal sealed record PoolSnapshot
     public int Order { get; init; }
     public int Nid { get; init; }
     public bool Destroying { get; init; }
+    /// <summary>The kind of memory provider the pool draws from (Region, Umem); empty from an older process.</summary>
+    public string MemoryProvider { get; init; } = "";
 
     [JsonIgnore]
     public long Sequence { get; init; }
@@ -76,6 +78,7 @@ internal sealed record PoolSnapshot
         Order = (int)Long(e, "order"),
         Nid = (int)Long(e, "nid"),
         Destroying = Long(e, "destroying") != 0,
+        MemoryProvider = e.PayloadByName("memoryProvider") as string ?? "",
     };
 
     public static long Long(TraceEvent e, string name) => e.PayloadByName(name) switch

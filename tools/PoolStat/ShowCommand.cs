@@ -90,7 +90,7 @@ internal static class ShowCommand
         foreach (PoolSnapshot p in pools)
         {
             string state = p.Destroying ? " [yellow](destroying)[/]" : "";
-            table.AddColumn(new TableColumn($"{p.Id} {Markup.Escape(p.Name)}{state}\n[grey]order {p.Order}, nid {p.Nid}, {p.BufferSize} B[/]").RightAligned());
+            table.AddColumn(new TableColumn($"{p.Id} {Markup.Escape(p.Name)}{state}\n[grey]order {p.Order}, nid {p.Nid}, {p.BufferSize} B{(p.MemoryProvider.Length > 0 ? ", " + Markup.Escape(p.MemoryProvider) : "")}[/]").RightAligned());
         }
         var rows = pools[0].Counters().Select(c => c.Name).ToList();
         var before = previous?.ToDictionary(p => p.Id);
