@@ -86,7 +86,7 @@ public sealed unsafe class UmemProvider : IMemoryProvider, IDisposable
     public int ChunksInUse { get { lock (_lock) return ChunkCount - _freeCount; } }
 
     /// <summary>Takes that could not be served in full because every chunk was out.</summary>
-    public long FailedAllocations => Volatile.Read(ref _failedAllocations);
+    public long FailedAllocations => Volatile.Read(ref _failedAllocations); // Volatile: counted under the lock by takers on any thread
 
     /// <summary>Whether transparent huge pages were advised for the area.</summary>
     public bool HugePagesAdvised => _region.HugePagesAdvised;

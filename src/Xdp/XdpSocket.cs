@@ -60,10 +60,15 @@ public sealed unsafe class XdpSocket : IDisposable
 
         _heldRx = new ulong[(_umem.ChunkCount + 63) >> 6];
         _heldTx = new ulong[(_umem.ChunkCount + 63) >> 6];
+        // The socket keeps the area mapped while the kernel may write into it (until CloseAll).
+        _umem.AddUser();
         _fd = Sys.Socket(Sys.AF_XDP, Sys.SOCK_RAW | Sys.SOCK_CLOEXEC, 0);
         if (_fd < 0)
-            throw XdpException.FromErrno("socket(AF_XDP)", Marshal.GetLastPInvokeError());
-        _umem.AddUser();
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            _umem.RemoveUser();
+            throw XdpException.FromErrno("socket(AF_XDP)", errno);
+        }
         try
         {
             if (options.SharedUmem == null)
@@ -162,7 +167,9 @@ public sealed unsafe class XdpSocket : IDisposable
     /// <returns>How many frames were taken.</returns>
     public int Receive(Span<UmemFrame> frames)
     {
-        XdpConsumerRing<XdpDesc> ring = RxRing ?? throw new InvalidOperationException("The socket has no RX ring.");
+        XdpConsumerRing<XdpDesc>? ring = RxRing;
+        if (ring == null)
+            ThrowNoRing("RX");
         uint n = ring.Peek((uint)frames.Length, out uint index);
         for (int i = 0; i < (int)n; i++)
         {
@@ -184,7 +191,9 @@ public sealed unsafe class XdpSocket : IDisposable
     /// <returns>How many were queued, from the start of the span.</returns>
     public int Transmit(ReadOnlySpan<UmemFrame> frames)
     {
-        XdpProducerRing<XdpDesc> ring = TxRing ?? throw new InvalidOperationException("The socket has no TX ring.");
+        XdpProducerRing<XdpDesc>? ring = TxRing;
+        if (ring == null)
+            ThrowNoRing("TX");
         uint n = ring.Reserve((uint)frames.Length, out uint index);
         nint area = _umem.Area;
         for (int i = 0; i < (int)n; i++)
@@ -412,6 +421,10 @@ public sealed unsafe class XdpSocket : IDisposable
         Sys.Close(_fd);
         _umem.RemoveUser();
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowNoRing(string which) => throw new InvalidOperationException($"The socket has no {which} ring.");
 
     private static void ValidateRing(int size, string name, bool allowZero)
     {

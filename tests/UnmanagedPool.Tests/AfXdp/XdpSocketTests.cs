@@ -389,3 +389,23 @@ public class XdpSocketTests
 
 [CollectionDefinition(nameof(XdpCollection), DisableParallelization = true)]
 public sealed class XdpCollection;
+
+public class XdpAbiLayoutTests
+{
+    [Theory]
+    [InlineData(nameof(XdpDesc.Addr), 0)]
+    [InlineData(nameof(XdpDesc.Len), 8)]
+    [InlineData(nameof(XdpDesc.Options), 12)]
+    public void Xdp_desc_fields_sit_at_the_kernel_offsets(string field, int offset) =>
+        Assert.Equal(offset, (int)System.Runtime.InteropServices.Marshal.OffsetOf<XdpDesc>(field));
+
+    [Fact]
+    public unsafe void The_kernel_structs_have_the_kernel_sizes()
+    {
+        Assert.Equal(16, sizeof(XdpDesc));                                        // struct xdp_desc
+        Assert.Equal(16, sizeof(xsk::UnmanagedPool.Xdp.Interop.Sys.SockaddrXdp)); // struct sockaddr_xdp
+        Assert.Equal(32, sizeof(xsk::UnmanagedPool.Xdp.Interop.Sys.UmemReg));     // struct xdp_umem_reg with tx_metadata_len
+        Assert.Equal(128, sizeof(xsk::UnmanagedPool.Xdp.Interop.Sys.MmapOffsets)); // struct xdp_mmap_offsets
+        Assert.Equal(48, sizeof(XdpStatistics));                                  // struct xdp_statistics
+    }
+}
