@@ -164,7 +164,7 @@ public sealed unsafe class XdpProgram : IDisposable
         return fd;
     }
 
-    private static int LoadProgram(ulong[] insns)
+    internal static int LoadProgram(ulong[] insns)
     {
         byte[] license = Encoding.ASCII.GetBytes(License + "\0");
         fixed (ulong* code = insns)

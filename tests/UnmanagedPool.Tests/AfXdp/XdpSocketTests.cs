@@ -367,6 +367,12 @@ public class XdpSocketTests
         e = Assert.Throws<XdpException>(() => new XdpProgram("lo", XdpAttachMode.Native));
         Assert.Equal(XdpError.NotSupported, e.Error);
 
+        // A program the verifier refuses (exit with R0 never written) fails with the verifier's log in the message.
+        e = Assert.Throws<XdpException>(() => XdpProgram.LoadProgram([XdpProgram.Insn(0x95, 0, 0, 0, 0)]));
+        Assert.Equal(XdpError.VerifierRejected, e.Error);
+        Assert.Contains("verifier log", e.Message);
+        Assert.Contains("R0", e.Message);
+
         e = Assert.Throws<XdpException>(() => new XdpSocket(umem, new XdpSocketOptions { Interface = veth.Host, QueueId = 1 }));
         Assert.Equal(XdpError.QueueOutOfRange, e.Error);
         Assert.Contains("queue", e.Message, StringComparison.OrdinalIgnoreCase);
