@@ -2,11 +2,14 @@
 # Measures the packet processor's real drivers on a veth pair this script creates (and deletes): COUNT 64-byte
 # UDP frames from one veth_sender process on CPU 0 inside a namespace, the processor pinned to CPU 1 on the host
 # end. Needs root, gcc and a Release build of tools/PacketProcessor.
-# usage: measure.sh [COUNT] [DRIVER...]     (default 1000000, drivers afpacket afxdp)
+# usage: [SENDERS=N] [PROGRAMS="drop count"] [PROCESSOR_ARGS="--xdp-ring 8192"] measure.sh [COUNT] [DRIVER...]   (default 1000000, drivers afpacket afxdp;
+#        SENDERS sender processes on CPU 0, COUNT frames each)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 count=${1:-1000000}
+senders=${SENDERS:-1}
+programs=${PROGRAMS:-drop count}
 shift || true
 drivers=${*:-afpacket afxdp}
 ns=upx-measure-$$
@@ -28,18 +31,27 @@ ip netns exec "$ns" ip link set "$peer" up
 mac=$(cat "/sys/class/net/$host/address")
 dll="$root/tools/PacketProcessor/bin/Release/net10.0/PacketProcessor.dll"
 for driver in $drivers; do
-  for program in drop count; do
+  for program in $programs; do
     out=$(mktemp)
     # Runs until stopped: SIGTERM one second after the sender is done (the processor detaches and reports).
-    taskset -c 1 dotnet "$dll" --driver "$driver" -i "$host" -p "$program" --port 4791 -t 600s --json --quiet >"$out" 2>/dev/null &
+    taskset -c 1 dotnet "$dll" --driver "$driver" -i "$host" -p "$program" --port 4791 -t 600s --json --quiet ${PROCESSOR_ARGS:-} >"$out" 2>/dev/null &
     pid=$!
     sleep 4
-    sent=$(ip netns exec "$ns" taskset -c 0 "$sender" "$peer" "$mac" 10.233.0.2 10.233.0.1 4791 "$count")
+    logs=(); spids=()
+    for s in $(seq 1 "$senders"); do
+      log=$(mktemp); logs+=("$log")
+      ip netns exec "$ns" taskset -c 0 "$sender" "$peer" "$mac" 10.233.0.2 10.233.0.1 4791 "$count" >"$log" &
+      spids+=($!)
+    done
+    wait "${spids[@]}" || true
+    # The longest sender's time; every sender sent COUNT frames.
+    sent=$(cat "${logs[@]}" | sort -t' ' -k5 -n | tail -1)
+    rm -f "${logs[@]}"
     sleep 1
     kill -TERM $pid
     wait $pid || true
     if ip link show dev "$host" | grep -q xdp; then echo "XDP program left attached after $driver"; exit 1; fi
-    python3 - "$out" "$driver" "$program" "$count" "$sent" <<'PY'
+    python3 - "$out" "$driver" "$program" "$((count * senders))" "$sent" <<'PY'
 import json, re, sys
 r = json.load(open(sys.argv[1]))
 sent = sys.argv[5]
