@@ -22,7 +22,13 @@ public struct NetMem
     /// <summary>Size of one descriptor in bytes (one cache line).</summary>
     public const int Size = 64;
 
-    /// <summary>The kernel's <c>flags</c>. Free for the owner's use; the pool keeps it zero.</summary>
+    /// <summary>Bit position of the <see cref="MemoryProviderKind"/> in <see cref="Flags"/>.</summary>
+    public const int ProviderShift = 56;
+
+    /// <summary>
+    /// The kernel's <c>flags</c>. The top byte (<see cref="ProviderShift"/>) names the <see cref="MemoryProviderKind"/>
+    /// that handed the page out, set by the provider; the pool leaves the field alone.
+    /// </summary>
     [FieldOffset(0)] public ulong Flags;
 
     /// <summary>The kernel's <c>pp_magic</c>: <see cref="NetMemRef.PpSignature"/> while a page pool owns the page.</summary>

@@ -92,6 +92,9 @@ public readonly unsafe struct NetMemRef : IEquatable<NetMemRef>
     /// <summary>The provider's state of the page.</summary>
     public PageState State => (PageState)_desc->State;
 
+    /// <summary>Which kind of provider handed the page out (recorded in <see cref="NetMem.Flags"/>).</summary>
+    public MemoryProviderKind ProviderKind => (MemoryProviderKind)(_desc->Flags >> NetMem.ProviderShift);
+
     /// <summary>NUMA node of the page's region (the kernel's <c>netmem_nid</c>), or -1.</summary>
     public int Nid => _desc->Nid;
 

@@ -13,7 +13,7 @@ namespace UnmanagedPool.Native;
 /// kept cached to absorb an alloc/free cycle at the boundary. Out of memory (or an injected fault, or
 /// <see cref="MemoryLimit"/>) yields <see cref="NetMemRef.Null"/>, never an exception.
 /// </remarks>
-public sealed unsafe class PageProvider : IDisposable
+public sealed unsafe class PageProvider : IMemoryProvider, IDisposable
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<(int Order, int Nid), List<Slab>> _partial = new();
@@ -78,6 +78,25 @@ public sealed unsafe class PageProvider : IDisposable
 
     /// <summary>Of <see cref="FailedAllocations"/>, those caused by <see cref="FaultInjector"/>.</summary>
     public long InjectedFailures => Volatile.Read(ref _injectedFailures);
+
+    /// <summary>Pages of ordinary regions: <see cref="MemoryProviderKind.Region"/>.</summary>
+    public MemoryProviderKind Kind => MemoryProviderKind.Region;
+
+    /// <summary>Any pool may bind: the provider serves every order and node.</summary>
+    void IMemoryProvider.Init(in MemoryProviderBinding pool)
+    {
+    }
+
+    /// <inheritdoc cref="TakeBulk"/>
+    int IMemoryProvider.AllocBulk(Span<NetMemRef> pages, int order, int nid) => TakeBulk(pages, order, nid);
+
+    /// <summary>Always true: the pool's page reference is dropped and the last one gives the page back here.</summary>
+    bool IMemoryProvider.Release(NetMemRef page) => true;
+
+    /// <summary>Nothing to undo: a pool that owns its provider disposes of it itself.</summary>
+    void IMemoryProvider.Destroy(in MemoryProviderBinding pool)
+    {
+    }
 
     /// <summary>Takes one run of 2^<paramref name="order"/> pages, or <see cref="NetMemRef.Null"/> when none can be had.</summary>
     /// <param name="order">0..10.</param>
@@ -215,9 +234,17 @@ public sealed unsafe class PageProvider : IDisposable
     {
         if (!RegionRegistry.IsDescriptor(page.Descriptor, out nuint regionBase, out _))
             ThrowHelper.ThrowForeignPage((nint)page.Descriptor, "is not a descriptor of a live region");
-        if (RegionRegistry.Find((nint)regionBase)?.OwnerState is not Slab slab)
-            throw new InvalidOperationException($"Page 0x{(nint)page.Address:x} belongs to no provider.");
-        slab.Owner.Give(page);
+        switch (RegionRegistry.Find((nint)regionBase)?.OwnerState)
+        {
+            case Slab slab:
+                slab.Owner.Give(page);
+                break;
+            case UmemProvider umem:
+                umem.Give(page);
+                break;
+            default:
+                throw new InvalidOperationException($"Page 0x{(nint)page.Address:x} belongs to no provider.");
+        }
     }
 
     /// <summary>The provider that handed out <paramref name="page"/>, or null.</summary>

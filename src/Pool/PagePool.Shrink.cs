@@ -62,7 +62,7 @@ public sealed unsafe partial class PagePool
             _trimLock.Exit();
         }
         if (_ownsProvider)
-            _provider.Trim();
+            ((PageProvider)_provider).Trim();
         return released;
     }
 
@@ -276,7 +276,7 @@ public sealed unsafe partial class PagePool
         try
         {
             if (_ownsProvider && !IsDisposed)
-                _provider.Trim();
+                ((PageProvider)_provider).Trim();
         }
         catch (ObjectDisposedException)
         {

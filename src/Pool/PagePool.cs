@@ -265,7 +265,7 @@ public sealed unsafe partial class PagePool : IDisposable
     private readonly int _maxLen;
     private readonly int _offset;
     private readonly IDmaMapper _mapper;
-    private readonly PageProvider _provider;
+    private readonly IMemoryProvider _provider;
     private readonly bool _ownsProvider;
     private readonly Action<NetMemRef, object?>? _initCallback;
     private readonly object? _initArg;
@@ -299,8 +299,9 @@ public sealed unsafe partial class PagePool : IDisposable
             BlockCacheFastPaths();
         else if (_dmaSync)
             _hot.CacheWord |= RecycleBlocked;
-        _provider = options.Provider ?? new PageProvider();
-        _ownsProvider = options.Provider == null;
+        _provider = options.MemoryProvider ?? options.Provider ?? new PageProvider();
+        _ownsProvider = options.MemoryProvider == null && options.Provider == null;
+        _provider.Init(Binding);
         PoolSize = Math.Min(options.PoolSize, PagePoolOptions.MaxPoolSize);
         _ring = new PtrRing(PoolSize);
         if (_dmaMap)
@@ -347,8 +348,15 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>The NUMA node the pool allocates on (-1 for none); changed by <see cref="UpdateNid"/>.</summary>
     public int Nid => Volatile.Read(ref _nid);
 
-    /// <summary>The provider the pool takes pages from.</summary>
-    public PageProvider Provider => _provider;
+    /// <summary>The region provider the pool takes pages from.</summary>
+    /// <exception cref="InvalidOperationException">The pool takes its pages from another kind of provider (see <see cref="MemoryProvider"/>).</exception>
+    public PageProvider Provider => _provider as PageProvider
+        ?? throw new InvalidOperationException($"PagePool {Id} takes its pages from a {_provider.Kind} provider, not a PageProvider.");
+
+    /// <summary>The memory provider the pool takes pages from (<see cref="PagePoolOptions.MemoryProvider"/>, else the region provider).</summary>
+    public IMemoryProvider MemoryProvider => _provider;
+
+    private MemoryProviderBinding Binding => new(Options.Name, _order, Options.NumaNode, _dmaMap);
 
     /// <summary>Managed thread id of the consumer thread.</summary>
     public int ConsumerThreadId => Volatile.Read(ref _consumerThreadId);
@@ -942,7 +950,7 @@ public sealed unsafe partial class PagePool : IDisposable
         int got;
         try
         {
-            got = _provider.TakeBulk(fresh[..admitted], _order, _nid);
+            got = _provider.AllocBulk(fresh[..admitted], _order, _nid);
         }
         catch (ObjectDisposedException)
         {
@@ -2289,7 +2297,8 @@ public sealed unsafe partial class PagePool : IDisposable
         bool trace = log.IsEnabled(EventLevel.Verbose, PagePoolEventSource.Keywords.PageState);
         ulong address = trace ? (ulong)page.Address : 0;
         int index = trace ? page.Index : 0;
-        page.PutPage();
+        if (_provider.Release(page))
+            page.PutPage();
         // Counted once the page is back with its provider, and the descriptor is not read after: the count may
         // bring InFlight to 0, and another thread may then free the pool and its provider's regions.
         // Interlocked: releases happen on any thread (ring full, late puts, shared pages, destroy).
@@ -2346,6 +2355,7 @@ public sealed unsafe partial class PagePool : IDisposable
             Interface = Options.Interface,
             QueueIndex = Options.QueueIndex,
             DetachTime = DetachTime,
+            MemoryProvider = _provider.Kind,
         };
     }
 
@@ -2668,8 +2678,9 @@ public sealed unsafe partial class PagePool : IDisposable
         var log = PagePoolEventSource.Log;
         if (log.IsEnabled(EventLevel.Informational, PagePoolEventSource.Keywords.Lifecycle))
             log.PoolDestroyed(Id, TotalHold(), Volatile.Read(ref _release));
+        _provider.Destroy(Binding);
         if (_ownsProvider)
-            _provider.Dispose();
+            ((PageProvider)_provider).Dispose();
         if (_ppHandle.IsAllocated)
             _ppHandle.Free();
     }
@@ -2690,6 +2701,8 @@ public sealed unsafe partial class PagePool : IDisposable
             throw new ArgumentException($"Unknown flag bits 0x{(int)(o.Flags & ~PagePoolFlags.All):x}.", nameof(PagePoolOptions.Flags));
         if (o.Order is < 0 or > PageConstants.MaxOrder)
             throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.Order), o.Order, $"Order must be 0..{PageConstants.MaxOrder}.");
+        if (o.MemoryProvider != null && o.Provider != null)
+            throw new ArgumentException("Set either Provider or MemoryProvider, not both.", nameof(PagePoolOptions.MemoryProvider));
         if (o.PoolSize < 1)
             throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.PoolSize), o.PoolSize, "The ring needs at least one slot.");
         if (o.NumaNode is < -1 or > 63)

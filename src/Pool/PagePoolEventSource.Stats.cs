@@ -60,7 +60,8 @@ public sealed partial class PagePoolEventSource
             PoolStats(sequence, pool.Id, pool.Name, s.AllocFast, s.AllocSlow, s.AllocSlowHighOrder, s.AllocEmpty,
                 s.AllocRefill, s.AllocWaive, s.RecycleCached, s.RecycleCacheFull, s.RecycleRing, s.RecycleRingFull,
                 s.RecycleReleasedRefcnt, s.Hold, s.Release, s.InFlight, s.Pooled, s.BufferSize, pool.Order, pool.Nid,
-                pool.IsDisposed, s.Interface ?? string.Empty, s.QueueIndex ?? -1, s.DetachTime?.ToUnixTimeSeconds() ?? 0);
+                pool.IsDisposed, s.Interface ?? string.Empty, s.QueueIndex ?? -1, s.DetachTime?.ToUnixTimeSeconds() ?? 0,
+                s.MemoryProvider.ToString());
             pools++;
         }
         StatsSnapshot(sequence, pools);

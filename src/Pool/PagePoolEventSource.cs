@@ -196,22 +196,25 @@ public sealed unsafe partial class PagePoolEventSource : EventSource
     /// </summary>
     /// <remarks>
     /// Version 1 adds the pool's identity as netlink reports it: <paramref name="interfaceName"/> (empty for none),
-    /// <paramref name="queueIndex"/> (-1 for none) and <paramref name="detachTime"/> (Unix seconds, 0 while not detached).
+    /// <paramref name="queueIndex"/> (-1 for none) and <paramref name="detachTime"/> (Unix seconds, 0 while not detached),
+    /// and the kind of memory provider the pool draws from (<paramref name="memoryProvider"/>).
     /// </remarks>
     [Event(EventIds.PoolStats, Level = EventLevel.Informational, Keywords = Keywords.Stats, Version = 1)]
     public void PoolStats(long sequence, long poolId, string name, long allocFast, long allocSlow,
         long allocSlowHighOrder, long allocEmpty, long allocRefill, long allocWaive, long recycleCached,
         long recycleCacheFull, long recycleRing, long recycleRingFull, long recycleReleasedRefcnt, long hold,
         long release, long inflight, long pooled, int bufferSize, int order, int nid, bool destroying,
-        string interfaceName, int queueIndex, long detachTime)
+        string interfaceName, int queueIndex, long detachTime, string memoryProvider)
     {
         int destroyingValue = destroying ? 1 : 0;
         name ??= string.Empty;
         interfaceName ??= string.Empty;
+        memoryProvider ??= string.Empty;
         fixed (char* pName = name)
         fixed (char* pInterface = interfaceName)
+        fixed (char* pProvider = memoryProvider)
         {
-            EventData* data = stackalloc EventData[25];
+            EventData* data = stackalloc EventData[26];
             Set(ref data[0], &sequence);
             Set(ref data[1], &poolId);
             SetString(ref data[2], pName, name);
@@ -238,7 +241,8 @@ public sealed unsafe partial class PagePoolEventSource : EventSource
             SetString(ref data[22], pInterface, interfaceName);
             Set(ref data[23], &queueIndex);
             Set(ref data[24], &detachTime);
-            WriteEventCore(EventIds.PoolStats, 25, data);
+            SetString(ref data[25], pProvider, memoryProvider);
+            WriteEventCore(EventIds.PoolStats, 26, data);
         }
     }
 

@@ -71,6 +71,13 @@ public sealed class PagePoolOptions
     public PageProvider? Provider { get; set; }
 
     /// <summary>
+    /// The memory provider to take pages from (the kernel's <c>pool->mp_ops</c>), for instance a shared
+    /// <see cref="UmemProvider"/>; when null, <see cref="Provider"/> (or the pool's own region provider) serves.
+    /// Only one of the two may be set. The pool never disposes of a provider it was given.
+    /// </summary>
+    public IMemoryProvider? MemoryProvider { get; set; }
+
+    /// <summary>
     /// Debug checks: the consumer handle verifies its thread on every call, and the debug hooks (poisoning, leak
     /// tracking) run. Defaults to on when the environment variable <c>UNMANAGEDPOOL_DEBUG</c> is 1 or true.
     /// </summary>

@@ -1,3 +1,5 @@
+using UnmanagedPool.Native;
+
 namespace UnmanagedPool;
 
 /// <summary>
@@ -76,4 +78,7 @@ public readonly record struct PagePoolStats
 
     /// <summary>Netlink <c>detach-time</c>: when the pool was disposed with pages in flight (<see cref="PagePool.DetachTime"/>), or null.</summary>
     public DateTimeOffset? DetachTime { get; init; }
+
+    /// <summary>Which kind of memory provider the pool takes its pages from.</summary>
+    public MemoryProviderKind MemoryProvider { get; init; }
 }

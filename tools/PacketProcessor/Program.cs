@@ -22,10 +22,17 @@ public static class Program
     {
         var driver = new Option<string>("--driver", "-d")
         {
-            Description = "Where frames come from: synthetic (an in-process NIC model, no privileges) or afpacket (a real interface).",
+            Description = "Where frames come from: synthetic (an in-process NIC model, no privileges), afpacket or afxdp (a real interface).",
             DefaultValueFactory = _ => "synthetic",
         };
-        driver.AcceptOnlyFromAmong("synthetic", "afpacket");
+        driver.AcceptOnlyFromAmong("synthetic", "afpacket", "afxdp");
+        var xdpMode = new Option<string>("--xdp-mode")
+        {
+            Description = "afxdp: auto (zero-copy where the driver has it, else copy), copy, zerocopy, or generic (copy on the generic XDP hook).",
+            DefaultValueFactory = _ => "auto",
+        };
+        xdpMode.AcceptOnlyFromAmong("auto", "copy", "zerocopy", "generic");
+        var xdpRing = new Option<int>("--xdp-ring") { Description = "afxdp: entries in each socket's fill, completion, RX and TX rings (a power of two).", DefaultValueFactory = _ => 2048 };
         var iface = new Option<string?>("--interface", "-i") { Description = "Interface for --driver afpacket (e.g. veth0)." };
         var queues = new Option<int>("--queues", "-q") { Description = "RX queues, one thread and one pool each.", DefaultValueFactory = _ => 1 };
         var program = new Option<string>("--program", "-p")
@@ -63,9 +70,9 @@ public static class Program
 
         var root = new RootCommand(
             "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.\n" +
-            "Exit codes: 0 done; 1 the interface does not exist; 2 usage or value error; 3 AF_PACKET needs root or CAP_NET_RAW; 4 another system error opening the driver; 5 buffers were not given back.")
+            "Exit codes: 0 done; 1 the interface does not exist; 2 usage or value error; 3 AF_PACKET needs root or CAP_NET_RAW; 4 another system error opening the driver; 5 buffers were not given back; 6 the interface has no XDP (or no zero-copy); 7 no such queue on the interface; 8 the interface or queue is busy.")
         {
-            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, rxBuffer, dmaMap, json, quiet,
+            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, rxBuffer, dmaMap, json, quiet, xdpMode, xdpRing,
         };
         root.Validators.Add(r =>
         {
@@ -86,7 +93,9 @@ public static class Program
             SizeMix sizes = r.GetValue(mix) is { } m && SizeMix.TryParse(m, out SizeMix? parsed, out _) ? parsed! : SizeMix.Fixed(r.GetValue(size) ?? 64);
             var options = new ProcessorOptions
             {
-                Driver = r.GetValue(driver) == "afpacket" ? DriverKind.AfPacket : DriverKind.Synthetic,
+                Driver = r.GetValue(driver) switch { "afpacket" => DriverKind.AfPacket, "afxdp" => DriverKind.AfXdp, _ => DriverKind.Synthetic },
+                XdpMode = r.GetValue(xdpMode) switch { "copy" => AfXdpMode.Copy, "zerocopy" => AfXdpMode.ZeroCopy, "generic" => AfXdpMode.Generic, _ => AfXdpMode.Auto },
+                XdpRingSize = r.GetValue(xdpRing),
                 Interface = r.GetValue(iface),
                 Queues = r.GetValue(queues),
                 Program = kind,
@@ -146,6 +155,8 @@ public static class Program
             IAnsiConsole info = ToolConsole.Create(json ? stderr : stdout);
             bool gbps = options.Driver != DriverKind.Synthetic;
             info.Line(Report.Header(options), "bold");
+            if (processor.DriverNote is { } note)
+                info.Line(note, "grey");
             if (!quiet)
                 info.Line(options.Driver == DriverKind.Synthetic ? "Ctrl-C stops early." : "Waiting for traffic; Ctrl-C stops early.", "grey");
             ProcessorResult result = processor.Run(cts.Token, quiet ? null : s => info.WriteLine(Report.ProgressLine(s, gbps)));

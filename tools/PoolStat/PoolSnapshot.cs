@@ -44,6 +44,9 @@ internal sealed record PoolSnapshot
         return string.Join(", ", parts);
     }
 
+    /// <summary>The kind of memory provider the pool draws from (Region, Umem); empty from an older process.</summary>
+    public string MemoryProvider { get; init; } = "";
+
     [JsonIgnore]
     public long Sequence { get; init; }
 
@@ -96,6 +99,7 @@ internal sealed record PoolSnapshot
         Interface = e.PayloadByName("interfaceName") is string { Length: > 0 } ifname ? ifname : null,
         QueueIndex = e.PayloadByName("queueIndex") is null || Long(e, "queueIndex") < 0 ? null : (int)Long(e, "queueIndex"),
         DetachTime = Long(e, "detachTime") is > 0 and var seconds ? DateTimeOffset.FromUnixTimeSeconds(seconds) : null,
+        MemoryProvider = e.PayloadByName("memoryProvider") as string ?? "",
     };
 
     public static long Long(TraceEvent e, string name) => e.PayloadByName(name) switch

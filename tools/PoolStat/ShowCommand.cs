@@ -91,7 +91,7 @@ internal static class ShowCommand
         {
             string state = p.Destroying ? " [yellow](destroying)[/]" : "";
             string identity = p.Identity() is { Length: > 0 } id ? $"\n[grey]{Markup.Escape(id)}[/]" : "";
-            table.AddColumn(new TableColumn($"{p.Id} {Markup.Escape(p.Name)}{state}\n[grey]order {p.Order}, nid {p.Nid}, {p.BufferSize} B[/]{identity}").RightAligned());
+            table.AddColumn(new TableColumn($"{p.Id} {Markup.Escape(p.Name)}{state}\n[grey]order {p.Order}, nid {p.Nid}, {p.BufferSize} B{(p.MemoryProvider.Length > 0 ? ", " + Markup.Escape(p.MemoryProvider) : "")}[/]{identity}").RightAligned());
         }
         var rows = pools[0].Counters().Select(c => c.Name).ToList();
         var before = previous?.ToDictionary(p => p.Id);

@@ -119,11 +119,11 @@ public class AfPacketIntegrationTests
         }
     }
 
-    private static string FindIp() => RootNetnsFactAttribute.Find("ip") ?? "ip";
+    internal static string FindIp() => RootNetnsFactAttribute.Find("ip") ?? "ip";
 
-    private static void Ip(string args) => Run(FindIp(), args.Split(' '));
+    internal static void Ip(string args) => Run(FindIp(), args.Split(' '));
 
-    private static void TryIp(string args)
+    internal static void TryIp(string args)
     {
         try
         {
@@ -134,7 +134,7 @@ public class AfPacketIntegrationTests
         }
     }
 
-    private static void Run(string file, string[] args, bool check = true)
+    internal static void Run(string file, string[] args, bool check = true)
     {
         var psi = new ProcessStartInfo(file, args) { RedirectStandardError = true, RedirectStandardOutput = true };
         using var p = Process.Start(psi)!;

@@ -29,11 +29,33 @@ public static class Report
     /// <summary>A one-line description of the run's settings.</summary>
     public static string Header(ProcessorOptions o)
     {
-        string source = o.Driver == DriverKind.Synthetic ? $"synthetic NIC, frames {o.Mix}" : $"afpacket on {o.Interface}";
+        string source = o.Driver switch
+        {
+            DriverKind.Synthetic => $"synthetic NIC, frames {o.Mix}",
+            DriverKind.AfXdp => $"afxdp on {o.Interface} ({DriverName(o.XdpMode)} mode, rings {o.XdpRingSize})",
+            _ => $"afpacket on {o.Interface}",
+        };
         string port = o.Port != 0 ? $" --port {o.Port}" : "";
         return string.Create(Inv,
             $"PacketProcessor: {source}; program {ProgramNames.Name(o.Program)}{port}; {o.Queues} queue{(o.Queues == 1 ? "" : "s")}, ring {o.RingSize}, budget {QueueBase.RefillBatch}; {(o.Pool == BufferPoolKind.PagePool ? "PagePool per queue" : "ArrayPool<byte>.Shared")} buffers{(o.RxBuffer != RxBufferKind.Page ? $" ({o.RxBuffer.Name()} pages)" : "")}{(o.DmaMap ? ", DMA-mapped" : "")}; {o.Duration.TotalSeconds:0.#} s");
     }
+
+    /// <summary>The CLI name of an afxdp mode.</summary>
+    public static string DriverName(AfXdpMode mode) => mode switch
+    {
+        AfXdpMode.Copy => "copy",
+        AfXdpMode.ZeroCopy => "zerocopy",
+        AfXdpMode.Generic => "generic",
+        _ => "auto",
+    };
+
+    /// <summary>The CLI name of a driver.</summary>
+    public static string DriverName(DriverKind driver) => driver switch
+    {
+        DriverKind.AfPacket => "afpacket",
+        DriverKind.AfXdp => "afxdp",
+        _ => "synthetic",
+    };
 
     /// <summary>The final summary as plain text (what <see cref="WriteSummary"/> writes to a file or a pipe).</summary>
     public static string Summary(ProcessorResult r)
@@ -68,6 +90,9 @@ public static class Report
 
         Table frames = console.NewTable(Columns("Frames"));
         Row(frames, "received", q => q.RxPackets);
+        // What the kernel dropped before the program saw it: sent = received + this, for a sender on the wire.
+        if (r.Options.Driver != DriverKind.Synthetic)
+            Row(frames, "kernel drops (before program)", q => q.KernelDrops);
         // Verdicts and error drops that never happened are left out: every frame is in one of the rows shown.
         Row(frames, "drop", q => q.Drop, always: false);
         Row(frames, "aborted (malformed)", q => q.Aborted, always: false);
@@ -132,7 +157,9 @@ public static class Report
         {
             ProcessorOptions o = r.Options;
             w.WriteStartObject();
-            w.WriteString("driver", o.Driver == DriverKind.Synthetic ? "synthetic" : "afpacket");
+            w.WriteString("driver", DriverName(o.Driver));
+            if (o.Driver == DriverKind.AfXdp)
+                w.WriteString("xdpMode", DriverName(o.XdpMode));
             if (o.Interface != null)
                 w.WriteString("interface", o.Interface);
             w.WriteString("program", ProgramNames.Name(o.Program));
@@ -151,6 +178,7 @@ public static class Report
             w.WriteNumber("mpps", Math.Round(r.Mpps, 3));
             w.WriteNumber("gbps", Math.Round(r.Gbps, 3));
             w.WriteNumber("drops", r.Drops);
+            w.WriteNumber("kernelDrops", r.KernelDrops);
             w.WriteNumber("matched", r.Matched);
             w.WriteNumber("inFlight", r.InFlight);
             w.WriteNumber("allocatedBytes", r.AllocatedBytes);
@@ -173,6 +201,7 @@ public static class Report
                 w.WriteNumber("txErrors", q.TxErrors);
                 w.WriteNumber("rxNoBuffers", q.RxNoBuffers);
                 w.WriteNumber("rxPaused", q.RxPaused);
+                w.WriteNumber("kernelDrops", q.KernelDrops);
                 w.WriteNumber("matched", q.Matched);
                 w.WriteNumber("inFlight", q.InFlight);
                 if (q.Pool is { } s)

@@ -29,6 +29,14 @@ internal sealed unsafe class AfPacketNic : NicQueue
     /// <summary>Errors <c>recvmmsg</c> returned other than "no frame yet" (the interface going down, ...).</summary>
     public long ReceiveErrors;
 
+    private long _kernelDrops;   // tp_drops summed: written by the queue's thread, read by the reporting thread
+
+    /// <summary>
+    /// Frames the kernel dropped because the socket's receive buffer was full (<c>PACKET_STATISTICS</c> tp_drops,
+    /// which the kernel resets on every read, so they are summed here on each idle wait and at close).
+    /// </summary>
+    public override long KernelDrops => Volatile.Read(ref _kernelDrops); // Volatile: summed on the queue's thread
+
     /// <summary>Opens one queue's socket on <paramref name="interfaceName"/>, in fanout group <paramref name="fanoutGroup"/> when <paramref name="queueCount"/> is above 1.</summary>
     /// <exception cref="DriverException">No such interface, no privileges, or another failure (with the system's message).</exception>
     public static AfPacketNic Open(string interfaceName, int queueCount, int fanoutGroup)
@@ -155,12 +163,27 @@ internal sealed unsafe class AfPacketNic : NicQueue
     {
         var pfd = new PollFd { Fd = _fd, Events = POLLIN };
         Poll(&pfd, 1, Math.Min(timeoutMs, PollTimeoutMs));
+        ReadDrops();
+    }
+
+    /// <summary>After the last poll: the drops since the last idle wait count too.</summary>
+    public override void DetachPool(UnmanagedPool.PagePool pool) => ReadDrops();
+
+    private void ReadDrops()
+    {
+        // struct tpacket_stats { u32 tp_packets; u32 tp_drops; }
+        uint* stats = stackalloc uint[2];
+        uint len = 2 * sizeof(uint);
+        if (_fd >= 0 && GetSockOpt(_fd, SOL_PACKET, PACKET_STATISTICS, stats, &len) == 0 && stats[1] != 0)
+            // Volatile: the reporting thread reads the sum while this queue runs.
+            Volatile.Write(ref _kernelDrops, _kernelDrops + stats[1]);
     }
 
     public override void Dispose()
     {
         if (_fd >= 0)
         {
+            ReadDrops();
             Close(_fd);
             _fd = -1;
             NativeMemory.Free(_msgs);

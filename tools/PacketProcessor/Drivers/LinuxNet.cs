@@ -17,6 +17,7 @@ internal static unsafe partial class LinuxNet
     public const int SO_RCVBUF = 8;
     public const int PACKET_FANOUT = 18;
     public const int PACKET_IGNORE_OUTGOING = 23;
+    public const int PACKET_STATISTICS = 6;
     public const int PACKET_FANOUT_HASH = 0;
     public const int MSG_DONTWAIT = 0x40;
     public const int MSG_TRUNC = 0x20;
@@ -88,6 +89,9 @@ internal static unsafe partial class LinuxNet
 
     [LibraryImport(Lib, EntryPoint = "setsockopt", SetLastError = true)]
     public static partial int SetSockOpt(int fd, int level, int name, void* value, uint len);
+
+    [LibraryImport(Lib, EntryPoint = "getsockopt", SetLastError = true)]
+    public static partial int GetSockOpt(int fd, int level, int name, void* value, uint* len);
 
     [LibraryImport(Lib, EntryPoint = "recvmmsg", SetLastError = true)]
     public static partial int RecvMMsg(int fd, MMsgHdr* msgs, uint vlen, int flags, void* timeout);

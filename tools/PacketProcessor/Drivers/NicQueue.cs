@@ -1,4 +1,6 @@
 using PacketProcessor.Engine;
+using UnmanagedPool;
+using UnmanagedPool.Native;
 
 namespace PacketProcessor.Drivers;
 
@@ -20,6 +22,22 @@ internal abstract class NicQueue : IDisposable
 
     /// <summary>Blocks up to <paramref name="timeoutMs"/> until frames may be ready.</summary>
     public virtual void WaitForTraffic(int timeoutMs)
+    {
+    }
+
+    /// <summary>The memory the queue's pool must draw from (a UMEM shared by the queues), or null for the pool's own.</summary>
+    public virtual IMemoryProvider? MemoryProvider => null;
+
+    /// <summary>Frames the kernel dropped before the program saw them (socket statistics), readable at any time.</summary>
+    public virtual long KernelDrops => 0;
+
+    /// <summary>On the queue's thread once its pool exists, before the first poll.</summary>
+    public virtual void AttachPool(PagePool pool)
+    {
+    }
+
+    /// <summary>On the queue's thread after the last poll, before the pool is released: give back every page the driver holds.</summary>
+    public virtual void DetachPool(PagePool pool)
     {
     }
 

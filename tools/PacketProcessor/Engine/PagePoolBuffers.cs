@@ -54,10 +54,12 @@ internal unsafe struct PagePoolBuffers : IBufferOps
             Name = $"rx{queue.Index}",
             PoolSize = QueueBase.PoolRingSize,
             QueueIndex = queue.Index,
+            MemoryProvider = queue.Nic.MemoryProvider,
             Flags = _dmaMap ? PagePoolFlags.DmaMap : PagePoolFlags.None,
             DmaMapper = _dmaMap ? queue.DmaMapper ?? IdentityDmaMapper.Instance : null,
         });
         queue.Pool = pool;
+        queue.Nic.AttachPool(pool);
         _pool = pool;
         _consumer = pool.BindConsumer();
         _mem = XdpMemInfo.ForPagePool(pool);
@@ -231,6 +233,7 @@ internal unsafe struct PagePoolBuffers : IBufferOps
     {
         DrainSplitPage();
         ReclaimPackets();
+        _queue.Nic.DetachPool(_queue.Pool!);
         _queue.Pool!.Dispose();
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using UnmanagedPool.Native;
 using PacketProcessor.Drivers;
 using PacketProcessor.Frames;
 using PacketProcessor.Programs;
@@ -17,6 +18,8 @@ public sealed class Processor : IDisposable
     private volatile bool _stop;
     private long _workerAllocatedBytes;   // written by the worker before it stops, read after it is joined
     private readonly ManualResetEventSlim _started = new();
+    private readonly UmemProvider? _umem;
+    private readonly IDisposable? _xdpProgram;
 
     /// <summary>Opens the driver's queues.</summary>
     /// <exception cref="ArgumentException">Invalid options (the message says which).</exception>
@@ -34,22 +37,55 @@ public sealed class Processor : IDisposable
             FrameGenerator? generator = options.Driver == DriverKind.Synthetic
                 ? new FrameGenerator(options.Mix, malformedPerMille: options.MalformedPerMille) : null;
             int fanoutGroup = Environment.ProcessId & 0xffff;
+            AfXdpNic? firstXdp = null;
+            if (options.Driver == DriverKind.AfXdp)
+                _umem = new UmemProvider(Math.Min(UmemBytesPerQueue * options.Queues, MaxUmemBytes));
             for (int i = 0; i < options.Queues; i++)
             {
-                NicQueue nic = generator != null
-                    ? new SyntheticNic(generator, i)
-                    : AfPacketNic.Open(options.Interface!, options.Queues, fanoutGroup);
+                NicQueue nic;
+                if (generator != null)
+                {
+                    nic = new SyntheticNic(generator, i);
+                }
+                else if (_umem != null)
+                {
+                    var x = AfXdpNic.Open(options.Interface!, i, _umem, firstXdp, options.XdpMode, options.XdpRingSize);
+                    firstXdp ??= x;
+                    nic = x;
+                }
+                else
+                {
+                    nic = AfPacketNic.Open(options.Interface!, options.Queues, fanoutGroup);
+                }
                 nics.Add(nic);
                 _queues[i] = options.Pool == BufferPoolKind.PagePool ? Create<PagePoolBuffers>(i, nic) : Create<ArrayPoolBuffers>(i, nic);
+            }
+            if (_umem != null)
+            {
+                var xdp = nics.Cast<AfXdpNic>().ToList();
+                _xdpProgram = AfXdpNic.AttachProgram(options.Interface!, options.XdpMode, xdp);
+                DriverNote = xdp[0].IsZeroCopy
+                    ? $"afxdp: zero-copy mode on {options.Interface}."
+                    : $"afxdp: copy mode on {options.Interface}" + (options.XdpMode == AfXdpMode.Auto ? " (its driver has no AF_XDP zero-copy)." : ".");
             }
         }
         catch
         {
             foreach (NicQueue nic in nics)
                 nic.Dispose();
+            _umem?.Dispose();
             throw;
         }
     }
+
+    /// <summary>UMEM bytes per afxdp queue (arbitrary: room for the rings, the pool's caches and the backlogs).</summary>
+    private const long UmemBytesPerQueue = 64L << 20;
+
+    /// <summary>The largest UMEM a <see cref="UmemProvider"/> maps.</summary>
+    private const long MaxUmemBytes = 1L << 30;
+
+    /// <summary>A line about how the driver runs (the afxdp mode the kernel chose), or null.</summary>
+    public string? DriverNote { get; }
 
     private QueueBase Create<TOps>(int i, NicQueue nic) where TOps : struct, IBufferOps
     {
@@ -190,8 +226,11 @@ public sealed class Processor : IDisposable
                 RxPaused = c.RxPaused,
                 RxPages = c.RxPages,
                 Matched = q.Matched,
-                Pool = q.FinalPoolStats,
+                // Read again now that every queue has stopped: a page another queue's AF_XDP socket was still
+                // transmitting came back to this pool when that queue closed its socket.
+                Pool = q.Pool?.GetStats() ?? q.FinalPoolStats,
                 InFlight = q.InFlight,
+                KernelDrops = q.Nic.KernelDrops,
                 ArraysRented = q.ArraysRented,
                 ArraysReturned = q.ArraysReturnedHere + q.ArraysReturnedElsewhere,
             };
@@ -251,6 +290,9 @@ public sealed class Processor : IDisposable
     {
         foreach (QueueBase q in _queues)
             q?.Nic.Dispose();
+        // The link goes with its file descriptor: nothing stays attached to the interface.
+        _xdpProgram?.Dispose();
+        _umem?.Dispose();
         _started.Dispose();
     }
 }

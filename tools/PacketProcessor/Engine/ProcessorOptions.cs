@@ -11,6 +11,25 @@ public enum DriverKind
 
     /// <summary>AF_PACKET sockets on a real interface (root or CAP_NET_RAW).</summary>
     AfPacket,
+
+    /// <summary>AF_XDP sockets on a real interface, the pools' pages a shared UMEM (root or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF).</summary>
+    AfXdp,
+}
+
+/// <summary>How the afxdp driver binds its sockets and attaches its program.</summary>
+public enum AfXdpMode
+{
+    /// <summary>Zero-copy where the driver supports it, copy otherwise; the driver's XDP hook where it has one.</summary>
+    Auto,
+
+    /// <summary>Copy mode (any interface).</summary>
+    Copy,
+
+    /// <summary>Zero-copy; fails on an interface whose driver lacks it.</summary>
+    ZeroCopy,
+
+    /// <summary>Copy mode with the program on the generic XDP hook (any interface, slowest).</summary>
+    Generic,
 }
 
 /// <summary>Where buffers come from.</summary>
@@ -84,6 +103,15 @@ public sealed class ProcessorOptions
     /// <summary>The pools map their pages for the device (an identity mapper) and each received frame is synced for the CPU.</summary>
     public bool DmaMap { get; set; }
 
+    /// <summary>afxdp: socket bind mode and program hook.</summary>
+    public AfXdpMode XdpMode { get; set; } = AfXdpMode.Auto;
+
+    /// <summary>
+    /// afxdp: entries in each socket's fill, completion, RX and TX rings (a power of two). A fill ring of 2048
+    /// holds about 2 ms at 1 Mpps; a receiver preempted longer loses frames, reported as kernel drops.
+    /// </summary>
+    public int XdpRingSize { get; set; } = 2048;
+
     /// <summary>Checks the combination; returns a message for the user, or null.</summary>
     public string? Validate()
     {
@@ -101,6 +129,12 @@ public sealed class ProcessorOptions
             return "--dma-map needs --pool pagepool.";
         if (Driver == DriverKind.AfPacket && string.IsNullOrWhiteSpace(Interface))
             return "--driver afpacket needs --interface NAME.";
+        if (Driver == DriverKind.AfXdp && string.IsNullOrWhiteSpace(Interface))
+            return "--driver afxdp needs --interface NAME.";
+        if (Driver == DriverKind.AfXdp && Pool != BufferPoolKind.PagePool)
+            return "--driver afxdp needs --pool pagepool: its buffers are UMEM pages.";
+        if (XdpRingSize < 64 || (XdpRingSize & (XdpRingSize - 1)) != 0 || XdpRingSize > 16384)
+            return $"--xdp-ring must be a power of two in 64..16384 (got {XdpRingSize}).";
         return null;
     }
 }

@@ -26,6 +26,11 @@ public sealed class QueueResult
     public PagePoolStats? Pool { get; init; }
     /// <summary>Buffers not given back at exit (must be 0).</summary>
     public long InFlight { get; init; }
+    /// <summary>
+    /// Frames the kernel dropped for this queue before the program saw them: the AF_XDP statistics (rx_dropped,
+    /// rx_invalid_descs, rx_ring_full, rx_fill_ring_empty_descs) for afxdp, PACKET_STATISTICS tp_drops for afpacket.
+    /// </summary>
+    public long KernelDrops { get; init; }
     /// <summary>Arrays rented (array buffers).</summary>
     public long ArraysRented { get; init; }
     /// <summary>Arrays returned (array buffers).</summary>
@@ -55,6 +60,8 @@ public sealed class ProcessorResult
     public long RxPages => Queues.Sum(q => q.RxPages);
     /// <summary>Pages the RX path used per received frame: about 1, 1/2 or 1/4 with whole, half or quarter pages.</summary>
     public double PagesPerFrame => RxPackets > 0 ? (double)RxPages / RxPackets : 0;
+    /// <summary>Frames the kernel dropped before the programs saw them (see <see cref="QueueResult.KernelDrops"/>).</summary>
+    public long KernelDrops => Queues.Sum(q => q.KernelDrops);
     public long Drops => Queues.Sum(q => q.Drop + q.Aborted + q.RedirectErrors + q.PassBacklogDrops + q.TxErrors);
     public double Mpps => Elapsed.TotalSeconds > 0 ? RxPackets / Elapsed.TotalSeconds / 1e6 : 0;
     public double Gbps => Elapsed.TotalSeconds > 0 ? RxBytes * 8 / Elapsed.TotalSeconds / 1e9 : 0;

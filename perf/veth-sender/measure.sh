@@ -1,0 +1,65 @@
+#!/bin/bash
+# Measures the packet processor's real drivers on a veth pair this script creates (and deletes): COUNT 64-byte
+# UDP frames from one veth_sender process on CPU 0 inside a namespace, the processor pinned to CPU 1 on the host
+# end. Needs root, gcc and a Release build of tools/PacketProcessor.
+# usage: [SENDERS=N] [PROGRAMS="drop count"] [PROCESSOR_ARGS="--xdp-ring 8192"] measure.sh [COUNT] [DRIVER...]   (default 1000000, drivers afpacket afxdp;
+#        SENDERS sender processes on CPU 0, COUNT frames each)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+count=${1:-1000000}
+senders=${SENDERS:-1}
+programs=${PROGRAMS:-drop count}
+shift || true
+drivers=${*:-afpacket afxdp}
+ns=upx-measure-$$
+host=upxmh$$
+peer=upxmp$$
+sender=$(mktemp -d)/veth_sender
+gcc -O2 -o "$sender" "$here/veth_sender.c"
+cleanup() { ip netns del "$ns" 2>/dev/null || true; ip link del "$host" 2>/dev/null || true; }
+trap cleanup EXIT
+ip netns add "$ns"
+ip link add "$host" type veth peer name "$peer"
+ip link set "$peer" netns "$ns"
+sysctl -qw "net.ipv6.conf.$host.disable_ipv6=1" || true
+ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$peer.disable_ipv6=1" || true
+ip addr add 10.233.0.1/24 dev "$host"
+ip link set "$host" up
+ip netns exec "$ns" ip addr add 10.233.0.2/24 dev "$peer"
+ip netns exec "$ns" ip link set "$peer" up
+mac=$(cat "/sys/class/net/$host/address")
+dll="$root/tools/PacketProcessor/bin/Release/net10.0/PacketProcessor.dll"
+for driver in $drivers; do
+  for program in $programs; do
+    out=$(mktemp)
+    # Runs until stopped: SIGTERM one second after the sender is done (the processor detaches and reports).
+    taskset -c 1 dotnet "$dll" --driver "$driver" -i "$host" -p "$program" --port 4791 -t 600s --json --quiet ${PROCESSOR_ARGS:-} >"$out" 2>/dev/null &
+    pid=$!
+    sleep 4
+    logs=(); spids=()
+    for s in $(seq 1 "$senders"); do
+      log=$(mktemp); logs+=("$log")
+      ip netns exec "$ns" taskset -c 0 "$sender" "$peer" "$mac" 10.233.0.2 10.233.0.1 4791 "$count" >"$log" &
+      spids+=($!)
+    done
+    wait "${spids[@]}" || true
+    # The longest sender's time; every sender sent COUNT frames.
+    sent=$(cat "${logs[@]}" | sort -t' ' -k5 -n | tail -1)
+    rm -f "${logs[@]}"
+    sleep 1
+    kill -TERM $pid
+    wait $pid || true
+    if ip link show dev "$host" | grep -q xdp; then echo "XDP program left attached after $driver"; exit 1; fi
+    python3 - "$out" "$driver" "$program" "$((count * senders))" "$sent" <<'PY'
+import json, re, sys
+r = json.load(open(sys.argv[1]))
+sent = sys.argv[5]
+secs = float(re.search(r"in ([0-9.]+) s", sent).group(1))
+rx = r["rxPackets"]
+print(f"{sys.argv[2]:9} {sys.argv[3]:6} sent {int(sys.argv[4]):>9,} in {secs:6.3f} s | received {rx:>9,} "
+      f"kernel drops {r['kernelDrops']:>7,} matched {r['matched']:>9,} | {rx / secs / 1e6:5.2f} Mpps (received / send time) | inflight {r['inFlight']}")
+PY
+    rm -f "$out"
+  done
+done
