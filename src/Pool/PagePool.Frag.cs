@@ -413,6 +413,14 @@ public sealed unsafe partial class PagePool
         OnConsumerThread() && _hot.Frag.Page == (nint)d && left < BiasMax - _hot.Frag.Users;
 
     /// <summary>
+    /// Whether <paramref name="d"/> is the page the consumer or the shared path is cutting fragments from. Reads
+    /// only this pool's fields (the page itself may already be another thread's to free).
+    /// </summary>
+    private bool IsFragPageBeingCut(NetMem* d) =>
+        // Volatile: the consumer and the shared path replace their frag page on their own threads.
+        Volatile.Read(ref _hot.Frag.Page) == (nint)d || Volatile.Read(ref _sharedFrag.Page) == (nint)d;
+
+    /// <summary>
     /// The pool named by a page's <c>pp</c> field without a search or an allocation: <c>pp</c> is the pool's
     /// GCHandle. Null when the handle does not name a live pool.
     /// </summary>

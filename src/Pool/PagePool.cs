@@ -1909,10 +1909,11 @@ public sealed unsafe partial class PagePool : IDisposable
                 FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
             }
         }
-        else if (left + nr > FragBiasFloor)
+        else if (left + nr > FragBiasFloor && IsFragPageBeingCut(d))
         {
             // The drop went through the bias the pool holds on a fragment page it is cutting (UnrefPage of more
             // references than users hold): the pool would go on cutting a page nobody references. Put them back.
+            // A page a driver split itself (FragmentPage) may carry any bias: its drain is the driver's to size.
             Interlocked.Add(ref d->PpRefCount, nr);
             FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
         }

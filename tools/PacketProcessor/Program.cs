@@ -33,7 +33,7 @@ public static class Program
         };
         xdpMode.AcceptOnlyFromAmong("auto", "copy", "zerocopy", "generic");
         var xdpRing = new Option<int>("--xdp-ring") { Description = "afxdp: entries in each socket's fill, completion, RX and TX rings (a power of two).", DefaultValueFactory = _ => 2048 };
-        var iface = new Option<string?>("--interface", "-i") { Description = "Interface for --driver afpacket (e.g. veth0)." };
+        var iface = new Option<string?>("--interface", "-i") { Description = "Interface for --driver afpacket or afxdp (e.g. veth0)." };
         var queues = new Option<int>("--queues", "-q") { Description = "RX queues, one thread and one pool each.", DefaultValueFactory = _ => 1 };
         var program = new Option<string>("--program", "-p")
         {
