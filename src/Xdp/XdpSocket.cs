@@ -2,9 +2,9 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using UnmanagedPool.Native;
-using UnmanagedPool.Xdp.Interop;
+using UnmanagedPool.AfXdp.Interop;
 
-namespace UnmanagedPool.Xdp;
+namespace UnmanagedPool.AfXdp;
 
 /// <summary>
 /// An AF_XDP socket over raw system calls: its UMEM is a <see cref="UmemProvider"/>'s area (registered with

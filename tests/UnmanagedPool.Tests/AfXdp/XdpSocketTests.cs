@@ -1,10 +1,8 @@
-extern alias xsk;
-
 using System.Buffers.Binary;
 using System.Diagnostics;
+using UnmanagedPool.AfXdp;
 using UnmanagedPool.Native;
 using UnmanagedPool.Tests.PacketProcessor;
-using xsk::UnmanagedPool.Xdp;
 
 namespace UnmanagedPool.Tests.AfXdp;
 
@@ -409,9 +407,9 @@ public class XdpAbiLayoutTests
     public unsafe void The_kernel_structs_have_the_kernel_sizes()
     {
         Assert.Equal(16, sizeof(XdpDesc));                                        // struct xdp_desc
-        Assert.Equal(16, sizeof(xsk::UnmanagedPool.Xdp.Interop.Sys.SockaddrXdp)); // struct sockaddr_xdp
-        Assert.Equal(32, sizeof(xsk::UnmanagedPool.Xdp.Interop.Sys.UmemReg));     // struct xdp_umem_reg with tx_metadata_len
-        Assert.Equal(128, sizeof(xsk::UnmanagedPool.Xdp.Interop.Sys.MmapOffsets)); // struct xdp_mmap_offsets
+        Assert.Equal(16, sizeof(UnmanagedPool.AfXdp.Interop.Sys.SockaddrXdp)); // struct sockaddr_xdp
+        Assert.Equal(32, sizeof(UnmanagedPool.AfXdp.Interop.Sys.UmemReg));     // struct xdp_umem_reg with tx_metadata_len
+        Assert.Equal(128, sizeof(UnmanagedPool.AfXdp.Interop.Sys.MmapOffsets)); // struct xdp_mmap_offsets
         Assert.Equal(48, sizeof(XdpStatistics));                                  // struct xdp_statistics
     }
 }
