@@ -1,9 +1,10 @@
 #!/bin/bash
 # Measures the packet processor's real drivers on a veth pair this script creates (and deletes): COUNT 64-byte
-# UDP frames from one veth_sender process on CPU 0 inside a namespace, the processor pinned to CPU 1 on the host
-# end. Needs root, gcc and a Release build of tools/PacketProcessor.
-# usage: [SENDERS=N] [PROGRAMS="drop count"] [PROCESSOR_ARGS="--xdp-ring 8192"] measure.sh [COUNT] [DRIVER...]   (default 1000000, drivers afpacket afxdp;
-#        SENDERS sender processes on CPU 0, COUNT frames each)
+# UDP frames from one sender process on CPU 0 inside a namespace, the processor pinned to CPU 1 on the host end.
+# The sender is trafgen (netsniff-ng) at its full rate where installed, otherwise veth_sender (built with gcc).
+# Needs root and a Release build of tools/PacketProcessor.
+# usage: [SENDER=trafgen|c] [SENDERS=N] [PROGRAMS="drop count"] [PROCESSOR_ARGS="--xdp-ring 8192"] measure.sh [COUNT] [DRIVER...]
+#        (default 1000000, drivers afpacket afxdp; SENDERS sender processes on CPU 0, COUNT frames each)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -15,9 +16,13 @@ drivers=${*:-afpacket afxdp}
 ns=upx-measure-$$
 host=upxmh$$
 peer=upxmp$$
-sender=$(mktemp -d)/veth_sender
-gcc -O2 -o "$sender" "$here/veth_sender.c"
-cleanup() { ip netns del "$ns" 2>/dev/null || true; ip link del "$host" 2>/dev/null || true; }
+work=$(mktemp -d)
+kind=${SENDER:-$(command -v trafgen >/dev/null 2>&1 && echo trafgen || echo c)}
+if [ "$kind" = c ]; then
+  sender=$work/veth_sender
+  gcc -O2 -o "$sender" "$here/veth_sender.c"
+fi
+cleanup() { ip netns del "$ns" 2>/dev/null || true; ip link del "$host" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 ip netns add "$ns"
 ip link add "$host" type veth peer name "$peer"
@@ -29,6 +34,9 @@ ip link set "$host" up
 ip netns exec "$ns" ip addr add 10.233.0.2/24 dev "$peer"
 ip netns exec "$ns" ip link set "$peer" up
 mac=$(cat "/sys/class/net/$host/address")
+# trafgen: 14 + 20 + 8 + 22 = 64 bytes, IPv4 and UDP checksums filled in by trafgen.
+echo "{ eth(da=$mac), ipv4(saddr=10.233.0.2, daddr=10.233.0.1, ttl=64), udp(sp=40000, dp=4791), fill(0x5a, 22) }" >"$work/udp64.cfg"
+echo "sender: $kind; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 dll="$root/tools/PacketProcessor/bin/Release/net10.0/PacketProcessor.dll"
 for driver in $drivers; do
   for program in $programs; do
@@ -40,12 +48,20 @@ for driver in $drivers; do
     logs=(); spids=()
     for s in $(seq 1 "$senders"); do
       log=$(mktemp); logs+=("$log")
-      ip netns exec "$ns" taskset -c 0 "$sender" "$peer" "$mac" 10.233.0.2 10.233.0.1 4791 "$count" >"$log" &
+      if [ "$kind" = trafgen ]; then
+        # One process (--cpus 1) on CPU 0 at its full rate; its own report gives the send time, turned into
+        # veth_sender's "... in S s" form.
+        ip netns exec "$ns" taskset -c 0 trafgen --dev "$peer" --conf "$work/udp64.cfg" --num "$count" --cpus 1 --no-sock-mem 2>&1 \
+          | awk '/ usec on CPU/ { gsub(/[\r()]/, ""); printf "sent %d frames in %.6f s\n", $(NF - 1), $1 + $3 / 1e6 }' >"$log" &
+      else
+        ip netns exec "$ns" taskset -c 0 "$sender" "$peer" "$mac" 10.233.0.2 10.233.0.1 4791 "$count" >"$log" &
+      fi
       spids+=($!)
     done
     wait "${spids[@]}" || true
     # The longest sender's time; every sender sent COUNT frames.
     sent=$(cat "${logs[@]}" | sort -t' ' -k5 -n | tail -1)
+    [ -n "${DEBUG:-}" ] && echo "sender: $sent"
     rm -f "${logs[@]}"
     sleep 1
     kill -TERM $pid
