@@ -413,6 +413,69 @@ public class XdpSocketTests
     }
 
     [RootNetnsFact]
+    public void A_socket_dropped_without_Dispose_is_closed_by_its_finalizer_freeing_the_queue_and_the_umem()
+    {
+        using var veth = new IsolatedVeth();
+        var umem = new UmemProvider(1 << 20);
+        var options = new XdpSocketOptions { Interface = veth.Host, FillSize = 64, RxSize = 64, TxSize = 0, CompletionSize = 64 };
+        (WeakReference dropped, int fd, string inode) = OpenAndDrop(umem, options);
+        umem.Dispose();
+        Assert.False(umem.IsReleased); // the dropped socket still holds the area
+
+        for (int i = 0; i < 5 && dropped.IsAlive; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+        // The SafeHandle is a critical finalizer: it runs after the socket's own finalization pass.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+
+        Assert.False(dropped.IsAlive);
+        Assert.NotEqual(inode, FdTarget(fd)); // closed (the number may since name another file of this process)
+        Assert.True(umem.IsReleased);         // the socket's hold on the UMEM went with it
+        // The kernel unbound it: the queue takes a new socket (a bound one would make this bind fail with EBUSY).
+        // The kernel frees a closed socket's buffer pool in deferred work, so the queue may read busy for a moment.
+        using var umem2 = new UmemProvider(1 << 20);
+        var clock = Stopwatch.StartNew();
+        XdpSocket? again = null;
+        while (again == null)
+        {
+            try
+            {
+                again = new XdpSocket(umem2, options);
+            }
+            catch (XdpException e) when (e.Error == XdpError.Busy && clock.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                Thread.Sleep(20);
+            }
+        }
+        using (again)
+            Assert.False(XdpSocket.IsClosed(again));
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static (WeakReference Socket, int Fd, string Inode) OpenAndDrop(UmemProvider umem, XdpSocketOptions options)
+    {
+        var socket = new XdpSocket(umem, options);
+        string inode = FdTarget(socket.Fd);
+        Assert.StartsWith("socket:[", inode);
+        return (new WeakReference(socket), socket.Fd, inode);
+    }
+
+    private static string FdTarget(int fd)
+    {
+        try
+        {
+            return new FileInfo($"/proc/self/fd/{fd}").LinkTarget ?? "";
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    [RootNetnsFact]
     public void Misuse_gives_a_clear_error_and_leaves_nothing_attached()
     {
         using var veth = new IsolatedVeth();
