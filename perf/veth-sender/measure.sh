@@ -5,6 +5,7 @@
 # Needs root and a Release build of tools/PacketProcessor.
 # usage: [SENDER=trafgen|c] [SENDERS=N] [PROGRAMS="drop count"] [PROCESSOR_ARGS="--xdp-ring 8192"] measure.sh [COUNT] [DRIVER...]
 #        (default 1000000, drivers afpacket afxdp; SENDERS sender processes on CPU 0, COUNT frames each)
+#        DRIVER "c" is the reference: xsk_receiver.c (a minimal AF_XDP receiver in C, copy mode, drop only).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -21,6 +22,9 @@ kind=${SENDER:-$(command -v trafgen >/dev/null 2>&1 && echo trafgen || echo c)}
 if [ "$kind" = c ]; then
   sender=$work/veth_sender
   gcc -O2 -o "$sender" "$here/veth_sender.c"
+fi
+if [[ " $drivers " == *" c "* ]]; then
+  gcc -O2 -o "$work/xsk_receiver" "$here/xsk_receiver.c"
 fi
 cleanup() { ip netns del "$ns" 2>/dev/null || true; ip link del "$host" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -40,9 +44,14 @@ echo "sender: $kind; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 dll="$root/tools/PacketProcessor/bin/Release/net10.0/PacketProcessor.dll"
 for driver in $drivers; do
   for program in $programs; do
+    [ "$driver" = c ] && [ "$program" != drop ] && continue
     out=$(mktemp)
     # Runs until stopped: SIGTERM one second after the sender is done (the processor detaches and reports).
-    taskset -c 1 dotnet "$dll" --driver "$driver" -i "$host" -p "$program" --port 4791 -t 600s --json --quiet ${PROCESSOR_ARGS:-} >"$out" 2>/dev/null &
+    if [ "$driver" = c ]; then
+      taskset -c 1 "$work/xsk_receiver" "$host" >"$out" 2>&1 &
+    else
+      taskset -c 1 dotnet "$dll" --driver "$driver" -i "$host" -p "$program" --port 4791 -t 600s --json --quiet ${PROCESSOR_ARGS:-} >"$out" 2>/dev/null &
+    fi
     pid=$!
     sleep 4
     logs=(); spids=()
@@ -69,7 +78,14 @@ for driver in $drivers; do
     if ip link show dev "$host" | grep -q xdp; then echo "XDP program left attached after $driver"; exit 1; fi
     python3 - "$out" "$driver" "$program" "$((count * senders))" "$sent" <<'PY'
 import json, re, sys
-r = json.load(open(sys.argv[1]))
+text = open(sys.argv[1]).read()
+if sys.argv[2] == "c":
+    # "received N rx_dropped N rx_invalid_descs N rx_ring_full N rx_fill_ring_empty_descs N"
+    f = dict(zip(*[iter(text.split("\n")[-2].split())] * 2))
+    r = {"rxPackets": int(f["received"]), "matched": 0, "inFlight": 0,
+         "kernelDrops": int(f["rx_dropped"]) + int(f["rx_invalid_descs"]) + int(f["rx_ring_full"])}
+else:
+    r = json.loads(text)
 sent = sys.argv[5]
 secs = float(re.search(r"in ([0-9.]+) s", sent).group(1))
 rx = r["rxPackets"]
