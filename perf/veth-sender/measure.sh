@@ -5,7 +5,8 @@
 # Needs root and a Release build of tools/PacketProcessor.
 # usage: [SENDER=trafgen|c] [SENDERS=N] [PROGRAMS="drop count"] [PROCESSOR_ARGS="--xdp-ring 8192"] measure.sh [COUNT] [DRIVER...]
 #        (default 1000000, drivers afpacket afxdp; SENDERS sender processes on CPU 0, COUNT frames each)
-#        DRIVER "c" is the reference: xsk_receiver.c (a minimal AF_XDP receiver in C, copy mode, drop only).
+#        DRIVER "c" is the reference: xsk_receiver.c (a minimal AF_XDP receiver in C, copy mode, drop only);
+#        DRIVER "none" sends with no receiver attached (the sender's own rate into the host's stack).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -44,10 +45,12 @@ echo "sender: $kind; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 dll="$root/tools/PacketProcessor/bin/Release/net10.0/PacketProcessor.dll"
 for driver in $drivers; do
   for program in $programs; do
-    [ "$driver" = c ] && [ "$program" != drop ] && continue
+    [ "$driver" = c ] || [ "$driver" = none ] && [ "$program" != drop ] && continue
     out=$(mktemp)
     # Runs until stopped: SIGTERM one second after the sender is done (the processor detaches and reports).
-    if [ "$driver" = c ]; then
+    if [ "$driver" = none ]; then
+      sleep 600 &
+    elif [ "$driver" = c ]; then
       taskset -c 1 "$work/xsk_receiver" "$host" >"$out" 2>&1 &
     else
       taskset -c 1 dotnet "$dll" --driver "$driver" -i "$host" -p "$program" --port 4791 -t 600s --json --quiet ${PROCESSOR_ARGS:-} >"$out" 2>/dev/null &
@@ -76,6 +79,11 @@ for driver in $drivers; do
     kill -TERM $pid
     wait $pid || true
     if ip link show dev "$host" | grep -q xdp; then echo "XDP program left attached after $driver"; exit 1; fi
+    if [ "$driver" = none ]; then
+      echo "none      -      $sent (no receiver)"
+      rm -f "$out"
+      continue
+    fi
     python3 - "$out" "$driver" "$program" "$((count * senders))" "$sent" <<'PY'
 import json, re, sys
 text = open(sys.argv[1]).read()
