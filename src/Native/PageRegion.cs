@@ -30,6 +30,20 @@ public sealed unsafe class PageRegion : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">A shift outside 16..30 or a node outside -1..63.</exception>
     /// <exception cref="OutOfMemoryException">The allocation failed.</exception>
     public PageRegion(int shift = PageConstants.DefaultRegionShift, int numaNode = -1, bool hugePages = true, bool lockMemory = false)
+        : this(shift, numaNode, hugePages, lockMemory, hugeTlb: false)
+    {
+    }
+
+    /// <summary>Allocates and registers a region, from explicit huge pages when <paramref name="hugeTlb"/> asks and the system has them.</summary>
+    /// <param name="shift">log2 of the region size, from 16 (64 KiB) to 30 (1 GiB).</param>
+    /// <param name="numaNode">NUMA node to prefer for the region's memory, or -1 for none.</param>
+    /// <param name="hugePages">Advise the kernel to back the region with transparent huge pages (when it is not on explicit huge pages).</param>
+    /// <param name="lockMemory">Lock the region in RAM with <c>mlock</c>.</param>
+    /// <param name="hugeTlb">
+    /// Map the region with <c>MAP_HUGETLB</c>; where the system has no free huge page of the needed count (or the
+    /// region is smaller than one), fall back to ordinary memory and <paramref name="hugePages"/> advice.
+    /// </param>
+    internal PageRegion(int shift, int numaNode, bool hugePages, bool lockMemory, bool hugeTlb)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(shift, PageConstants.MinRegionShift);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(shift, PageConstants.MaxRegionShift);
@@ -38,8 +52,16 @@ public sealed unsafe class PageRegion : IDisposable
 
         Shift = shift;
         nuint size = (nuint)1 << shift;
-        void* memory = RegionMemory.Allocate(shift);
-        _handle = new RegionHandle((nint)memory, shift);
+        void* memory = null;
+        if (hugeTlb)
+        {
+            memory = RegionMemory.AllocateHugeTlb(shift, out int hugeTlbError);
+            HugeTlb = memory != null;
+            HugeTlbError = hugeTlbError;
+        }
+        if (memory == null)
+            memory = RegionMemory.Allocate(shift);
+        _handle = new RegionHandle((nint)memory, shift) { HugeTlb = HugeTlb };
         Base = (nint)memory;
         PageCount = (int)(size >> PageConstants.PageShift);
         HeaderPages = (PageCount * NetMem.Size + PageConstants.PageSize - 1) >> PageConstants.PageShift;
@@ -47,7 +69,7 @@ public sealed unsafe class PageRegion : IDisposable
 
         if (LibC.IsLinux)
         {
-            if (hugePages)
+            if (hugePages && !HugeTlb)
             {
                 HugePagesAdvised = LibC.MAdvise(memory, size, LibC.MADV_HUGEPAGE) == 0;
                 if (!HugePagesAdvised)
@@ -98,6 +120,12 @@ public sealed unsafe class PageRegion : IDisposable
 
     /// <summary>errno of a failed <c>mbind</c>, else 0.</summary>
     public int NumaError { get; }
+
+    /// <summary>Whether the region is mapped on explicit huge pages (<c>MAP_HUGETLB</c>).</summary>
+    internal bool HugeTlb { get; }
+
+    /// <summary>errno of a <c>MAP_HUGETLB</c> mapping asked for and refused (ENOMEM: no free huge pages), else 0.</summary>
+    internal int HugeTlbError { get; }
 
     /// <summary>Whether <c>madvise(MADV_HUGEPAGE)</c> succeeded.</summary>
     public bool HugePagesAdvised { get; }
@@ -212,6 +240,8 @@ public sealed unsafe class PageRegion : IDisposable
 
         public bool Locked { get; set; }
 
+        public bool HugeTlb { get; init; }
+
         public override bool IsInvalid => handle == 0;
 
         protected override bool ReleaseHandle()
@@ -220,7 +250,10 @@ public sealed unsafe class PageRegion : IDisposable
                 LibC.MUnlock((void*)handle, (nuint)1 << _shift);
             // Never unmapped: the physical pages go back to the OS, the range stays readable (all zero) for readers
             // that found the region before it was unregistered, and the next region of this size reuses it.
-            RegionMemory.Retire((void*)handle, _shift);
+            if (HugeTlb)
+                RegionMemory.RetireHugeTlb((void*)handle, _shift);
+            else
+                RegionMemory.Retire((void*)handle, _shift);
             return true;
         }
     }

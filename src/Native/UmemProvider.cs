@@ -43,7 +43,10 @@ public sealed unsafe class UmemProvider : IMemoryProvider, IDisposable
     /// Bytes to map, descriptor table included: rounded up to a power of two from 64 KiB to 1 GiB. The table takes
     /// 1/64 of it, so <see cref="ChunkCount"/> is <c>size / 4096 * 63 / 64</c>.
     /// </param>
-    /// <param name="hugePages">Ask for huge pages (transparent huge page advice on the area).</param>
+    /// <param name="hugePages">
+    /// Ask for huge pages: explicit ones (<c>MAP_HUGETLB</c>) where the system has enough free of its default size
+    /// (<see cref="HugeTlbBacked"/>), transparent huge page advice otherwise (<see cref="HugePagesAdvised"/>).
+    /// </param>
     /// <param name="lockMemory">mlock the area (the kernel pins a registered UMEM anyway).</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not in 1..1 GiB.</exception>
     /// <exception cref="OutOfMemoryException">The area could not be allocated.</exception>
@@ -52,7 +55,7 @@ public sealed unsafe class UmemProvider : IMemoryProvider, IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(size, 1L << PageConstants.MaxRegionShift);
         int shift = Math.Max(PageConstants.MinRegionShift, BitOperations.Log2(BitOperations.RoundUpToPowerOf2((ulong)size)));
-        _region = new PageRegion(shift, -1, hugePages, lockMemory);
+        _region = new PageRegion(shift, -1, hugePages, lockMemory, hugeTlb: hugePages);
         _firstPage = _region.HeaderPages;
         ChunkCount = _region.PageCount - _firstPage;
         _free = new int[ChunkCount];
@@ -88,7 +91,13 @@ public sealed unsafe class UmemProvider : IMemoryProvider, IDisposable
     /// <summary>Takes that could not be served in full because every chunk was out.</summary>
     public long FailedAllocations => Volatile.Read(ref _failedAllocations); // Volatile: counted under the lock by takers on any thread
 
-    /// <summary>Whether transparent huge pages were advised for the area.</summary>
+    /// <summary>Whether the area is mapped on explicit huge pages (<c>MAP_HUGETLB</c>; false where the system has none free).</summary>
+    public bool HugeTlbBacked => _region.HugeTlb;
+
+    /// <summary>errno of the <c>MAP_HUGETLB</c> mapping when it was asked for and refused (ENOMEM: no free huge pages), else 0.</summary>
+    public int HugeTlbError => _region.HugeTlbError;
+
+    /// <summary>Whether transparent huge pages were advised for the area (when it is not on explicit huge pages).</summary>
     public bool HugePagesAdvised => _region.HugePagesAdvised;
 
     /// <summary>Whether the area has been unregistered and freed (after <see cref="Dispose"/>, once nothing holds it).</summary>

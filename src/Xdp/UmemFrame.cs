@@ -1,6 +1,6 @@
 using UnmanagedPool.Native;
 
-namespace UnmanagedPool.Xdp;
+namespace UnmanagedPool.AfXdp;
 
 /// <summary>A frame in a UMEM chunk: the chunk's page, where the frame starts in it, and its length.</summary>
 public readonly unsafe struct UmemFrame

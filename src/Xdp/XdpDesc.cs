@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace UnmanagedPool.Xdp;
+namespace UnmanagedPool.AfXdp;
 
 /// <summary>An RX or TX ring entry: the kernel's <c>struct xdp_desc</c> (16 bytes).</summary>
 [StructLayout(LayoutKind.Explicit, Size = 16)]

@@ -1,6 +1,6 @@
-using UnmanagedPool.Xdp.Interop;
+using UnmanagedPool.AfXdp.Interop;
 
-namespace UnmanagedPool.Xdp;
+namespace UnmanagedPool.AfXdp;
 
 /// <summary>Why an AF_XDP or bpf(2) step failed, in the terms a user acts on.</summary>
 public enum XdpError

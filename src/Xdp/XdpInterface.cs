@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using UnmanagedPool.Xdp.Interop;
+using UnmanagedPool.AfXdp.Interop;
 
-namespace UnmanagedPool.Xdp;
+namespace UnmanagedPool.AfXdp;
 
 /// <summary>What AF_XDP needs to know about a network interface: its index and its receive queues.</summary>
 public static class XdpInterface

@@ -1,8 +1,8 @@
 using System.Runtime.InteropServices;
 using System.Text;
-using UnmanagedPool.Xdp.Interop;
+using UnmanagedPool.AfXdp.Interop;
 
-namespace UnmanagedPool.Xdp;
+namespace UnmanagedPool.AfXdp;
 
 /// <summary>Where the kernel runs an XDP program: the driver's hook, or the generic hook in the stack.</summary>
 public enum XdpAttachMode

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 
-namespace UnmanagedPool.Xdp;
+namespace UnmanagedPool.AfXdp;
 
 /// <summary>
 /// The user side of an AF_XDP ring the application produces into (the fill and TX rings): a single-producer

@@ -2,9 +2,9 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using UnmanagedPool.Native;
-using UnmanagedPool.Xdp.Interop;
+using UnmanagedPool.AfXdp.Interop;
 
-namespace UnmanagedPool.Xdp;
+namespace UnmanagedPool.AfXdp;
 
 /// <summary>
 /// An AF_XDP socket over raw system calls: its UMEM is a <see cref="UmemProvider"/>'s area (registered with
@@ -23,12 +23,18 @@ namespace UnmanagedPool.Xdp;
 /// thread (the transmit side); the two sides may be different threads. Each side tracks its chunks in its own
 /// bitmap (fill → RX on the receive side, TX → completion on the transmit side), so the tracking needs no atomics.
 /// </para>
+/// <para>
+/// The file descriptor, the ring mappings and the socket's hold on the UMEM belong to a <see cref="SafeHandle"/>:
+/// a socket that is dropped without <see cref="Dispose"/> is closed by the finalizer (the kernel then unbinds it
+/// and removes it from any XSKMAP), so its descriptor and the UMEM are not leaked for the life of the process.
+/// Dispose it all the same: until the finalizer runs, its queue stays busy and the kernel keeps its chunks.
+/// </para>
 /// </remarks>
 public sealed unsafe class XdpSocket : IDisposable
 {
     private readonly UmemProvider _umem;
-    private readonly int _fd;
-    private readonly (nint Address, nuint Length)[] _maps = new (nint, nuint)[4];
+    private readonly SocketHandle _handle;
+    private readonly int _fd;           // _handle's descriptor, read on the hot paths without a SafeHandle reference count
     private readonly ulong[] _heldRx;   // chunks in the fill ring or the kernel's RX path: receive side only
     private readonly ulong[] _heldTx;   // chunks in the TX ring or the kernel's TX path: transmit side only
     private int _heldRxCount;
@@ -60,15 +66,17 @@ public sealed unsafe class XdpSocket : IDisposable
 
         _heldRx = new ulong[(_umem.ChunkCount + 63) >> 6];
         _heldTx = new ulong[(_umem.ChunkCount + 63) >> 6];
-        // The socket keeps the area mapped while the kernel may write into it (until CloseAll).
+        // The socket keeps the area mapped while the kernel may write into it (until its handle is released).
         _umem.AddUser();
+        _handle = new SocketHandle(_umem);
         _fd = Sys.Socket(Sys.AF_XDP, Sys.SOCK_RAW | Sys.SOCK_CLOEXEC, 0);
         if (_fd < 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            _umem.RemoveUser();
+            _handle.Dispose();
             throw XdpException.FromErrno("socket(AF_XDP)", errno);
         }
+        _handle.Adopt(_fd);
         try
         {
             if (options.SharedUmem == null)
@@ -101,7 +109,7 @@ public sealed unsafe class XdpSocket : IDisposable
         }
         catch
         {
-            CloseAll();
+            _handle.Dispose();
             throw;
         }
     }
@@ -301,8 +309,11 @@ public sealed unsafe class XdpSocket : IDisposable
         // Interlocked: one closer only (an exit path and a finally may both dispose).
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
-        CloseAll();
+        _handle.Dispose();
     }
+
+    /// <summary>Whether <paramref name="socket"/>'s descriptor has been closed (by <see cref="Dispose"/> or by the finalizer).</summary>
+    internal static bool IsClosed(XdpSocket socket) => socket._handle.IsClosed;
 
     private int Reclaim(ulong[] held, ref int count, Span<NetMemRef> pages)
     {
@@ -370,7 +381,7 @@ public sealed unsafe class XdpSocket : IDisposable
         nint address = Sys.MMap(0, length, Sys.PROT_READ | Sys.PROT_WRITE, Sys.MAP_SHARED | Sys.MAP_POPULATE, _fd, pgoff);
         if (address == Sys.MAP_FAILED)
             throw XdpException.FromErrno($"mmap of ring at 0x{pgoff:x}", Marshal.GetLastPInvokeError());
-        _maps[slot] = (address, length);
+        _handle.Maps[slot] = (address, length);
         return (byte*)address;
     }
 
@@ -410,16 +421,43 @@ public sealed unsafe class XdpSocket : IDisposable
         throw XdpException.FromErrno(what, errno, kind);
     }
 
-    private void CloseAll()
+    /// <summary>
+    /// Owns the socket's descriptor, its ring mappings and its hold on the UMEM (<see cref="UmemProvider.AddUser"/>),
+    /// and gives them all back once: on <see cref="Dispose"/>, on a failed construction, or in the finalizer of a
+    /// socket that was never disposed.
+    /// </summary>
+    private sealed class SocketHandle : SafeHandle
     {
-        for (int i = 0; i < _maps.Length; i++)
+        private readonly UmemProvider _umem;
+
+        public SocketHandle(UmemProvider umem)
+            : base(invalidHandleValue: -1, ownsHandle: true)
         {
-            if (_maps[i].Address != 0)
-                Sys.MUnmap(_maps[i].Address, _maps[i].Length);
-            _maps[i] = default;
+            _umem = umem;
         }
-        Sys.Close(_fd);
-        _umem.RemoveUser();
+
+        /// <summary>The fill, completion, RX and TX ring mappings (slots 0..3), set as each is mapped.</summary>
+        public (nint Address, nuint Length)[] Maps { get; } = new (nint, nuint)[4];
+
+        public override bool IsInvalid => false;
+
+        public void Adopt(int fd) => SetHandle(fd);
+
+        protected override bool ReleaseHandle()
+        {
+            for (int i = 0; i < Maps.Length; i++)
+            {
+                if (Maps[i].Address != 0)
+                    Sys.MUnmap(Maps[i].Address, Maps[i].Length);
+                Maps[i] = default;
+            }
+            int fd = (int)handle;
+            if (fd >= 0)
+                Sys.Close(fd);
+            // Only after the close: the kernel no longer writes into the area, which may now go.
+            _umem.RemoveUser();
+            return true;
+        }
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]

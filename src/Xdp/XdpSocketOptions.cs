@@ -1,4 +1,4 @@
-namespace UnmanagedPool.Xdp;
+namespace UnmanagedPool.AfXdp;
 
 /// <summary>How an AF_XDP socket binds: zero-copy where the driver supports it, or copy.</summary>
 public enum XdpBindMode

@@ -11,6 +11,16 @@ internal static unsafe partial class LibC
     public const int MADV_HUGEPAGE = 14;
     public const int MADV_NOHUGEPAGE = 15;
 
+    public const int PROT_NONE = 0;
+    public const int PROT_READ = 1;
+    public const int PROT_WRITE = 2;
+    public const int MAP_PRIVATE = 0x02;
+    public const int MAP_FIXED = 0x10;
+    public const int MAP_ANONYMOUS = 0x20;
+    public const int MAP_NORESERVE = 0x4000;
+    public const int MAP_HUGETLB = 0x40000;
+    public static readonly nint MAP_FAILED = -1;
+
     private const long SYS_mbind_x64 = 237;
     private const long SYS_mbind_arm64 = 235;
     public const int MPOL_BIND = 2;
@@ -18,6 +28,12 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Lib, EntryPoint = "madvise", SetLastError = true)]
     public static partial int MAdvise(void* address, nuint length, int advice);
+
+    [LibraryImport(Lib, EntryPoint = "mmap", SetLastError = true)]
+    public static partial nint MMap(nint address, nuint length, int prot, int flags, int fd, nint offset);
+
+    [LibraryImport(Lib, EntryPoint = "munmap", SetLastError = true)]
+    public static partial int MUnmap(nint address, nuint length);
 
     [LibraryImport(Lib, EntryPoint = "mlock", SetLastError = true)]
     public static partial int MLock(void* address, nuint length);

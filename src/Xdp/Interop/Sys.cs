@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace UnmanagedPool.Xdp.Interop;
+namespace UnmanagedPool.AfXdp.Interop;
 
 /// <summary>The libc calls and kernel ABI of AF_XDP and bpf(2) (include/uapi/linux/if_xdp.h, bpf.h). Every call reports errno.</summary>
 internal static unsafe partial class Sys

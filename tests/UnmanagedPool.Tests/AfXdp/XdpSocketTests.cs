@@ -1,10 +1,8 @@
-extern alias xsk;
-
 using System.Buffers.Binary;
 using System.Diagnostics;
+using UnmanagedPool.AfXdp;
 using UnmanagedPool.Native;
 using UnmanagedPool.Tests.PacketProcessor;
-using xsk::UnmanagedPool.Xdp;
 
 namespace UnmanagedPool.Tests.AfXdp;
 
@@ -84,17 +82,64 @@ internal sealed class IsolatedVeth : IDisposable
     public string HostIp { get; } = "";
     public string PeerIp { get; } = "";
 
-    /// <summary>Sends <paramref name="count"/> UDP datagrams of 32 bytes to <see cref="HostIp"/>:<paramref name="port"/> from inside the namespace, paced at 100 per 2 ms.</summary>
-    public Task SendUdpAsync(int count, int port) => Task.Run(() =>
+    /// <summary>The trafgen binary (netsniff-ng; <c>.ci/run</c> installs it), or null when it is not installed.</summary>
+    public static string? Trafgen => RootNetnsFactAttribute.Find("trafgen");
+
+    /// <summary>
+    /// Sends <paramref name="count"/> UDP datagrams to <see cref="HostIp"/>:<paramref name="port"/> from inside the
+    /// namespace and returns the sender that did: with <see cref="UdpSender.Auto"/>, one trafgen process bound to the
+    /// peer end where trafgen is installed, otherwise the C# sender.
+    /// </summary>
+    public Task<UdpSender> SendUdpAsync(int count, ushort port, UdpSender sender = UdpSender.Auto) => Task.Run(() =>
     {
-        string script =
-            "import socket,time\n" +
-            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n" +
-            $"for i in range({count}):\n" +
-            $"    s.sendto(i.to_bytes(4,'big')*8,('{HostIp}',{port}))\n" +
-            "    if i%100==99: time.sleep(0.002)\n";
-        AfPacketIntegrationTests.Run(AfPacketIntegrationTests.FindIp(), ["netns", "exec", Namespace, "python3", "-c", script]);
+        if (sender == UdpSender.Auto)
+            sender = Trafgen != null ? UdpSender.Trafgen : UdpSender.CSharp;
+        if (sender == UdpSender.Trafgen)
+            SendWithTrafgen(count, port);
+        else
+            NetnsSender.SendUdp(Namespace, HostIp, port, count);
+        return sender;
     });
+
+    /// <summary>
+    /// One trafgen process on the peer end, <paramref name="count"/> 64-byte IPv4/UDP frames (22 bytes of payload)
+    /// rate-limited to <see cref="TrafgenRate"/> frames per second: slow enough that a receiver on a busy machine
+    /// keeps up, so that every frame must be counted and none may show as a kernel drop. Checks that trafgen
+    /// reports every frame sent.
+    /// </summary>
+    private void SendWithTrafgen(int count, ushort port)
+    {
+        string config = Path.Combine(Path.GetTempPath(), $"{Namespace}.trafgen");
+        File.WriteAllText(config,
+            $"{{ eth(da={HostMac}), ipv4(saddr={PeerIp}, daddr={HostIp}, ttl=64), udp(sp=40000, dp={port}), fill(0x5a, 22) }}\n");
+        try
+        {
+            // --no-sock-mem: trafgen would otherwise raise the system's socket buffer defaults while it runs.
+            var psi = new ProcessStartInfo(AfPacketIntegrationTests.FindIp(),
+                ["netns", "exec", Namespace, Trafgen!, "--dev", Peer, "--conf", config, "--num", count.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                 "--cpus", "1", "--rate", $"{TrafgenRate}pps", "--no-sock-mem"])
+            { RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = Process.Start(psi)!;
+            Task<string> err = p.StandardError.ReadToEndAsync();
+            string output = p.StandardOutput.ReadToEnd();
+            if (!p.WaitForExit(30_000))
+            {
+                p.Kill(entireProcessTree: true);
+                throw new TimeoutException("trafgen did not finish in 30 s.");
+            }
+            output += err.GetAwaiter().GetResult();
+            if (p.ExitCode != 0)
+                throw new InvalidOperationException($"trafgen failed ({p.ExitCode}): {output}");
+            Assert.Contains($"{count} packets outgoing", output);
+        }
+        finally
+        {
+            File.Delete(config);
+        }
+    }
+
+    /// <summary>The rate trafgen sends at, frames per second.</summary>
+    public const int TrafgenRate = 50_000;
 
     /// <summary>
     /// Sends <paramref name="count"/> 64-byte frames of ethertype 0x88b5 from the peer end to the host end (a raw
@@ -144,6 +189,19 @@ internal sealed class IsolatedVeth : IDisposable
         {
         }
     }
+}
+
+/// <summary>Which program sends a test's UDP datagrams from inside the namespace.</summary>
+internal enum UdpSender
+{
+    /// <summary>trafgen where installed, otherwise the C# sender.</summary>
+    Auto,
+
+    /// <summary>One trafgen process (netsniff-ng) on the peer end, rate-limited.</summary>
+    Trafgen,
+
+    /// <summary>The C# sender (<see cref="NetnsSender"/>): a UDP socket opened inside the namespace, paced at 100 datagrams per 2 ms.</summary>
+    CSharp,
 }
 
 /// <summary>A receiver of the test frames on one AF_XDP socket, its pool over the socket's UMEM.</summary>
@@ -355,6 +413,69 @@ public class XdpSocketTests
     }
 
     [RootNetnsFact]
+    public void A_socket_dropped_without_Dispose_is_closed_by_its_finalizer_freeing_the_queue_and_the_umem()
+    {
+        using var veth = new IsolatedVeth();
+        var umem = new UmemProvider(1 << 20);
+        var options = new XdpSocketOptions { Interface = veth.Host, FillSize = 64, RxSize = 64, TxSize = 0, CompletionSize = 64 };
+        (WeakReference dropped, int fd, string inode) = OpenAndDrop(umem, options);
+        umem.Dispose();
+        Assert.False(umem.IsReleased); // the dropped socket still holds the area
+
+        for (int i = 0; i < 5 && dropped.IsAlive; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+        // The SafeHandle is a critical finalizer: it runs after the socket's own finalization pass.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+
+        Assert.False(dropped.IsAlive);
+        Assert.NotEqual(inode, FdTarget(fd)); // closed (the number may since name another file of this process)
+        Assert.True(umem.IsReleased);         // the socket's hold on the UMEM went with it
+        // The kernel unbound it: the queue takes a new socket (a bound one would make this bind fail with EBUSY).
+        // The kernel frees a closed socket's buffer pool in deferred work, so the queue may read busy for a moment.
+        using var umem2 = new UmemProvider(1 << 20);
+        var clock = Stopwatch.StartNew();
+        XdpSocket? again = null;
+        while (again == null)
+        {
+            try
+            {
+                again = new XdpSocket(umem2, options);
+            }
+            catch (XdpException e) when (e.Error == XdpError.Busy && clock.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                Thread.Sleep(20);
+            }
+        }
+        using (again)
+            Assert.False(XdpSocket.IsClosed(again));
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static (WeakReference Socket, int Fd, string Inode) OpenAndDrop(UmemProvider umem, XdpSocketOptions options)
+    {
+        var socket = new XdpSocket(umem, options);
+        string inode = FdTarget(socket.Fd);
+        Assert.StartsWith("socket:[", inode);
+        return (new WeakReference(socket), socket.Fd, inode);
+    }
+
+    private static string FdTarget(int fd)
+    {
+        try
+        {
+            return new FileInfo($"/proc/self/fd/{fd}").LinkTarget ?? "";
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    [RootNetnsFact]
     public void Misuse_gives_a_clear_error_and_leaves_nothing_attached()
     {
         using var veth = new IsolatedVeth();
@@ -409,9 +530,9 @@ public class XdpAbiLayoutTests
     public unsafe void The_kernel_structs_have_the_kernel_sizes()
     {
         Assert.Equal(16, sizeof(XdpDesc));                                        // struct xdp_desc
-        Assert.Equal(16, sizeof(xsk::UnmanagedPool.Xdp.Interop.Sys.SockaddrXdp)); // struct sockaddr_xdp
-        Assert.Equal(32, sizeof(xsk::UnmanagedPool.Xdp.Interop.Sys.UmemReg));     // struct xdp_umem_reg with tx_metadata_len
-        Assert.Equal(128, sizeof(xsk::UnmanagedPool.Xdp.Interop.Sys.MmapOffsets)); // struct xdp_mmap_offsets
+        Assert.Equal(16, sizeof(UnmanagedPool.AfXdp.Interop.Sys.SockaddrXdp)); // struct sockaddr_xdp
+        Assert.Equal(32, sizeof(UnmanagedPool.AfXdp.Interop.Sys.UmemReg));     // struct xdp_umem_reg with tx_metadata_len
+        Assert.Equal(128, sizeof(UnmanagedPool.AfXdp.Interop.Sys.MmapOffsets)); // struct xdp_mmap_offsets
         Assert.Equal(48, sizeof(XdpStatistics));                                  // struct xdp_statistics
     }
 }

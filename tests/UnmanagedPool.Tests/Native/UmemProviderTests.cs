@@ -118,6 +118,65 @@ public unsafe class UmemProviderTests
     }
 
     [Fact]
+    public void Huge_pages_come_from_MAP_HUGETLB_where_the_system_has_them_free_and_fall_back_to_THP_advice_cleanly_where_it_has_none()
+    {
+        const long size = 4 << 20;
+        (long hugePageSize, long free) = HugePages();
+        bool expectHugeTlb = OperatingSystem.IsLinux() && hugePageSize > 0 && free * hugePageSize >= size;
+        using var umem = new UmemProvider(size);
+        Assert.Equal(expectHugeTlb, umem.HugeTlbBacked);
+        if (expectHugeTlb)
+        {
+            Assert.Equal(0, umem.HugeTlbError);
+            Assert.False(umem.HugePagesAdvised); // explicit huge pages need no advice
+        }
+        else if (OperatingSystem.IsLinux() && hugePageSize > 0)
+        {
+            // vm.nr_hugepages 0 (or too few free): the MAP_HUGETLB mapping was refused, THP advice taken instead.
+            Assert.Equal(12, umem.HugeTlbError); // ENOMEM
+            Assert.True(umem.HugePagesAdvised);
+        }
+
+        // Either way the area works: every chunk is handed out, written end to end, found from its address, returned.
+        var pool = new PagePool(new PagePoolOptions { MemoryProvider = umem, PoolSize = 64 });
+        var held = new List<NetMemRef>();
+        for (NetMemRef page = pool.AllocPage(); !page.IsNull; page = pool.AllocPage())
+        {
+            page.AsSpan().Fill((byte)held.Count);
+            Assert.Equal(page, NetMemRef.FromAddress((byte*)page.Address + 4095));
+            held.Add(page);
+        }
+        Assert.Equal(umem.ChunkCount, held.Count);
+        for (int i = 0; i < held.Count; i++)
+        {
+            Assert.Equal((byte)i, held[i].AsSpan()[4095]);
+            pool.RecycleDirect(held[i]);
+        }
+        pool.Dispose();
+        umem.Dispose();
+        Assert.True(umem.IsReleased);
+    }
+
+    /// <summary>The default huge page size and the free huge pages of that size (/proc/meminfo), 0 where absent.</summary>
+    private static (long PageSize, long Free) HugePages()
+    {
+        long pageSize = 0, free = 0;
+        if (!File.Exists("/proc/meminfo"))
+            return (0, 0);
+        foreach (string line in File.ReadLines("/proc/meminfo"))
+        {
+            string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length < 2)
+                continue;
+            if (parts[0] == "Hugepagesize:")
+                pageSize = long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture) << 10;
+            else if (parts[0] == "HugePages_Free:")
+                free = long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return (pageSize, free);
+    }
+
+    [Fact]
     public void A_socket_user_keeps_the_area_after_dispose_until_it_lets_go()
     {
         var umem = new UmemProvider(SmallArea);

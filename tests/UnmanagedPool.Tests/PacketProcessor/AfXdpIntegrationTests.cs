@@ -20,8 +20,21 @@ public class AfXdpIntegrationTests
     [RootNetnsFact]
     public void Count_over_afxdp_counts_every_datagram_with_no_kernel_drop_and_leaves_nothing_behind()
     {
+        // trafgen where .ci/run installed it, otherwise the C# sender.
+        CountsEverything(UdpSender.Auto, IsolatedVeth.Trafgen != null ? UdpSender.Trafgen : UdpSender.CSharp);
+    }
+
+    [RootNetnsFact]
+    public void Count_over_afxdp_counts_every_datagram_of_the_CSharp_sender_with_no_kernel_drop()
+    {
+        CountsEverything(UdpSender.CSharp, UdpSender.CSharp);
+    }
+
+    private static void CountsEverything(UdpSender sender, UdpSender expected)
+    {
         using var veth = new IsolatedVeth(addresses: true);
-        ProcessorResult result = RunWhileSending(veth, ProgramKind.Count, queues: 1, r => r.Matched >= Count, out string? note);
+        ProcessorResult result = RunWhileSending(veth, ProgramKind.Count, queues: 1, r => r.Matched >= Count, out string? note, sender, out UdpSender used);
+        Assert.Equal(expected, used);
         Assert.Contains("copy mode", note);
         Assert.Equal(Count, result.Matched);
         Assert.Equal(0, result.KernelDrops);
@@ -33,7 +46,7 @@ public class AfXdpIntegrationTests
     public void L2fwd_over_afxdp_transmits_every_frame_back_and_every_page_returns_through_the_completion_ring()
     {
         using var veth = new IsolatedVeth(addresses: true);
-        ProcessorResult result = RunWhileSending(veth, ProgramKind.L2Fwd, queues: 1, r => r.RxPackets >= Count, out _);
+        ProcessorResult result = RunWhileSending(veth, ProgramKind.L2Fwd, queues: 1, r => r.RxPackets >= Count, out _, UdpSender.Auto, out _);
         Assert.True(result.RxPackets >= Count);
         Assert.Equal(result.RxPackets, result.Queues.Sum(q => q.Tx));
         Assert.Equal(0, result.Queues.Sum(q => q.TxErrors));
@@ -46,7 +59,7 @@ public class AfXdpIntegrationTests
     public void Redirect_over_afxdp_transmits_every_frame_on_the_other_queue_and_returns_each_page_to_its_origin_pool()
     {
         using var veth = new IsolatedVeth(queues: 2, addresses: true);
-        ProcessorResult result = RunWhileSending(veth, ProgramKind.Redirect, queues: 2, r => r.RxPackets >= Count, out _);
+        ProcessorResult result = RunWhileSending(veth, ProgramKind.Redirect, queues: 2, r => r.RxPackets >= Count, out _, UdpSender.Auto, out _);
         Assert.True(result.RxPackets >= Count);
         Assert.Equal(result.RxPackets, result.Queues.Sum(q => q.Redirect));
         Assert.Equal(result.RxPackets, result.Queues.Sum(q => q.RedirectTx));
@@ -144,7 +157,8 @@ public class AfXdpIntegrationTests
         Duration = TimeSpan.FromSeconds(30),
     };
 
-    private static ProcessorResult RunWhileSending(IsolatedVeth veth, ProgramKind program, int queues, Func<Processor, bool> done, out string? note)
+    private static ProcessorResult RunWhileSending(IsolatedVeth veth, ProgramKind program, int queues, Func<Processor, bool> done, out string? note,
+        UdpSender sender, out UdpSender used)
     {
         ProcessorResult? result = null;
         Exception? failure = null;
@@ -165,9 +179,9 @@ public class AfXdpIntegrationTests
             });
             runner.Start();
             Assert.True(processor.Started.WaitOne(TimeSpan.FromSeconds(10)), "The processor did not start.");
-            Task sender = veth.SendUdpAsync(Count, Port);
-            Assert.True(sender.Wait(TimeSpan.FromSeconds(30)), "The sender did not finish.");
-            sender.GetAwaiter().GetResult();
+            Task<UdpSender> sending = veth.SendUdpAsync(Count, Port, sender);
+            Assert.True(sending.Wait(TimeSpan.FromSeconds(30)), "The sender did not finish.");
+            used = sending.GetAwaiter().GetResult();
             var wait = Stopwatch.StartNew();
             while (!done(processor) && wait.Elapsed < TimeSpan.FromSeconds(10))
                 Thread.Sleep(20);

@@ -1,9 +1,7 @@
-extern alias xsk;
-
 using PacketProcessor.Engine;
 using UnmanagedPool;
+using UnmanagedPool.AfXdp;
 using UnmanagedPool.Native;
-using xsk::UnmanagedPool.Xdp;
 
 namespace PacketProcessor.Drivers;
 
