@@ -85,22 +85,20 @@ for driver in $drivers; do
       rm -f "$out"
       continue
     fi
-    python3 - "$out" "$driver" "$program" "$((count * senders))" "$sent" <<'PY'
-import json, re, sys
-text = open(sys.argv[1]).read()
-if sys.argv[2] == "c":
-    # "received N rx_dropped N rx_invalid_descs N rx_ring_full N rx_fill_ring_empty_descs N"
-    f = dict(zip(*[iter(text.split("\n")[-2].split())] * 2))
-    r = {"rxPackets": int(f["received"]), "matched": 0, "inFlight": 0,
-         "kernelDrops": int(f["rx_dropped"]) + int(f["rx_invalid_descs"]) + int(f["rx_ring_full"])}
-else:
-    r = json.loads(text)
-sent = sys.argv[5]
-secs = float(re.search(r"in ([0-9.]+) s", sent).group(1))
-rx = r["rxPackets"]
-print(f"{sys.argv[2]:9} {sys.argv[3]:6} sent {int(sys.argv[4]):>9,} in {secs:6.3f} s | received {rx:>9,} "
-      f"kernel drops {r['kernelDrops']:>7,} matched {r['matched']:>9,} | {rx / secs / 1e6:5.2f} Mpps (received / send time) | inflight {r['inFlight']}")
-PY
+    # One line per run: the processor's JSON (top-level fields) or the C receiver's last line, and the send time.
+    if [ "$driver" = c ]; then
+      # "received N rx_dropped N rx_invalid_descs N rx_ring_full N rx_fill_ring_empty_descs N"
+      read -r _ rx _ d1 _ d2 _ d3 _ <<<"$(tail -n 1 "$out")"
+      drops=$((d1 + d2 + d3)); matched=0; inflight=0
+    else
+      field() { grep -o "\"$1\": *[0-9]*" "$out" | head -n 1 | grep -o '[0-9]*$'; }
+      rx=$(field rxPackets); drops=$(field kernelDrops); matched=$(field matched); inflight=$(field inFlight)
+    fi
+    secs=$(grep -o 'in [0-9.]* s' <<<"$sent" | head -n 1 | awk '{print $2}')
+    LC_ALL=C awk -v d="$driver" -v p="$program" -v n="$((count * senders))" -v s="$secs" -v rx="$rx" \
+        -v k="$drops" -v m="$matched" -v f="$inflight" 'BEGIN {
+      printf "%-9s %-6s sent %9d in %6.3f s | received %9d kernel drops %7d matched %9d | %5.2f Mpps (received / send time) | inflight %s\n",
+             d, p, n, s, rx, k, m, rx / s / 1e6, f }'
     rm -f "$out"
   done
 done

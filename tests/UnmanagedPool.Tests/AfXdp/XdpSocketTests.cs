@@ -148,17 +148,16 @@ internal sealed class IsolatedVeth : IDisposable
     /// </summary>
     public Task SendAsync(int count, int tag = 0) => Task.Run(() =>
     {
-        string mac = HostMac.Replace(":", "");
-        string script =
-            "import socket,time\n" +
-            "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n" +
-            $"s.bind(('{Peer}',0))\n" +
-            $"hdr=bytes.fromhex('{mac}')+bytes.fromhex('020000000001')+b'\\x88\\xb5'+b'UPXD'\n" +
-            $"for i in range({count}):\n" +
-            $"    v=i+{tag}\n" +
-            "    s.send(hdr+v.to_bytes(4,'big')+bytes((v+j)&255 for j in range(22,64)))\n" +
-            "    if i%100==99: time.sleep(0.002)\n";
-        AfPacketIntegrationTests.Run(AfPacketIntegrationTests.FindIp(), ["netns", "exec", Namespace, "python3", "-c", script]);
+        byte[] header = Convert.FromHexString(HostMac.Replace(":", "") + "020000000001" + "88b5");
+        NetnsSender.SendRaw(Namespace, Peer, count, 64, (i, frame) =>
+        {
+            int v = i + tag;
+            header.CopyTo(frame, 0);
+            "UPXD"u8.CopyTo(frame.AsSpan(14));
+            BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(18), v);
+            for (int j = 22; j < 64; j++)
+                frame[j] = (byte)((v + j) & 0xff);
+        });
     });
 
     /// <summary>Whether `ip link show` lists an XDP program on the host end.</summary>
