@@ -194,6 +194,7 @@ internal unsafe struct PagePoolBuffers : IBufferOps
         buff.DataMeta = buff.Data + 1;
         buff.FrameSize = _pieceSize;
         buff.Mem = _mem;
+        buff.Flags = XdpBuffFlags.None;
         item = new RedirectItem { Frame = buff.ToFrame(), Len = b.Len, Origin = b.Origin };
         return !item.Frame.IsNull;
     }
