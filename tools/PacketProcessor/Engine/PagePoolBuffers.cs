@@ -168,6 +168,20 @@ internal unsafe struct PagePoolBuffers : IBufferOps
         return true;
     }
 
+    public bool TryPass(in XdpBuff xdp)
+    {
+        if (_freeCount == 0 && !ReclaimPackets())
+            return false;
+        Packet packet = _freePackets[_freeCount - 1];
+        if (!_queue.PassRing.TryWrite(new PassItem { Packet = packet }))
+            return false;
+        _freeCount--;
+        // xdp_build_skb_from_buff: the packet takes over the head's and every fragment's reference, marked for
+        // recycling; the worker frees it.
+        packet.BuildFromXdp(xdp);
+        return true;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool ReclaimPackets()
     {
@@ -200,7 +214,7 @@ internal unsafe struct PagePoolBuffers : IBufferOps
     }
 
     public readonly RxBuf TxView(in RedirectItem item) => _xdpFrames
-        ? new() { Ptr = item.Frame.Data - RxBuf.Headroom, Len = item.Frame.Length, Origin = item.Origin }
+        ? new() { Ptr = item.Frame.Data - RxBuf.Headroom, Len = item.Frame.GetFrameLength(), Origin = item.Origin }
         : new() { Ptr = item.Ptr, Page = item.Page, Len = item.Len, Origin = item.Origin };
 
     public readonly void ReturnRedirected(Span<RedirectItem> items, QueueBase[] queues)
