@@ -231,8 +231,10 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         int done = n == 0 ? 0 : Nic.ReceiveMultiBuffer(stage.AsSpan(0, n), capacity, capacity - XdpBuff.SharedInfoSize, _maxFrame);
         if (done == 0)
         {
+            // Too few posted for the next frame: refill whatever is free, even short of a batch (a ring of one
+            // batch would otherwise never refill around the descriptors a frame needs).
             Counters.RxNoBuffers++;
-            RefillRing();
+            RefillRing(minimum: 1);
             return 0;
         }
         QueueCounters c = Counters;
@@ -430,12 +432,12 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         return total;
     }
 
-    private void RefillRing()
+    private void RefillRing(int minimum = RefillBatch)
     {
-        while (_ring.Length - _posted >= RefillBatch)
+        while (_ring.Length - _posted >= minimum)
         {
             int tail = (_head + _posted) & _mask;
-            int want = Math.Min(RefillBatch, _ring.Length - tail);
+            int want = Math.Min(Math.Min(RefillBatch, _ring.Length - _posted), _ring.Length - tail);
             int got = _ops.Refill(_ring.AsSpan(tail, want));
             _posted += got;
             if (got < want)
