@@ -123,15 +123,16 @@ internal unsafe struct PagePoolBuffers : IBufferOps
     }
 
     /// <summary>
-    /// After the queue gave every posted buffer back: the page being split, if any, keeps one reference for the
-    /// queue while the rest of its bias is dropped, and that last reference recycles it.
+    /// After the queue gave every posted buffer back: the rest of the bias of the page being split, if any, is
+    /// dropped (page_pool_unref_netmem); when that was its last reference (every piece posted from it is back) the
+    /// page goes back with page_pool_put_unrefed_netmem.
     /// </summary>
     private void DrainSplitPage()
     {
         if (_splitPage.IsNull)
             return;
-        _pool.UnrefPage(_splitPage, SplitBias - _splitNext - 1);
-        _consumer.RecycleDirect(_splitPage);
+        if (_pool.UnrefPage(_splitPage, SplitBias - _splitNext) == 0)
+            _consumer.PutUnrefedPage(_splitPage, -1, allowDirect: true);
         _splitPage = default;
     }
 
