@@ -67,8 +67,8 @@ public class FragBenchmarks
     /// <summary>
     /// The driver-split shape, 2 pieces per page (per piece), as mlx5's XDP_DROP: a page from the alloc cache,
     /// <c>FragmentPage</c> once with the bias, both pieces received and dropped back to the driver (their references
-    /// stay in the bias), then the drain: <c>UnrefPage</c> of all but the driver's last reference, which recycles
-    /// the page direct.
+    /// stay in the bias), then the drain: <c>UnrefPage</c> of the whole bias, and <c>PutUnrefedPage</c> of the page
+    /// it left unreferenced, direct.
     /// </summary>
     [Benchmark(OperationsPerInvoke = Ops)]
     public void DriverSplit2() => DriverSplitDrop(2);
@@ -97,9 +97,10 @@ public class FragBenchmarks
         {
             NetMemRef page = c.AllocPage();
             pool.FragmentPage(page, SplitBias);
-            // Every piece came back to the driver: drop the bias but the last reference, and recycle with that one.
-            pool.UnrefPage(page, SplitBias - 1);
-            c.RecycleDirect(page);
+            // Every piece came back to the driver: drop the whole bias, and the page whose last reference that was
+            // goes back (page_pool_put_unrefed_netmem).
+            if (pool.UnrefPage(page, SplitBias) == 0)
+                c.PutUnrefedPage(page, -1, true);
         }
     }
 

@@ -210,6 +210,7 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
             buff.DataMeta = buff.Data + 1;
             buff.FrameSize = PageConstants.PageSize;
             buff.Mem = mem;
+            buff.Flags = XdpBuffFlags.None;
             XdpFrame frame = buff.ToFrame();
             // The channel carries pointer-sized items; an XdpFrame is a pointer-sized handle (its descriptor's address).
             while (!ch.TryWrite(Unsafe.BitCast<XdpFrame, nint>(frame)))

@@ -43,14 +43,15 @@ public interface IStressPool : IDisposable
     /// <summary>
     /// Consumer thread only: a driver done with a page it split drops the <paramref name="unusedReferences"/> of the
     /// pieces it never handed out or dropped itself (mlx5e_page_release_fragmented); the pieces handed out keep the
-    /// page until their puts. This drains all but one reference with <see cref="PagePool.UnrefPage(NetMemRef, long)"/>
-    /// and puts that one, so the page is recycled if no piece is out.
+    /// page until their puts. This drops them with <see cref="PagePool.UnrefPage(NetMemRef, long)"/>
+    /// and, when that was the last reference (no piece is out), gives the page back with
+    /// <see cref="PagePool.PutUnrefedPage"/>, the kernel's <c>page_pool_put_unrefed_netmem</c>.
     /// </summary>
     void ReleaseSplitPage(NetMemRef page, long unusedReferences)
     {
-        if (unusedReferences > 1)
-            OwnerOf(page).UnrefPage(page, unusedReferences - 1);
-        Put(page, allowDirect: true);
+        PagePool owner = OwnerOf(page);
+        if (owner.UnrefPage(page, unusedReferences) == 0)
+            owner.PutUnrefedPage(page, -1, allowDirect: true);
     }
 
     /// <summary>The live pool a page belongs to.</summary>
@@ -122,9 +123,8 @@ public sealed class PagePoolStressPool : IStressPool
     /// <inheritdoc />
     public void ReleaseSplitPage(NetMemRef page, long unusedReferences)
     {
-        if (unusedReferences > 1)
-            _pool.UnrefPage(page, unusedReferences - 1);
-        _consumer.PutPage(page);
+        if (_pool.UnrefPage(page, unusedReferences) == 0)
+            _consumer.PutUnrefedPage(page, -1, allowDirect: true);
     }
 
     /// <inheritdoc />

@@ -30,7 +30,7 @@ public static class Program
         var threads = new Option<int>("--threads", "-t") { Description = "Worker threads, each the consumer of its own pool.", DefaultValueFactory = _ => 2 };
         var duration = ToolCommandLine.DurationOption("--duration", "How long to run", TimeSpan.FromSeconds(10), "-d");
         var seed = new Option<ulong>("--seed") { Description = "Seed of every random generator.", DefaultValueFactory = _ => 1UL };
-        var mix = new Option<string>("--mix") { Description = "Operations and weights: all, or e.g. alloc=30,put=30,direct=20,bulk=4,frag,packet,cross-thread-put=10,dispose=0.02.", DefaultValueFactory = _ => "all" };
+        var mix = new Option<string>("--mix") { Description = "Operations and weights: all, or e.g. alloc=30,put=30,direct=20,bulk=4,frag,packet,cross-thread-put=10,dispose=0.02,split=4,mbuf=4 (mbuf: multi-buffer XDP buffers of a head page and fragment pages).", DefaultValueFactory = _ => "all" };
         var faultRate = new Option<double>("--fault-rate") { Description = "Probability that one page allocation from the provider fails (0..1).", DefaultValueFactory = _ => 0.0 };
         var order = new Option<int>("--order") { Description = "Allocation order of the pools (0..10).", DefaultValueFactory = _ => 0 };
         var maxHeld = new Option<int>("--max-held") { Description = "Most pages a worker holds at once.", DefaultValueFactory = _ => 512 };

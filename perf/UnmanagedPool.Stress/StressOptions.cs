@@ -26,6 +26,11 @@ public enum StressOp
     /// (held here or sent to another thread), the rest dropped and drained with <c>UnrefPage</c>.
     /// </summary>
     Split,
+    /// <summary>
+    /// A multi-buffer XDP buffer (a head page and fragment pages) given back whole: xdp_return_buff, a frame returned
+    /// here (one by one, rx_napi or in bulk) or on another thread, or a packet built from it and freed.
+    /// </summary>
+    MultiBuffer,
 }
 
 /// <summary>Settings of one stress run.</summary>
@@ -84,6 +89,7 @@ public sealed class StressOptions
         {
             mix[(int)StressOp.Frag] = 8;
             mix[(int)StressOp.Packet] = 4;
+            mix[(int)StressOp.MultiBuffer] = 4;
         }
         return mix;
     }
@@ -92,12 +98,13 @@ public sealed class StressOptions
     public static string NameOf(StressOp op) => op switch
     {
         StressOp.Cross => "cross-thread-put",
+        StressOp.MultiBuffer => "mbuf",
         _ => op.ToString().ToLowerInvariant(),
     };
 
     /// <summary>
     /// Parses <c>--mix</c>: <c>all</c>, or a comma-separated list of <c>name</c> or <c>name=weight</c>, names being
-    /// alloc, put, direct, bulk, frag, packet, cross-thread-put (or cross), dispose (or dispose-in-flight), split. A name
+    /// alloc, put, direct, bulk, frag, packet, cross-thread-put (or cross), dispose (or dispose-in-flight), split, mbuf (or multi-buffer). A name
     /// without a weight takes its default weight. Fragment operations in a build without them are reported in
     /// <paramref name="notes"/> and skipped.
     /// </summary>
@@ -131,9 +138,10 @@ public sealed class StressOptions
                 "cross" or "cross-thread" or "cross-thread-put" => StressOp.Cross,
                 "dispose" or "dispose-in-flight" => StressOp.Dispose,
                 "split" => StressOp.Split,
-                _ => throw new FormatException($"--mix: unknown operation '{name}' (known: alloc, put, direct, bulk, frag, packet, cross-thread-put, dispose, split)."),
+                "mbuf" or "multi-buffer" => StressOp.MultiBuffer,
+                _ => throw new FormatException($"--mix: unknown operation '{name}' (known: alloc, put, direct, bulk, frag, packet, cross-thread-put, dispose, split, mbuf)."),
             };
-            if (op is StressOp.Frag or StressOp.Packet && !FragmentsAvailable)
+            if (op is StressOp.Frag or StressOp.Packet or StressOp.MultiBuffer && !FragmentsAvailable)
             {
                 notes.Add($"{NameOf(op)}: not available in this build (HAS_FRAGMENTS off); skipped");
                 continue;

@@ -123,6 +123,9 @@ internal sealed unsafe partial class StressWorker
                     case StressOp.Frag: DoFrag(); break;
                     case StressOp.Packet: DoPacket(); break;
                     case StressOp.Split: DoSplit(); break;
+#if HAS_FRAGMENTS
+                    case StressOp.MultiBuffer: DoMultiBuffer(); break;
+#endif
                 }
                 OpCounts[(int)op]++;
                 // Volatile: the progress line reads it from the main thread.
@@ -145,6 +148,9 @@ internal sealed unsafe partial class StressWorker
         while (_heldCount > 0)
             SafeGive(_held[--_heldCount], allowDirect: false);
         ReturnDueDeferred(all: true);
+#if HAS_FRAGMENTS
+        FlushFrameBatch();
+#endif
     }
 
     /// <summary>After every worker stopped sending: puts whatever is left in the inbox.</summary>
@@ -296,6 +302,9 @@ internal sealed unsafe partial class StressWorker
     /// </summary>
     private void DrainInbox(int limit)
     {
+#if HAS_FRAGMENTS
+        DrainFrameInbox(limit);
+#endif
         ConcurrentQueue<HeldPage> inbox = Inbox;
         Span<NetMemRef> burst = stackalloc NetMemRef[InboxBurst];
         int n = 0;

@@ -36,6 +36,10 @@ internal static unsafe class FragThrowHelper
         throw new InvalidOperationException($"XDP frame 0x{frame:x} was already returned (double return) or is not a frame.");
 
     [DoesNotReturn]
+    public static void ThrowNoTailroom(int length, int frameSize) =>
+        throw new InvalidOperationException($"The {length}-byte head leaves no room for the fragment list in the {frameSize}-byte frame (prepare the buffer first; its data must end {XdpBuff.SharedInfoSize} bytes before the frame's end).");
+
+    [DoesNotReturn]
     public static void ThrowNullFrame() =>
         throw new ArgumentException("The XDP frame is null.", "frame");
 

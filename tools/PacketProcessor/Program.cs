@@ -43,7 +43,7 @@ public static class Program
         program.AcceptOnlyFromAmong(ProgramNames.All);
         var port = new Option<int>("--port") { Description = "UDP destination port for udp-filter (required) and count (0: any UDP)." };
         var duration = ToolCommandLine.DurationOption("--duration", "How long to run", TimeSpan.FromSeconds(10), "-t");
-        var size = new Option<int?>("--size", "-s") { Description = "Synthetic frame size in bytes (60..1518); default 64." };
+        var size = new Option<int?>("--size", "-s") { Description = "Synthetic frame size in bytes (60..9018; above 1518 with --mtu); default 64." };
         var mix = new Option<string?>("--mix") { Description = "Synthetic size mix instead of --size: imix (64:7,576:4,1518:1) or SIZE:WEIGHT,..." };
         var malformed = new Option<int>("--malformed") { Description = "Synthetic malformed frames per mille (truncated, bad IP header length), counted as aborted." };
         var pool = new Option<string>("--pool")
@@ -65,6 +65,10 @@ public static class Program
         };
         rxBuffer.AcceptOnlyFromAmong("page", "half", "quarter");
         var dmaMap = new Option<bool>("--dma-map") { Description = "Pools map their pages for the device (identity mapper); each received frame is synced for the CPU (SyncForCpu)." };
+        var mtu = new Option<int?>("--mtu")
+        {
+            Description = "IP MTU, 68..9000 (synthetic driver, page-pool buffers): frames up to MTU + 18 bytes are received, those longer than one RX buffer as multi-buffer XDP frames (a head and page fragments); longer frames count as aborted. Default: no MTU, a frame must fit one buffer.",
+        };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
         var quiet = new Option<bool>("--quiet") { Description = "No progress line." };
 
@@ -72,7 +76,7 @@ public static class Program
             "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.\n" +
             "Exit codes: 0 done; 1 the interface does not exist; 2 usage or value error; 3 AF_PACKET needs root or CAP_NET_RAW; 4 another system error opening the driver; 5 buffers were not given back; 6 the interface has no XDP (or no zero-copy); 7 no such queue on the interface; 8 the interface or queue is busy.")
         {
-            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, rxBuffer, dmaMap, json, quiet, xdpMode, xdpRing,
+            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, rxBuffer, dmaMap, mtu, json, quiet, xdpMode, xdpRing,
         };
         root.Validators.Add(r =>
         {
@@ -80,8 +84,8 @@ public static class Program
                 r.AddError("Give --size or --mix, not both.");
             if (r.GetValue(mix) is { } m && !SizeMix.TryParse(m, out _, out string? e))
                 r.AddError($"--mix {e}");
-            if (r.GetValue(size) is int s && (s < FrameBuilder.MinFrameLength || s > FrameBuilder.MaxFrameLength))
-                r.AddError($"--size must be {FrameBuilder.MinFrameLength}..{FrameBuilder.MaxFrameLength} bytes (got {s}).");
+            if (r.GetValue(size) is int s && (s < FrameBuilder.MinFrameLength || s > FrameBuilder.MaxJumboFrameLength))
+                r.AddError($"--size must be {FrameBuilder.MinFrameLength}..{FrameBuilder.MaxJumboFrameLength} bytes (got {s}).");
             if (r.GetValue(port) is < 0 or > 65535)
                 r.AddError("--port must be 0..65535.");
             if (r.GetValue(malformed) is < 0 or > 1000)
@@ -108,6 +112,7 @@ public static class Program
                 XdpFrames = r.GetValue(xdpFrames),
                 RxBuffer = r.GetValue(rxBuffer) switch { "half" => RxBufferKind.Half, "quarter" => RxBufferKind.Quarter, _ => RxBufferKind.Page },
                 DmaMap = r.GetValue(dmaMap),
+                Mtu = r.GetValue(mtu),
             };
             if (options.Validate() is { } error)
                 throw ToolException.Usage(error);

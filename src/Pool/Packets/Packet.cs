@@ -101,6 +101,53 @@ public sealed unsafe class Packet
     }
 
     /// <summary>
+    /// The kernel's <c>xdp_build_skb_from_buff</c>: builds this packet from an XDP buffer, the head from
+    /// <see cref="XdpBuff.Data"/> to <see cref="XdpBuff.DataEnd"/> and every fragment, taking over the buffer's
+    /// page references (the buffer must not be returned afterwards). Marked for recycling when the buffer's memory
+    /// is <see cref="XdpMemType.PagePool"/> (<c>skb_mark_for_recycle</c>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The packet is live: nothing changes.</exception>
+    public void BuildFromXdp(in XdpBuff xdp)
+    {
+        if (IsLive)
+            FragThrowHelper.ThrowPacketLive();
+        BuildFrom(xdp.Data, xdp.Length, xdp.Frags, xdp.Mem.Type);
+    }
+
+    /// <summary>
+    /// The kernel's <c>xdp_build_skb_from_frame</c>: builds this packet from an XDP frame, head and every fragment,
+    /// taking over the frame's page references; the frame counts as returned afterwards (its descriptor's state
+    /// flips, so a later <see cref="Xdp.ReturnFrame"/> throws and puts nothing). Marked for recycling when the
+    /// frame's memory is <see cref="XdpMemType.PagePool"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The packet is live, or the frame was already returned: nothing changes.</exception>
+    public void BuildFromXdp(XdpFrame frame)
+    {
+        if (frame.IsNull)
+            FragThrowHelper.ThrowNullFrame();
+        if (IsLive)
+            FragThrowHelper.ThrowPacketLive();
+        XdpFrameDescriptor* f = frame.Descriptor;
+        // Interlocked: the frame moves to this packet once; a concurrent return or second build loses.
+        if (Interlocked.CompareExchange(ref f->State, XdpFrameDescriptor.Returned, XdpFrameDescriptor.Live) != XdpFrameDescriptor.Live)
+            FragThrowHelper.ThrowFrameReturned((nint)f);
+        BuildFrom(f->Data, (int)f->Len, frame.Frags, (XdpMemType)f->MemType);
+    }
+
+    private void BuildFrom(byte* data, int length, ReadOnlySpan<SkbFrag> frags, XdpMemType memType)
+    {
+        NetMemRef head = NetMemRef.FromAddress(data);
+        if (head.IsNull)
+            PoolThrowHelper.ThrowForeignAddress(data);
+        _head = new SkbFrag(head, (int)(data - head.Address), length);
+        frags.CopyTo(_frags);
+        _nrFrags = frags.Length;
+        PpRecycle = memType == XdpMemType.PagePool;
+        // Volatile: publishes the fields before the packet counts as live to a freeing thread.
+        Volatile.Write(ref _state, StateLive);
+    }
+
+    /// <summary>
     /// Makes <paramref name="destination"/> share this packet's pages (as <c>pskb_copy</c> sharing frags): it gets
     /// the same head and fragments and one more reference on each page (<see cref="PagePool.RefPage"/> for pool
     /// pages under <see cref="PpRecycle"/>, <see cref="NetMemRef.GetPage"/> otherwise). A shared page goes back

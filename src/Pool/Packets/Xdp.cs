@@ -18,9 +18,12 @@ public static unsafe class Xdp
 
     /// <summary>
     /// The kernel's <c>xdp_return_frame</c>: gives the frame's page back (to its pool through the ring, or with
-    /// <c>put_page</c> when it is not a pool page).
+    /// <c>put_page</c> when it is not a pool page), and for a multi-buffer frame every fragment's page first.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The frame was already returned: nothing changes.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The frame was already returned: nothing changes. Or a page failed its pool's checks, after every other page
+    /// of the frame was put.
+    /// </exception>
     public static void ReturnFrame(XdpFrame frame) => Return(frame, napiDirect: false);
 
     /// <summary>
@@ -31,7 +34,8 @@ public static unsafe class Xdp
     public static void ReturnFrameRxNapi(XdpFrame frame) => Return(frame, napiDirect: true);
 
     /// <summary>
-    /// The kernel's <c>xdp_return_frame_bulk</c> with its flush: pool pages are collected per pool and put with
+    /// The kernel's <c>xdp_return_frame_bulk</c> with its flush: each frame's fragments and then its head; pool
+    /// pages are collected per pool and put with
     /// <see cref="PagePool.PutPages(ReadOnlySpan{NetMemRef})"/> (one batch through the ring); other pages are dropped one by one.
     /// </summary>
     /// <exception cref="InvalidOperationException">A frame was already returned (or appears twice): no frame is returned.</exception>
@@ -53,38 +57,91 @@ public static unsafe class Xdp
             }
         }
         Span<NetMemRef> queue = stackalloc NetMemRef[BulkQueueSize];
-        int count = 0;
-        PagePool? current = null;
-        Exception? first = null;
+        var bulk = new BulkQueue(queue);
         foreach (XdpFrame frame in frames)
+        {
+            XdpFrameDescriptor* f = frame.Descriptor;
+            bool pool = (XdpMemType)f->MemType == XdpMemType.PagePool;
+            // The fragments first (as xdp_return_frame_bulk does): the list lives in the head's page, which the
+            // head's put may hand out again.
+            if ((f->Flags & (uint)XdpBuffFlags.HasFrags) != 0)
+            {
+                XdpSharedInfo* sinfo = frame.SharedInfo;
+                int n = sinfo->NrFrags;
+                for (int i = 0; i < n; i++)
+                    bulk.Add(XdpSharedInfo.Frag(sinfo, i)->Page, pool, XdpSharedInfo.Frag(sinfo, i)->Address);
+            }
+            bulk.Add(NetMemRef.FromAddress(f->Data), pool, f->Data);
+        }
+        bulk.Finish();
+    }
+
+    /// <summary>
+    /// The kernel's <c>xdp_return_buff</c>: gives back the head page and every fragment's page of a buffer that
+    /// was not converted to a frame (an XDP_DROP or a failed transmit), to their pool with direct recycling when
+    /// called on the pool's consumer thread. The buffer must not be used afterwards.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A page failed its pool's checks (after every other page was put).</exception>
+    /// <remarks>Every page is put even when one put throws: the first exception is rethrown after the last.</remarks>
+    public static void ReturnBuff(in XdpBuff xdp)
+    {
+        bool pool = xdp.Mem.Type == XdpMemType.PagePool;
+        Exception? first = null;
+        if (xdp.HasFrags)
+        {
+            XdpSharedInfo* sinfo = xdp.SharedInfo;
+            int n = sinfo->NrFrags;
+            for (int i = 0; i < n; i++)
+                PutOne(XdpSharedInfo.Frag(sinfo, i)->Page, pool, XdpSharedInfo.Frag(sinfo, i)->Address, napiDirect: true, ref first);
+        }
+        PutOne(NetMemRef.FromAddress(xdp.Data), pool, xdp.Data, napiDirect: true, ref first);
+        if (first != null)
+            ExceptionDispatchInfo.Throw(first);
+    }
+
+    /// <summary>Pool pages gathered per pool and put in batches; other pages put one by one; the first exception kept.</summary>
+    private ref struct BulkQueue
+    {
+        private readonly Span<NetMemRef> _queue;
+        private int _count;
+        private PagePool? _current;
+        private Exception? _first;
+
+        public BulkQueue(Span<NetMemRef> queue) => _queue = queue;
+
+        public void Add(NetMemRef page, bool poolMem, byte* address)
         {
             try
             {
-                NetMemRef page = NetMemRef.FromAddress(frame.Descriptor->Data);
-                if ((XdpMemType)frame.Descriptor->MemType != XdpMemType.PagePool || page.IsNull || !page.IsPagePool)
+                if (!poolMem || page.IsNull || !page.IsPagePool)
                 {
-                    PutShared(page, frame);
-                    continue;
+                    PutShared(page, address);
+                    return;
                 }
                 PagePool pool = PagePool.FromPpHandle(page.Value.Pp) ?? NoPool(page);
-                if (count == BulkQueueSize || (current != null && current != pool))
+                if (_count == _queue.Length || (_current != null && _current != pool))
                 {
-                    Flush(current!, queue[..count], ref first);
-                    count = 0;
+                    Flush(_current!, _queue[.._count], ref _first);
+                    _count = 0;
                 }
-                current = pool;
-                queue[count++] = page;
+                _current = pool;
+                _queue[_count++] = page;
             }
             catch (Exception e)
             {
-                // This frame's page failed its checks: keep the first exception and put the rest.
-                first ??= e;
+                // This page failed its checks: keep the first exception and put the rest.
+                _first ??= e;
             }
         }
-        if (count > 0)
-            Flush(current!, queue[..count], ref first);
-        if (first != null)
-            ExceptionDispatchInfo.Throw(first);
+
+        public void Finish()
+        {
+            if (_count > 0)
+                Flush(_current!, _queue[.._count], ref _first);
+            _count = 0;
+            if (_first != null)
+                ExceptionDispatchInfo.Throw(_first);
+        }
     }
 
     private static void Flush(PagePool pool, ReadOnlySpan<NetMemRef> pages, ref Exception? first)
@@ -104,15 +161,48 @@ public static unsafe class Xdp
     {
         if (!TryClaim(frame))
             FragThrowHelper.ThrowFrameReturned((nint)frame.Descriptor);
-        NetMemRef page = NetMemRef.FromAddress(frame.Descriptor->Data);
-        if ((XdpMemType)frame.Descriptor->MemType == XdpMemType.PagePool && !page.IsNull && page.IsPagePool)
+        XdpFrameDescriptor* f = frame.Descriptor;
+        bool pool = (XdpMemType)f->MemType == XdpMemType.PagePool;
+        if ((f->Flags & (uint)XdpBuffFlags.HasFrags) == 0)
+        {
+            PutOne(NetMemRef.FromAddress(f->Data), pool, f->Data, napiDirect);
+            return;
+        }
+        // xdp_return_frame: every fragment, then the head (whose page holds the list).
+        Exception? first = null;
+        XdpSharedInfo* sinfo = frame.SharedInfo;
+        int n = sinfo->NrFrags;
+        for (int i = 0; i < n; i++)
+            PutOne(XdpSharedInfo.Frag(sinfo, i)->Page, pool, XdpSharedInfo.Frag(sinfo, i)->Address, napiDirect, ref first);
+        PutOne(NetMemRef.FromAddress(f->Data), pool, f->Data, napiDirect, ref first);
+        if (first != null)
+            ExceptionDispatchInfo.Throw(first);
+    }
+
+    /// <summary>The kernel's <c>__xdp_return</c> for one page: to its pool, or <c>put_page</c>.</summary>
+    private static void PutOne(NetMemRef page, bool poolMem, byte* address, bool napiDirect)
+    {
+        if (poolMem && !page.IsNull && page.IsPagePool)
         {
             PagePool pool = PagePool.FromPpHandle(page.Value.Pp) ?? NoPool(page);
             pool.PutPage(page, -1, napiDirect);
         }
         else
         {
-            PutShared(page, frame);
+            PutShared(page, address);
+        }
+    }
+
+    private static void PutOne(NetMemRef page, bool poolMem, byte* address, bool napiDirect, ref Exception? first)
+    {
+        try
+        {
+            PutOne(page, poolMem, address, napiDirect);
+        }
+        catch (Exception e)
+        {
+            // Keep the first and go on: every other page of the frame must still be put.
+            first ??= e;
         }
     }
 
@@ -129,10 +219,10 @@ public static unsafe class Xdp
     /// except that a pool page of which only its pool's reference is left goes back to its pool, as a packet not
     /// marked for recycling does (see <see cref="Packet.PpRecycle"/>).
     /// </summary>
-    private static void PutShared(NetMemRef page, XdpFrame frame)
+    private static void PutShared(NetMemRef page, byte* address)
     {
         if (page.IsNull)
-            PoolThrowHelper.ThrowForeignAddress(frame.Descriptor->Data);
+            PoolThrowHelper.ThrowForeignAddress(address);
         Packet.PutPageRef(page, ppRecycle: false);
     }
 

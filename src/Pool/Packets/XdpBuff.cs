@@ -1,3 +1,5 @@
+using UnmanagedPool.Native;
+
 namespace UnmanagedPool;
 
 /// <summary>
@@ -6,6 +8,15 @@ namespace UnmanagedPool;
 /// living on the receive path's stack; <see cref="ToFrame"/> turns it into an <see cref="XdpFrame"/> whose
 /// descriptor is written into the headroom, as the kernel does.
 /// </summary>
+/// <remarks>
+/// A multi-buffer buffer (the kernel's XDP multi-buffer, as mvneta builds it) holds its first bytes here, from
+/// <see cref="Data"/> to <see cref="DataEnd"/>, and the rest in up to <see cref="MaxFrags"/> page fragments added
+/// with <see cref="AddFrag"/>. The fragments are recorded in the head buffer's tailroom (the kernel's
+/// <c>skb_shared_info</c> after <see cref="DataHardEnd"/>), so the head's data must end at
+/// <see cref="DataHardEnd"/> at the latest. The buffer holds one reference on the head page and one on each
+/// fragment's page; <see cref="Xdp.ReturnBuff"/>, <see cref="ToFrame"/> followed by a frame return, or
+/// <see cref="Packet.BuildFromXdp(in XdpBuff)"/> take them over.
+/// </remarks>
 public unsafe struct XdpBuff
 {
     /// <summary>The kernel's <c>data_hard_start</c>: first byte of the frame.</summary>
@@ -26,12 +37,25 @@ public unsafe struct XdpBuff
     /// <summary>The kernel's <c>rxq-&gt;mem</c>.</summary>
     public XdpMemInfo Mem;
 
-    /// <summary>The kernel's <c>xdp_init_buff</c>.</summary>
+    /// <summary>The kernel's <c>flags</c> (<c>XDP_FLAGS_HAS_FRAGS</c>); cleared by <see cref="Init"/>.</summary>
+    public XdpBuffFlags Flags;
+
+    /// <summary>The kernel's <c>MAX_SKB_FRAGS</c>: fragments a buffer may carry besides its head.</summary>
+    public const int MaxFrags = XdpSharedInfo.MaxFrags;
+
+    /// <summary>
+    /// Bytes at the end of the head buffer that hold the fragment list of a multi-buffer buffer (the kernel's
+    /// <c>SKB_DATA_ALIGN(sizeof(struct skb_shared_info))</c>); a driver leaves them out of its receive size.
+    /// </summary>
+    public const int SharedInfoSize = XdpSharedInfo.Size;
+
+    /// <summary>The kernel's <c>xdp_init_buff</c>: a buffer of <paramref name="frameSize"/> bytes, no fragments.</summary>
     public void Init(int frameSize, XdpMemInfo mem)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(frameSize);
         FrameSize = frameSize;
         Mem = mem;
+        Flags = XdpBuffFlags.None;
     }
 
     /// <summary>The kernel's <c>xdp_prepare_buff</c>: data starts <paramref name="headroom"/> bytes after <paramref name="hardStart"/>.</summary>
@@ -58,19 +82,79 @@ public unsafe struct XdpBuff
     /// <summary>Metadata bytes (0 when none): <c>Data - DataMeta</c>, clamped at 0.</summary>
     public readonly int MetaSize => Data - DataMeta > 0 ? (int)(Data - DataMeta) : 0;
 
-    /// <summary>The packet bytes.</summary>
+    /// <summary>The linear packet bytes (the head; fragments not included).</summary>
     public readonly Span<byte> AsSpan() => new(Data, Length);
+
+    /// <summary>The kernel's <c>xdp_buff_has_frags</c>.</summary>
+    public readonly bool HasFrags => (Flags & XdpBuffFlags.HasFrags) != 0;
+
+    /// <summary>
+    /// The kernel's <c>xdp_data_hard_end</c>: where the fragment list starts, <see cref="SharedInfoSize"/> bytes
+    /// before the end of the frame.
+    /// </summary>
+    public readonly byte* DataHardEnd => DataHardStart + FrameSize - SharedInfoSize;
+
+    /// <summary>The kernel's <c>skb_shared_info-&gt;nr_frags</c> (0 without fragments).</summary>
+    public readonly int NrFrags => HasFrags ? SharedInfo->NrFrags : 0;
+
+    /// <summary>The fragments, in order (empty without fragments). Valid while the buffer holds them.</summary>
+    public readonly ReadOnlySpan<SkbFrag> Frags => HasFrags ? XdpSharedInfo.Frags(SharedInfo) : default;
+
+    /// <summary>The kernel's <c>xdp_frags_size</c>: bytes in the fragments.</summary>
+    public readonly int FragsSize => HasFrags ? (int)SharedInfo->XdpFragsSize : 0;
+
+    /// <summary>The kernel's <c>xdp_frags_truesize</c>: buffer bytes the fragments occupy.</summary>
+    public readonly int FragsTrueSize => HasFrags ? (int)SharedInfo->XdpFragsTruesize : 0;
+
+    /// <summary>The kernel's <c>xdp_get_buff_len</c>: head plus fragment bytes (what a program sees as the frame's length).</summary>
+    public readonly int GetBuffLength() => HasFrags ? Length + (int)SharedInfo->XdpFragsSize : Length;
+
+    internal readonly XdpSharedInfo* SharedInfo => (XdpSharedInfo*)DataHardEnd;
+
+    /// <summary>
+    /// The kernel's <c>xdp_buff_add_frag</c>: appends <paramref name="length"/> bytes at <paramref name="offset"/>
+    /// of <paramref name="page"/> as the next fragment, the buffer taking over the caller's reference on the page.
+    /// The first call marks the buffer <see cref="XdpBuffFlags.HasFrags"/> and starts the list in the tailroom.
+    /// </summary>
+    /// <returns>False, changing nothing, when the buffer already holds <see cref="MaxFrags"/> fragments (the caller keeps its reference).</returns>
+    /// <exception cref="InvalidOperationException">The buffer is not prepared, or its data runs into the tailroom the list needs.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The bytes do not lie inside the page.</exception>
+    public bool AddFrag(NetMemRef page, int offset, int length, int trueSize)
+    {
+        var frag = new SkbFrag(page, offset, length);
+        ArgumentOutOfRangeException.ThrowIfLessThan(trueSize, length);
+        XdpSharedInfo* sinfo = SharedInfo;
+        if (!HasFrags)
+        {
+            if (DataHardStart == null || FrameSize < SharedInfoSize || DataEnd > (byte*)sinfo)
+                FragThrowHelper.ThrowNoTailroom(Length, FrameSize);
+            sinfo->NrFrags = 0;
+            sinfo->XdpFragsSize = 0;
+            sinfo->XdpFragsTruesize = 0;
+            Flags |= XdpBuffFlags.HasFrags;
+        }
+        int n = sinfo->NrFrags;
+        if (n >= MaxFrags)
+            return false;
+        *XdpSharedInfo.Frag(sinfo, n) = frag;
+        sinfo->NrFrags = n + 1;
+        sinfo->XdpFragsSize += (uint)length;
+        sinfo->XdpFragsTruesize += (uint)trueSize;
+        return true;
+    }
 
     /// <summary>
     /// The kernel's <c>xdp_convert_buff_to_frame</c>: writes the frame descriptor at <see cref="DataHardStart"/>
     /// and returns it, or <see cref="XdpFrame.Null"/> when the headroom (less the metadata) cannot hold it, or the
-    /// data runs past the frame.
+    /// data runs past the frame (past <see cref="DataHardEnd"/> for a buffer with fragments). The fragment list
+    /// stays where it is and the frame carries the buffer's flags, so the frame owns the head and every fragment.
     /// </summary>
     public readonly XdpFrame ToFrame()
     {
         int headroom = Headroom;
         int metasize = MetaSize;
-        if (DataHardStart == null || headroom - metasize < XdpFrame.DescriptorSize || DataEnd > DataHardStart + FrameSize)
+        if (DataHardStart == null || headroom - metasize < XdpFrame.DescriptorSize
+            || DataEnd > (HasFrags ? DataHardEnd : DataHardStart + FrameSize))
             return XdpFrame.Null;
         var f = (XdpFrameDescriptor*)DataHardStart;
         f->Data = Data;
@@ -79,8 +163,20 @@ public unsafe struct XdpBuff
         f->MetaSize = (uint)metasize;
         f->FrameSize = (uint)FrameSize;
         f->MemType = (uint)Mem.Type;
+        f->Flags = (uint)Flags;
         // Volatile: the state word goes last, so a frame seen live on another thread has its fields written.
         Volatile.Write(ref f->State, XdpFrameDescriptor.Live);
         return new XdpFrame(f);
     }
+}
+
+/// <summary>The kernel's <c>enum xdp_buff_flags</c>.</summary>
+[Flags]
+public enum XdpBuffFlags : uint
+{
+    /// <summary>No flag.</summary>
+    None = 0,
+
+    /// <summary><c>XDP_FLAGS_HAS_FRAGS</c>: the buffer carries fragments after its head (multi-buffer).</summary>
+    HasFrags = 1,
 }

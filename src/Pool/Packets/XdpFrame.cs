@@ -48,8 +48,26 @@ public readonly unsafe struct XdpFrame : IEquatable<XdpFrame>
     /// <summary>The page holding the frame (the kernel's <c>virt_to_netmem(data)</c>, head of the run).</summary>
     public NetMemRef Page => NetMemRef.FromAddress(_f->Data);
 
-    /// <summary>The packet bytes.</summary>
+    /// <summary>The linear packet bytes (the head; fragments not included).</summary>
     public Span<byte> AsSpan() => new(_f->Data, (int)_f->Len);
+
+    /// <summary>The kernel's <c>flags</c>, as the buffer had them.</summary>
+    public XdpBuffFlags Flags => (XdpBuffFlags)_f->Flags;
+
+    /// <summary>The kernel's <c>xdp_frame_has_frags</c>.</summary>
+    public bool HasFrags => (_f->Flags & (uint)XdpBuffFlags.HasFrags) != 0;
+
+    /// <summary>The kernel's <c>skb_shared_info-&gt;nr_frags</c> of the frame (0 without fragments).</summary>
+    public int NrFrags => HasFrags ? SharedInfo->NrFrags : 0;
+
+    /// <summary>The fragments, in order (empty without fragments). Valid until the frame is returned.</summary>
+    public ReadOnlySpan<SkbFrag> Frags => HasFrags ? XdpSharedInfo.Frags(SharedInfo) : default;
+
+    /// <summary>The kernel's <c>xdp_get_frame_len</c>: head plus fragment bytes.</summary>
+    public int GetFrameLength() => HasFrags ? (int)_f->Len + (int)SharedInfo->XdpFragsSize : (int)_f->Len;
+
+    /// <summary>The kernel's <c>xdp_get_shared_info_from_frame</c>: the list at the end of the frame (the descriptor sits at its start).</summary>
+    internal XdpSharedInfo* SharedInfo => (XdpSharedInfo*)((byte*)_f + _f->FrameSize - XdpSharedInfo.Size);
 
     /// <inheritdoc />
     public bool Equals(XdpFrame other) => _f == other._f;

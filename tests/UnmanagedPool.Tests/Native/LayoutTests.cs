@@ -39,6 +39,12 @@ public sealed class LayoutTests
         (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.MemType), 24),
         (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.Flags), 28),
         (typeof(UnmanagedPool.XdpFrameDescriptor), nameof(UnmanagedPool.XdpFrameDescriptor.State), 32),
+        // The multi-buffer fragment list in the head buffer's tailroom (skb_shared_info's nr_frags, xdp_frags_size,
+        // xdp_frags_truesize, frags[]).
+        (typeof(UnmanagedPool.XdpSharedInfo), nameof(UnmanagedPool.XdpSharedInfo.NrFrags), 0),
+        (typeof(UnmanagedPool.XdpSharedInfo), nameof(UnmanagedPool.XdpSharedInfo.XdpFragsSize), 4),
+        (typeof(UnmanagedPool.XdpSharedInfo), nameof(UnmanagedPool.XdpSharedInfo.XdpFragsTruesize), 8),
+        (typeof(UnmanagedPool.XdpSharedInfo), nameof(UnmanagedPool.XdpSharedInfo.Frag0), 16),
         // The consumer's per-call fields, a cache line of padding on each side.
         (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.CacheWord), 64),
         (typeof(PagePool.ConsumerHot), nameof(PagePool.ConsumerHot.PutCount), 72),
@@ -55,6 +61,7 @@ public sealed class LayoutTests
         (typeof(NetMem), 64),
         (typeof(UnmanagedPool.Internal.PtrRing.Indexes), 384),
         (typeof(UnmanagedPool.XdpFrameDescriptor), 40),
+        (typeof(UnmanagedPool.XdpSharedInfo), 288),
         (typeof(PagePool.ConsumerHot), 320),
     ];
 

@@ -37,7 +37,7 @@ public static class Report
         };
         string port = o.Port != 0 ? $" --port {o.Port}" : "";
         return string.Create(Inv,
-            $"PacketProcessor: {source}; program {ProgramNames.Name(o.Program)}{port}; {o.Queues} queue{(o.Queues == 1 ? "" : "s")}, ring {o.RingSize}, budget {QueueBase.RefillBatch}; {(o.Pool == BufferPoolKind.PagePool ? "PagePool per queue" : "ArrayPool<byte>.Shared")} buffers{(o.RxBuffer != RxBufferKind.Page ? $" ({o.RxBuffer.Name()} pages)" : "")}{(o.DmaMap ? ", DMA-mapped" : "")}; {o.Duration.TotalSeconds:0.#} s");
+            $"PacketProcessor: {source}; program {ProgramNames.Name(o.Program)}{port}; {o.Queues} queue{(o.Queues == 1 ? "" : "s")}, ring {o.RingSize}, budget {QueueBase.RefillBatch}; {(o.Pool == BufferPoolKind.PagePool ? "PagePool per queue" : "ArrayPool<byte>.Shared")} buffers{(o.RxBuffer != RxBufferKind.Page ? $" ({o.RxBuffer.Name()} pages)" : "")}{(o.DmaMap ? ", DMA-mapped" : "")}{(o.Mtu is int mtu ? $", MTU {mtu} (multi-buffer)" : "")}; {o.Duration.TotalSeconds:0.#} s");
     }
 
     /// <summary>The CLI name of an afxdp mode.</summary>
@@ -139,7 +139,7 @@ public static class Report
         }
         console.WriteLine();
         if (r.Options.Pool == BufferPoolKind.PagePool)
-            console.Line(string.Create(Inv, $"Pages per frame: {r.PagesPerFrame:0.000} ({r.Options.RxBuffer.Name()} buffers)."));
+            console.Line(string.Create(Inv, $"Pages per frame: {r.PagesPerFrame:0.000} ({r.Options.RxBuffer.Name()} buffers{(r.Options.Mtu is int mtu ? $", MTU {mtu}: a frame spans as many buffers as it needs" : "")})."));
         console.Line(string.Create(Inv, $"Managed allocations while running: {r.AllocatedBytes:N0} bytes, {r.Gen0Collections} gen-0 GCs."));
         if (r.InFlight == 0)
             console.Line("InFlight 0 on every queue: every buffer went back where it came from.", "green");

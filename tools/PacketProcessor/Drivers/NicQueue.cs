@@ -14,6 +14,19 @@ internal abstract class NicQueue : IDisposable
     /// </summary>
     public abstract int Receive(Span<RxBuf> posted, int capacity);
 
+    /// <summary>
+    /// Multi-buffer receive (the kernel's XDP multi-buffer, as mvneta's RX): completes descriptors in order, a frame
+    /// longer than <paramref name="capacity"/> spanning several. Its first descriptor holds up to
+    /// <paramref name="headCapacity"/> bytes (the head buffer leaves room for the fragment list) and
+    /// <see cref="RxBuf.Segs"/> = the descriptors it spans; each following one holds up to
+    /// <paramref name="capacity"/> bytes and <see cref="RxBuf.Segs"/> = 0. A frame longer than
+    /// <paramref name="maxFrame"/> takes one descriptor with length -1. A frame that needs more descriptors than
+    /// remain is not started. Returns how many descriptors were completed.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The driver has no multi-buffer receive.</exception>
+    public virtual int ReceiveMultiBuffer(Span<RxBuf> posted, int capacity, int headCapacity, int maxFrame) =>
+        throw new NotSupportedException($"{GetType().Name} has no multi-buffer receive.");
+
     /// <summary>Transmits the frames (completion is synchronous: the buffers are free once this returns). Returns how many left.</summary>
     public abstract int Transmit(ReadOnlySpan<RxBuf> frames);
 

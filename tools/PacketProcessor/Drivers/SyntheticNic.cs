@@ -62,6 +62,55 @@ internal sealed unsafe class SyntheticNic : NicQueue
         return posted.Length;
     }
 
+    public override int ReceiveMultiBuffer(Span<RxBuf> posted, int capacity, int headCapacity, int maxFrame)
+    {
+        long seq = _sequence;
+        int i = 0;
+        fixed (byte* headers = _headers)
+        fixed (int* lengths = _lengths)
+        {
+            while (i < posted.Length)
+            {
+                int t = (int)seq & (FrameGenerator.TemplateCount - 1);
+                int len = lengths[t];
+                int segs = len > maxFrame || len <= capacity ? 1 : 1 + (len - headCapacity + capacity - 1) / capacity;
+                if (i + segs > posted.Length)
+                    break;
+                ref RxBuf b = ref Unsafe.Add(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(posted), i);
+                byte* dst = b.Ptr + RxBuf.Headroom;
+                Unsafe.CopyBlockUnaligned(dst, headers + t * HeaderBytes, HeaderBytes);
+                if (len >= SequenceOffset + 8)
+                    Unsafe.WriteUnaligned(dst + SequenceOffset, seq);
+                b.Segs = segs;
+                if (len > maxFrame)
+                {
+                    b.Len = -1;
+                }
+                else if (segs == 1)
+                {
+                    b.Len = len;
+                }
+                else
+                {
+                    // The rest of the frame lands in the following buffers, each from its headroom on.
+                    b.Len = headCapacity;
+                    int left = len - headCapacity;
+                    for (int k = 1; k < segs; k++)
+                    {
+                        ref RxBuf f = ref Unsafe.Add(ref b, k);
+                        f.Len = Math.Min(left, capacity);
+                        f.Segs = 0;
+                        left -= f.Len;
+                    }
+                }
+                i += segs;
+                seq++;
+            }
+        }
+        _sequence = seq;
+        return i;
+    }
+
     public override int Transmit(ReadOnlySpan<RxBuf> frames)
     {
         long bytes = 0;

@@ -54,6 +54,9 @@ internal struct ArrayPoolBuffers : IBufferOps
         return true;
     }
 
+    public readonly bool TryPass(in UnmanagedPool.XdpBuff xdp) =>
+        throw new NotSupportedException("Multi-buffer frames need page-pool buffers.");
+
     public readonly bool TryToRedirect(ref RxBuf b, out RedirectItem item)
     {
         item = new RedirectItem { Array = b.Array, Len = b.Len, Origin = b.Origin };

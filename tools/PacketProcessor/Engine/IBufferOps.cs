@@ -27,6 +27,9 @@ internal interface IBufferOps
     /// <summary>XDP_PASS: hands the frame to the stack (written, published at the end of the poll); false when the backlog is full.</summary>
     bool TryPass(ref RxBuf b);
 
+    /// <summary>XDP_PASS of a multi-buffer queue: the buffer, head and fragments, becomes a packet; false when the backlog is full.</summary>
+    bool TryPass(in UnmanagedPool.XdpBuff xdp);
+
     /// <summary>XDP_REDIRECT: the frame as it travels to another queue; false when it cannot be converted.</summary>
     bool TryToRedirect(ref RxBuf b, out RedirectItem item);
 

@@ -123,15 +123,16 @@ internal unsafe struct PagePoolBuffers : IBufferOps
     }
 
     /// <summary>
-    /// After the queue gave every posted buffer back: the page being split, if any, keeps one reference for the
-    /// queue while the rest of its bias is dropped, and that last reference recycles it.
+    /// After the queue gave every posted buffer back: the rest of the bias of the page being split, if any, is
+    /// dropped (page_pool_unref_netmem); when that was its last reference (every piece posted from it is back) the
+    /// page goes back with page_pool_put_unrefed_netmem.
     /// </summary>
     private void DrainSplitPage()
     {
         if (_splitPage.IsNull)
             return;
-        _pool.UnrefPage(_splitPage, SplitBias - _splitNext - 1);
-        _consumer.RecycleDirect(_splitPage);
+        if (_pool.UnrefPage(_splitPage, SplitBias - _splitNext) == 0)
+            _consumer.PutUnrefedPage(_splitPage, -1, allowDirect: true);
         _splitPage = default;
     }
 
@@ -168,6 +169,20 @@ internal unsafe struct PagePoolBuffers : IBufferOps
         return true;
     }
 
+    public bool TryPass(in XdpBuff xdp)
+    {
+        if (_freeCount == 0 && !ReclaimPackets())
+            return false;
+        Packet packet = _freePackets[_freeCount - 1];
+        if (!_queue.PassRing.TryWrite(new PassItem { Packet = packet }))
+            return false;
+        _freeCount--;
+        // xdp_build_skb_from_buff: the packet takes over the head's and every fragment's reference, marked for
+        // recycling; the worker frees it.
+        packet.BuildFromXdp(xdp);
+        return true;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool ReclaimPackets()
     {
@@ -194,12 +209,13 @@ internal unsafe struct PagePoolBuffers : IBufferOps
         buff.DataMeta = buff.Data + 1;
         buff.FrameSize = _pieceSize;
         buff.Mem = _mem;
+        buff.Flags = XdpBuffFlags.None;
         item = new RedirectItem { Frame = buff.ToFrame(), Len = b.Len, Origin = b.Origin };
         return !item.Frame.IsNull;
     }
 
     public readonly RxBuf TxView(in RedirectItem item) => _xdpFrames
-        ? new() { Ptr = item.Frame.Data - RxBuf.Headroom, Len = item.Frame.Length, Origin = item.Origin }
+        ? new() { Ptr = item.Frame.Data - RxBuf.Headroom, Len = item.Frame.GetFrameLength(), Origin = item.Origin }
         : new() { Ptr = item.Ptr, Page = item.Page, Len = item.Len, Origin = item.Origin };
 
     public readonly void ReturnRedirected(Span<RedirectItem> items, QueueBase[] queues)

@@ -103,6 +103,20 @@ public sealed class ProcessorOptions
     /// <summary>The pools map their pages for the device (an identity mapper) and each received frame is synced for the CPU.</summary>
     public bool DmaMap { get; set; }
 
+    /// <summary>
+    /// The IP MTU (68..9000), or null for none: with an MTU, frames up to <c>Mtu + 18</c> bytes are received, those
+    /// longer than one RX buffer as multi-buffer XDP buffers (a head plus page fragments, the kernel's XDP
+    /// multi-buffer as mvneta receives it), and longer frames count as aborted. Synthetic driver and page-pool
+    /// buffers only.
+    /// </summary>
+    public int? Mtu { get; set; }
+
+    /// <summary>Smallest IP MTU (the kernel's IPv4 minimum).</summary>
+    public const int MinMtu = 68;
+
+    /// <summary>Largest IP MTU.</summary>
+    public const int MaxMtu = 9000;
+
     /// <summary>afxdp: socket bind mode and program hook.</summary>
     public AfXdpMode XdpMode { get; set; } = AfXdpMode.Auto;
 
@@ -133,6 +147,17 @@ public sealed class ProcessorOptions
             return "--driver afxdp needs --interface NAME.";
         if (Driver == DriverKind.AfXdp && Pool != BufferPoolKind.PagePool)
             return "--driver afxdp needs --pool pagepool: its buffers are UMEM pages.";
+        if (Mtu is int mtu)
+        {
+            if (mtu < MinMtu || mtu > MaxMtu)
+                return $"--mtu must be {MinMtu}..{MaxMtu} (got {mtu}).";
+            if (Pool != BufferPoolKind.PagePool)
+                return "--mtu needs --pool pagepool: multi-buffer frames carry page fragments.";
+            if (Driver != DriverKind.Synthetic)
+                return "--mtu is supported with --driver synthetic only.";
+            if (!XdpFrames)
+                return "--mtu needs --xdp-frames true: a multi-buffer frame travels as an XdpFrame carrying its fragments.";
+        }
         if (XdpRingSize < 64 || (XdpRingSize & (XdpRingSize - 1)) != 0 || XdpRingSize > 16384)
             return $"--xdp-ring must be a power of two in 64..16384 (got {XdpRingSize}).";
         return null;

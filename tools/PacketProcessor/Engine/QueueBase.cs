@@ -38,6 +38,13 @@ internal abstract class QueueBase
     /// <summary>RX buffers cut from each page: 1 (whole pages), 2 or 4 (pages the queue splits itself, as mlx5).</summary>
     public int RxPiecesPerPage { get; init; } = 1;
 
+    /// <summary>
+    /// The IP MTU, or 0 for none. With an MTU the queue receives frames up to <c>Mtu + 18</c> bytes, those longer
+    /// than one buffer as multi-buffer XDP buffers (head plus fragments) from the NIC's
+    /// <see cref="NicQueue.ReceiveMultiBuffer"/>; every frame then runs through an <see cref="UnmanagedPool.XdpBuff"/>.
+    /// </summary>
+    public int Mtu { get; init; }
+
     /// <summary>Whether the queue's pool maps its pages for the device (and syncs each received frame for the CPU).</summary>
     public bool DmaMap { get; init; }
 

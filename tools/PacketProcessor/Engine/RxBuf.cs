@@ -28,6 +28,18 @@ internal unsafe struct RxBuf
     /// <summary>The queue whose pool the buffer came from (redirected frames carry it to the transmitting queue).</summary>
     public int Origin;
 
+    /// <summary>
+    /// Multi-buffer receive (<see cref="Drivers.NicQueue.ReceiveMultiBuffer"/>): on a frame's first descriptor, how
+    /// many descriptors the frame spans (1 for a frame in one buffer); 0 on the descriptors that continue it.
+    /// </summary>
+    public int Segs;
+
+    /// <summary>
+    /// A TX descriptor of a multi-buffer queue: the frame (head and fragments) converted to an XdpFrame, returned
+    /// with <see cref="Xdp.ReturnFrameRxNapi"/> at completion; <see cref="Len"/> is then the whole frame's length.
+    /// </summary>
+    public XdpFrame TxFrame;
+
     /// <summary>The frame's bytes.</summary>
     public readonly Span<byte> Frame => Ptr != null ? new Span<byte>(Ptr + Headroom, Len) : new Span<byte>(Array, Headroom, Len);
 }

@@ -1,7 +1,10 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using PacketProcessor.Drivers;
+using PacketProcessor.Frames;
 using PacketProcessor.Programs;
+using UnmanagedPool;
+using UnmanagedPool.Native;
 
 namespace PacketProcessor.Engine;
 
@@ -27,6 +30,9 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
     private readonly RxBuf[] _redirectTx = new RxBuf[RefillBatch];
     private XdpContext _ctx;
     private QueueBase[] _queues = [];
+    private RxBuf[]? _stage;        // multi-buffer: the descriptors of one poll, copied across the ring's wrap
+    private XdpMemInfo _mem;        // multi-buffer: the pool, as the XdpBuffs name it (the kernel's rxq->mem)
+    private int _maxFrame;          // multi-buffer: Mtu + 18
 
     public RxQueue(int index, int queueCount, int ringSize, NicQueue nic, TProgram program) : base(index, queueCount, nic)
     {
@@ -45,6 +51,16 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
     {
         _queues = queues;
         _ops.Attach(this);
+        if (Mtu > 0)
+        {
+            if (Pool is not { } pool)
+                throw new InvalidOperationException("Multi-buffer receive needs page-pool buffers.");
+            _mem = XdpMemInfo.ForPagePool(pool);
+            _maxFrame = Mtu + FrameBuilder.MtuOverhead;
+            _stage = new RxBuf[RefillBatch];
+            if (_ops.BufferSize - RxBuf.Headroom - XdpBuff.SharedInfoSize < SyntheticNic.HeaderBytes)
+                throw new InvalidOperationException($"A {_ops.BufferSize}-byte buffer has no room for a multi-buffer head.");
+        }
         RefillRing();
     }
 
@@ -110,6 +126,8 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
     /// <summary>One NAPI poll: up to the budget of frames through the program, then TX and redirect flushes and the refill.</summary>
     internal int Poll()
     {
+        if (_stage != null)
+            return PollMultiBuffer();
         if (!DownstreamHasRoom())
         {
             // Flow control (a NIC's pause frames): the stack's backlog or a redirect target's inbox cannot take a
@@ -190,6 +208,146 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         return done;
     }
 
+    /// <summary>
+    /// One NAPI poll of a queue with an MTU: the NIC completes frames over one or more descriptors, each frame
+    /// runs as an <see cref="XdpBuff"/> (head plus the following descriptors as fragments, as mvneta_swbm_rx_frame
+    /// and mvneta_swbm_add_rx_fragment build it), and every verdict gives back or hands on the head and every
+    /// fragment: XDP_DROP back to the pool directly, XDP_TX and XDP_REDIRECT as an <see cref="XdpFrame"/>
+    /// carrying the fragments, XDP_PASS as a <see cref="Packet"/> built from the buffer.
+    /// </summary>
+    private unsafe int PollMultiBuffer()
+    {
+        if (!DownstreamHasRoom())
+        {
+            Counters.RxPaused++;
+            return 0;
+        }
+        int n = Math.Min(RefillBatch, _posted);
+        RxBuf[] stage = _stage!;
+        for (int k = 0; k < n; k++)
+            stage[k] = _ring[(_head + k) & _mask];
+        int bufferSize = _ops.BufferSize;
+        int capacity = bufferSize - RxBuf.Headroom;
+        int done = n == 0 ? 0 : Nic.ReceiveMultiBuffer(stage.AsSpan(0, n), capacity, capacity - XdpBuff.SharedInfoSize, _maxFrame);
+        if (done == 0)
+        {
+            // Too few posted for the next frame: refill whatever is free, even short of a batch (a ring of one
+            // batch would otherwise never refill around the descriptors a frame needs).
+            Counters.RxNoBuffers++;
+            RefillRing(minimum: 1);
+            return 0;
+        }
+        QueueCounters c = Counters;
+        int frames = 0;
+        for (int i = 0; i < done; i += stage[i].Segs)
+            frames++;
+        c.RxPackets += frames;
+        long bytes = 0;
+        int at = 0;
+        while (at < done)
+        {
+            ref RxBuf b = ref stage[at];
+            int segs = b.Segs;
+            at += segs;
+            if (b.Len < 0)
+            {
+                // Longer than the MTU allows (a NIC's length error).
+                c.Aborted++;
+                _ops.Recycle(ref b);
+                continue;
+            }
+            XdpBuff xdp = default;
+            xdp.Init(bufferSize, _mem);
+            xdp.Prepare(b.Ptr, RxBuf.Headroom, b.Len, metaValid: false);
+            _ops.SyncForCpu(ref b);
+            for (int k = 1; k < segs; k++)
+            {
+                ref RxBuf f = ref Unsafe.Add(ref b, k);
+                _ops.SyncForCpu(ref f);
+                var page = new NetMemRef(f.Page);
+                xdp.AddFrag(page, (int)(f.Ptr - page.Address) + RxBuf.Headroom, f.Len, bufferSize);
+            }
+            int len = xdp.GetBuffLength();
+            bytes += len;
+            _ctx.FrameLength = len;
+            Verdict verdict = _program.Run(xdp.AsSpan(), ref _ctx);
+            switch (verdict)
+            {
+                case Verdict.Drop:
+                    c.Drop++;
+                    RecycleSegs(ref b, segs);
+                    break;
+                case Verdict.Tx:
+                {
+                    // mvneta_xdp_xmit_back: the buffer becomes a frame; completion returns it (rx_napi).
+                    XdpFrame frame = xdp.ToFrame();
+                    if (frame.IsNull)
+                    {
+                        c.TxErrors++;
+                        Xdp.ReturnBuff(xdp);
+                        break;
+                    }
+                    if (_txCount == _tx.Length)
+                        FlushTx();
+                    _tx[_txCount++] = new RxBuf { Ptr = b.Ptr, Page = b.Page, Len = len, Origin = b.Origin, Segs = segs, TxFrame = frame };
+                    break;
+                }
+                case Verdict.Redirect:
+                {
+                    int target = _ctx.RedirectQueue;
+                    XdpFrame frame = (uint)target < (uint)_queues.Length ? xdp.ToFrame() : XdpFrame.Null;
+                    if (!frame.IsNull && _queues[target].Inboxes[Index].TryWrite(new RedirectItem { Frame = frame, Len = len, Origin = b.Origin }))
+                    {
+                        c.Redirect++;
+                        break;
+                    }
+                    c.RedirectErrors++;
+                    if (frame.IsNull)
+                        Xdp.ReturnBuff(xdp);
+                    else
+                        Xdp.ReturnFrameRxNapi(frame);
+                    break;
+                }
+                case Verdict.Pass:
+                    if (_ops.TryPass(in xdp))
+                    {
+                        c.Pass++;
+                    }
+                    else
+                    {
+                        c.PassBacklogDrops++;
+                        RecycleSegs(ref b, segs);
+                    }
+                    break;
+                default:
+                    c.Aborted++;
+                    RecycleSegs(ref b, segs);
+                    break;
+            }
+        }
+        _head = (_head + done) & _mask;
+        _posted -= done;
+        c.RxBytes += bytes;
+        if (_txCount > 0)
+            FlushTx();
+        foreach (QueueBase q in _queues)
+            q.Inboxes[Index].Publish();
+        PassRing.Publish();
+        RefillRing();
+        return frames;
+    }
+
+    /// <summary>
+    /// XDP_DROP of a multi-buffer frame (mvneta_xdp_put_buff): the head's and every fragment's buffer straight back
+    /// through the consumer handle, as <see cref="Xdp.ReturnBuff"/> would put them, without its per-call thread check.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void RecycleSegs(ref RxBuf head, int segs)
+    {
+        for (int k = 0; k < segs; k++)
+            _ops.Recycle(ref Unsafe.Add(ref head, k));
+    }
+
     private bool DownstreamHasRoom()
     {
         if (!PassRing.HasRoom(RefillBatch))
@@ -224,7 +382,16 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         {
             if (i < sent)
                 bytes += frames[i].Len;
-            _ops.Recycle(ref _tx[i]);
+            if (_tx[i].TxFrame.IsNull)
+            {
+                _ops.Recycle(ref _tx[i]);
+            }
+            else
+            {
+                // A multi-buffer queue's frame: head and fragments back (xdp_return_frame_rx_napi).
+                Xdp.ReturnFrameRxNapi(_tx[i].TxFrame);
+                _tx[i].TxFrame = default;
+            }
         }
         Counters.Tx += sent;
         Counters.TxBytes += bytes;
@@ -265,12 +432,12 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         return total;
     }
 
-    private void RefillRing()
+    private void RefillRing(int minimum = RefillBatch)
     {
-        while (_ring.Length - _posted >= RefillBatch)
+        while (_ring.Length - _posted >= minimum)
         {
             int tail = (_head + _posted) & _mask;
-            int want = Math.Min(RefillBatch, _ring.Length - tail);
+            int want = Math.Min(Math.Min(RefillBatch, _ring.Length - _posted), _ring.Length - tail);
             int got = _ops.Refill(_ring.AsSpan(tail, want));
             _posted += got;
             if (got < want)

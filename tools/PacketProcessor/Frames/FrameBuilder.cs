@@ -15,6 +15,15 @@ public static class FrameBuilder
     public const int MaxFrameLength = 1518;
 
     /// <summary>
+    /// Largest jumbo frame (9000-byte IP MTU, counted as <see cref="MaxFrameLength"/> is): the synthetic NIC
+    /// receives frames longer than <see cref="MaxFrameLength"/> only with <c>--mtu</c>, as multi-buffer frames.
+    /// </summary>
+    public const int MaxJumboFrameLength = 9018;
+
+    /// <summary>Bytes a frame may have beyond the IP MTU: the Ethernet header and 4 bytes of FCS.</summary>
+    public const int MtuOverhead = MaxFrameLength - 1500;
+
+    /// <summary>
     /// Writes a UDP frame of <paramref name="frameLength"/> bytes into <paramref name="frame"/> (which must hold it):
     /// headers, then a payload of a repeating byte pattern. Returns the frame length.
     /// </summary>

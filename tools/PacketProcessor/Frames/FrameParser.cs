@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 
 namespace PacketProcessor.Frames;
 
-/// <summary>What <see cref="FrameParser.ParseUdp"/> found in a frame.</summary>
+/// <summary>What <see cref="FrameParser.ParseUdp(ReadOnlySpan{byte}, int, out ushort)"/> found in a frame.</summary>
 public enum ParseResult
 {
     /// <summary>A well-formed Ethernet/IPv4/UDP frame (first fragment).</summary>
@@ -39,34 +39,45 @@ public static class FrameParser
     /// when the result is <see cref="ParseResult.Udp"/>, else 0.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ParseResult ParseUdp(ReadOnlySpan<byte> frame, out ushort dstPort)
+    public static ParseResult ParseUdp(ReadOnlySpan<byte> frame, out ushort dstPort) => ParseUdp(frame, frame.Length, out dstPort);
+
+    /// <summary>
+    /// Reads the headers of an Ethernet/IPv4/UDP frame whose first bytes are <paramref name="head"/> and whose
+    /// whole length is <paramref name="frameLength"/> (a multi-buffer frame: the rest lies in fragments; the
+    /// kernel's <c>xdp_get_buff_len</c>). The headers must lie in the head, as a program reads them between
+    /// <c>data</c> and <c>data_end</c>; the IP and UDP lengths are checked against the whole frame.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ParseResult ParseUdp(ReadOnlySpan<byte> head, int frameLength, out ushort dstPort)
     {
         dstPort = 0;
-        if (frame.Length < EthernetHeaderLength)
+        if (head.Length < EthernetHeaderLength)
             return ParseResult.Malformed;
-        if (BinaryPrimitives.ReadUInt16BigEndian(frame.Slice(12, 2)) != EtherTypeIpv4)
+        if (BinaryPrimitives.ReadUInt16BigEndian(head.Slice(12, 2)) != EtherTypeIpv4)
             return ParseResult.Other;
-        ReadOnlySpan<byte> ip = frame[EthernetHeaderLength..];
+        ReadOnlySpan<byte> ip = head[EthernetHeaderLength..];
+        int ipLength = Math.Max(frameLength, head.Length) - EthernetHeaderLength;
         if (ip.Length < Ipv4MinHeaderLength)
             return ParseResult.Malformed;
         byte versionIhl = ip[0];
         int ihl = (versionIhl & 0x0f) * 4;
         int totalLength = BinaryPrimitives.ReadUInt16BigEndian(ip.Slice(2, 2));
-        // Version 4, header of 20..60 bytes inside the frame, total length covering the header and inside the
+        // Version 4, header of 20..60 bytes inside the head, total length covering the header and inside the
         // frame (Ethernet padding may follow it).
         if ((versionIhl >> 4) != 4 || ihl < Ipv4MinHeaderLength || ihl > ip.Length
-            || totalLength < ihl || totalLength > ip.Length)
+            || totalLength < ihl || totalLength > ipLength)
             return ParseResult.Malformed;
         if (ip[9] != ProtocolUdp)
             return ParseResult.Other;
         // A later fragment carries no UDP header.
         if ((BinaryPrimitives.ReadUInt16BigEndian(ip.Slice(6, 2)) & 0x1fff) != 0)
             return ParseResult.Other;
-        ReadOnlySpan<byte> udp = ip[ihl..totalLength];
-        if (udp.Length < UdpHeaderLength)
+        int udpRoom = totalLength - ihl;
+        if (udpRoom < UdpHeaderLength || ip.Length - ihl < UdpHeaderLength)
             return ParseResult.Malformed;
+        ReadOnlySpan<byte> udp = ip.Slice(ihl, UdpHeaderLength);
         int udpLength = BinaryPrimitives.ReadUInt16BigEndian(udp.Slice(4, 2));
-        if (udpLength < UdpHeaderLength || udpLength > udp.Length)
+        if (udpLength < UdpHeaderLength || udpLength > udpRoom)
             return ParseResult.Malformed;
         dstPort = BinaryPrimitives.ReadUInt16BigEndian(udp.Slice(2, 2));
         return ParseResult.Udp;

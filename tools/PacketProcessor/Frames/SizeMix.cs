@@ -38,9 +38,9 @@ public sealed class SizeMix
         {
             string[] sw = part.Split(':');
             if (sw.Length > 2 || !int.TryParse(sw[0], NumberStyles.None, CultureInfo.InvariantCulture, out int size)
-                || size < FrameBuilder.MinFrameLength || size > FrameBuilder.MaxFrameLength)
+                || size < FrameBuilder.MinFrameLength || size > FrameBuilder.MaxJumboFrameLength)
             {
-                error = $"'{part}': a size is {FrameBuilder.MinFrameLength}..{FrameBuilder.MaxFrameLength} bytes, optionally followed by :WEIGHT.";
+                error = $"'{part}': a size is {FrameBuilder.MinFrameLength}..{FrameBuilder.MaxJumboFrameLength} bytes, optionally followed by :WEIGHT.";
                 return false;
             }
             int weight = 1;
@@ -65,8 +65,8 @@ public sealed class SizeMix
 
     private static void Check(int size)
     {
-        if (size < FrameBuilder.MinFrameLength || size > FrameBuilder.MaxFrameLength)
-            throw new ArgumentOutOfRangeException(nameof(size), size, $"A frame size is {FrameBuilder.MinFrameLength}..{FrameBuilder.MaxFrameLength} bytes.");
+        if (size < FrameBuilder.MinFrameLength || size > FrameBuilder.MaxJumboFrameLength)
+            throw new ArgumentOutOfRangeException(nameof(size), size, $"A frame size is {FrameBuilder.MinFrameLength}..{FrameBuilder.MaxJumboFrameLength} bytes.");
     }
 
     /// <inheritdoc />

@@ -11,6 +11,16 @@ public struct XdpContext
 
     /// <summary>Set by a program returning <see cref="Verdict.Redirect"/>: the queue whose thread transmits the frame.</summary>
     public int RedirectQueue;
+
+    /// <summary>
+    /// The whole frame's length, head plus fragments (the kernel's <c>xdp_get_buff_len</c>, what
+    /// <c>bpf_xdp_get_buff_len</c> gives a program); the span a program gets is the head. Set by a queue with an
+    /// MTU for every frame; 0 elsewhere, where the span is the whole frame.
+    /// </summary>
+    public int FrameLength;
+
+    /// <summary>The frame's length: <see cref="FrameLength"/>, or the head's when that is not set.</summary>
+    public readonly int GetBuffLength(int headLength) => FrameLength > headLength ? FrameLength : headLength;
 }
 
 /// <summary>

@@ -13,7 +13,7 @@ public struct UdpFilterProgram(ushort port) : IXdpProgram
     /// <inheritdoc />
     public Verdict Run(Span<byte> frame, ref XdpContext ctx)
     {
-        ParseResult r = FrameParser.ParseUdp(frame, out ushort dst);
+        ParseResult r = FrameParser.ParseUdp(frame, ctx.GetBuffLength(frame.Length), out ushort dst);
         if (r == ParseResult.Malformed)
             return Verdict.Aborted;
         if (r == ParseResult.Udp && dst == port)
