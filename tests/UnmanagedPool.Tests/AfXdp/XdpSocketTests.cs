@@ -358,16 +358,17 @@ public class XdpSocketTests
     {
         using var vethA = new IsolatedVeth();
         using var vethB = new IsolatedVeth();
-        using var umem = new UmemProvider(16 << 20);
+        // Rings of 2048: a receiver preempted for a while (a loaded machine) still finds buffers in its fill ring.
+        using var umem = new UmemProvider(32 << 20);
         var poolA = new PagePool(new PagePoolOptions { MemoryProvider = umem, Name = "xdp-a" });
         var poolB = new PagePool(new PagePoolOptions { MemoryProvider = umem, Name = "xdp-b" });
         var progA = new XdpProgram(vethA.Host);
         var progB = new XdpProgram(vethB.Host);
-        var small = new XdpSocketOptions { Interface = vethA.Host, FillSize = 512, RxSize = 512, TxSize = 0, CompletionSize = 64 };
+        var small = new XdpSocketOptions { Interface = vethA.Host, FillSize = 2048, RxSize = 2048, TxSize = 0, CompletionSize = 64 };
         var a = new XdpSocket(umem, small);
         var b = new XdpSocket(null, new XdpSocketOptions
         {
-            Interface = vethB.Host, SharedUmem = a, FillSize = 512, RxSize = 512, TxSize = 0, CompletionSize = 64,
+            Interface = vethB.Host, SharedUmem = a, FillSize = 2048, RxSize = 2048, TxSize = 0, CompletionSize = 64,
         });
         var recvA = new TestReceiver(a, poolA, Count);
         var recvB = new TestReceiver(b, poolB, Count, tag: 1_000_000);
