@@ -310,6 +310,4 @@ public sealed unsafe partial class PagePool
         s.Cache = null;
         c.TryRelease(s);
     }
-
-    // =====================================================================================================
 }

@@ -13,6 +13,7 @@ namespace UnmanagedPool;
 // Putting pages back: the public put, unref and release entry points and their consumer and shared fast paths.
 public sealed unsafe partial class PagePool
 {
+    // =====================================================================================================
     // Put and recycle
     // =====================================================================================================
 

@@ -527,6 +527,4 @@ public sealed unsafe partial class PagePool
         if (Volatile.Read(ref _state) == StateDestroying)
             TryFreeAfterRelease();
     }
-
-    // =====================================================================================================
 }

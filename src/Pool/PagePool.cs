@@ -10,6 +10,26 @@ using UnmanagedPool.Native;
 
 namespace UnmanagedPool;
 
+// The verbs, as every file of the pool uses them:
+//   alloc    hand a page out to a user with pp_ref_count 1 (alloc cache, per-CPU cache, ring, provider, in order).
+//   put      a user drops a reference (page_pool_put_page); the last one recycles the page or releases it.
+//   recycle  keep a page whose last reference was dropped: into the alloc cache (direct, consumer thread only),
+//            a per-CPU cache, or the ring.
+//   return   the kernel's page_pool_return_page: unmap, clear pp_magic/pp, count in Release, and give the page
+//            back to its provider.
+//   release  a page leaves the pool for good instead of being recycled (ReleasePage, a page that cannot be
+//            recycled, a full ring, a pool being destroyed); done by a return.
+//   drain    empty caches and the ring after Dispose (or for a node change): revoke every per-CPU cache and release.
+//   trim     give pooled pages back to the provider down to the low-water mark, on demand, when idle or at the
+//            memory limit; the pool stays alive.
+//   waive    release a page of another NUMA node met while refilling (page_pool_refill_alloc_cache's waive).
+//
+// Owners: the front (this file) holds the fields, the constructor and the public dispatch; the consumer's alloc
+// cache (PagePool.AllocCache.cs, PagePool.Alloc.cs), the provider slow path (PagePool.Refill.cs), the per-CPU cache
+// set (PagePool.PerCpu.cs, Internal/PerCpuCache.cs), puts (PagePool.Put.cs), recycle and release
+// (PagePool.Release.cs), the lifecycle alive -> destroying -> freed (PagePool.Lifecycle.cs), fragments
+// (PagePool.Frag.cs), the trimmer (PagePool.Shrink.cs), and debug checks (PagePool.Debug.cs) each own their part.
+
 /// <summary>
 /// A pool of native pages recycled instead of freed: the Linux kernel's <c>page_pool</c> (net/core/page_pool.c).
 /// </summary>
@@ -106,7 +126,7 @@ public sealed unsafe partial class PagePool : IDisposable
     public PagePool(PagePoolOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Validate(options);
+        options.Validate();
 
         Options = options.Clone();
         _order = options.Order;
@@ -303,6 +323,7 @@ public sealed unsafe partial class PagePool : IDisposable
         return pages.Length;
     }
 
+    // =====================================================================================================
     // Statistics
     // =====================================================================================================
 
@@ -430,40 +451,8 @@ public sealed unsafe partial class PagePool : IDisposable
         ReturnPages(refused);
     }
 
-    // =====================================================================================================
     /// <inheritdoc />
     public override string ToString() => $"PagePool {Id} '{Name}' order {_order}";
-
-    private static void Validate(PagePoolOptions o)
-    {
-        if ((o.Flags & ~PagePoolFlags.All) != 0)
-            throw new ArgumentException($"Unknown flag bits 0x{(int)(o.Flags & ~PagePoolFlags.All):x}.", nameof(PagePoolOptions.Flags));
-        if (o.Order is < 0 or > PageConstants.MaxOrder)
-            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.Order), o.Order, $"Order must be 0..{PageConstants.MaxOrder}.");
-        if (o.MemoryProvider != null && o.Provider != null)
-            throw new ArgumentException("Set either Provider or MemoryProvider, not both.", nameof(PagePoolOptions.MemoryProvider));
-        if (o.PoolSize < 1)
-            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.PoolSize), o.PoolSize, "The ring needs at least one slot.");
-        if (o.NumaNode is < -1 or > 63)
-            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.NumaNode), o.NumaNode, "A NUMA node is -1 or 0..63.");
-        if (!Enum.IsDefined(o.DmaDirection))
-            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.DmaDirection), o.DmaDirection, "Unknown DMA direction.");
-        if ((o.Flags & PagePoolFlags.DmaMap) != 0 && o.DmaDirection is not (DmaDirection.FromDevice or DmaDirection.Bidirectional))
-            throw new ArgumentException("DmaMap needs DmaDirection FromDevice or Bidirectional (a pool's pages are written by the device).", nameof(PagePoolOptions.DmaDirection));
-        if ((o.Flags & PagePoolFlags.DmaSyncDev) != 0)
-        {
-            if ((o.Flags & PagePoolFlags.DmaMap) == 0)
-                throw new ArgumentException("DmaSyncDev needs DmaMap: only mapped pages can be synced.", nameof(PagePoolOptions.Flags));
-            if (o.MaxLen <= 0)
-                throw new ArgumentException("DmaSyncDev needs MaxLen > 0.", nameof(PagePoolOptions.MaxLen));
-        }
-        int size = PageConstants.PageSize << Math.Clamp(o.Order, 0, PageConstants.MaxOrder);
-        if (o.MaxLen < 0 || o.MaxLen > size)
-            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.MaxLen), o.MaxLen, $"MaxLen must be 0..{size}.");
-        if (o.Offset < 0 || o.Offset >= size || (long)o.Offset + o.MaxLen > size)
-            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.Offset), o.Offset, $"Offset + MaxLen must fit in the {size}-byte buffer.");
-        ValidateIdentity(o);
-    }
 
     // ---- hooks implemented by the debug/hardening part of the pool ----
     partial void OnCreated();
