@@ -224,7 +224,7 @@ public sealed unsafe partial class PagePool : IDisposable
     public nint PpHandle => _pp;
 
     /// <summary>Live pools in the process (created and not yet freed), for statistics and tools.</summary>
-    public static ICollection<PagePool> LivePools => s_pools.Values;
+    internal static ICollection<PagePool> LivePools => s_pools.Values;
 
     /// <summary>The pool named by a page's <see cref="NetMem.Pp"/>, or null when the page is not a live pool's.</summary>
     public static PagePool? FromPage(NetMemRef page)

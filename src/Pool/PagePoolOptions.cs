@@ -209,7 +209,7 @@ public sealed class PagePoolOptions
 }
 
 /// <summary>Settings read from the environment once per process.</summary>
-public static class PagePoolEnvironment
+internal static class PagePoolEnvironment
 {
     /// <summary>Name of the variable that turns debug mode on without rebuilding.</summary>
     public const string DebugVariable = "UNMANAGEDPOOL_DEBUG";

@@ -16,7 +16,7 @@ namespace UnmanagedPool.Internal;
 /// published values. A thread preempted between its claim and its publish delays the publishers behind it
 /// (never loses data): the known cost of this design, bounded by a scheduler quantum.
 /// </remarks>
-public sealed class PtrRing
+internal sealed class PtrRing
 {
     private readonly nint[] _slots;
     private readonly uint _mask;
