@@ -15,6 +15,69 @@ namespace UnmanagedPool;
 public sealed unsafe partial class PagePool
 {
     // =====================================================================================================
+    // The state machine: StateAlive -> StateDestroying (Dispose) -> StateFreed (the last page back, or the retry
+    // timer). Both transitions are below; every reader goes through IsAlive, IsDestroying, State or the rechecks,
+    // except the two hot-path reads in CheckOwned and CanRecycle, which read the field directly.
+    // =====================================================================================================
+
+    private const int StateAlive = 0;
+    private const int StateDestroying = 1;
+    private const int StateFreed = 2;
+
+    private int _state;                 // StateAlive -> StateDestroying -> StateFreed; only the two CAS below write it
+
+    /// <summary>The lifecycle state, read with acquire semantics.</summary>
+    // Volatile: Dispose and the freeing thread write it from any thread.
+    private int State => Volatile.Read(ref _state);
+
+    /// <summary>Whether Dispose has not begun (read with acquire semantics: Dispose may run on another thread).</summary>
+    private bool IsAlive
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => State == StateAlive;
+    }
+
+    /// <summary>Whether Dispose has begun and the pool is not yet freed.</summary>
+    private bool IsDestroying => State == StateDestroying;
+
+    /// <summary>The transition alive -> destroying: true for the one Dispose that makes it.</summary>
+    private bool TryBeginDestroy()
+    {
+        // Interlocked: Dispose may race with itself from several threads; one proceeds.
+        int was = Interlocked.CompareExchange(ref _state, StateDestroying, StateAlive);
+        Debug.Assert(was is StateAlive or StateDestroying or StateFreed, "unknown pool state");
+        Debug.Assert(was != StateAlive || Volatile.Read(ref _drainedAll) == 0, "drained before Dispose");
+        return was == StateAlive;
+    }
+
+    /// <summary>
+    /// The transition destroying -> freed: true for the one thread that makes it (the last releasing thread and the
+    /// retry timer may both try), which then frees the pool's resources.
+    /// </summary>
+    private bool TryMarkFreed()
+    {
+        Debug.Assert(State != StateAlive, "freed before Dispose");
+        // Volatile: set by the complete drain on any thread; freeing before it would lose a Hold on its way.
+        Debug.Assert(Volatile.Read(ref _drainedAll) != 0, "freed before a complete drain");
+        // Interlocked: the last releasing thread and the retry timer may both get here; one frees.
+        bool won = Interlocked.CompareExchange(ref _state, StateFreed, StateDestroying) == StateDestroying;
+        Debug.Assert(!won || InFlight == 0, "freed with pages in flight");
+        return won;
+    }
+
+    /// <summary>
+    /// The after-dispose recheck, after pages went into a cache or the ring (or were held) on a path that does not
+    /// exclude Dispose: a Dispose that drained before they went in would have missed them, so drain again (quietly:
+    /// see <see cref="DrainAfterDisposeQuietly"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void DrainIfDisposedSince()
+    {
+        if (!IsAlive)
+            DrainAfterDisposeQuietly();
+    }
+
+    // =====================================================================================================
     // Destroy
     // =====================================================================================================
 
@@ -33,8 +96,7 @@ public sealed unsafe partial class PagePool
     /// </remarks>
     public void Dispose()
     {
-        // Interlocked: Dispose may race with itself from several threads; one proceeds.
-        if (Interlocked.CompareExchange(ref _state, StateDestroying, StateAlive) != StateAlive)
+        if (!TryBeginDestroy())
             return;
         // The consumer's fast paths must see the pool closed and take their checked slow twins (the consumer is
         // quiescent while Dispose empties its cache, as the kernel's NAPI is disabled before page_pool_destroy).
@@ -244,8 +306,7 @@ public sealed unsafe partial class PagePool
         // Hold no longer moves once that drain is done (no allocation), so InFlight only falls.
         if (InFlight != 0)
             return;
-        // Interlocked: the last releasing thread and the retry timer may both get here; one frees.
-        if (Interlocked.CompareExchange(ref _state, StateFreed, StateDestroying) != StateDestroying)
+        if (!TryMarkFreed())
             return;
         // Interlocked: Dispose may be storing the timer right now; whichever of the two takes it disposes of it.
         Interlocked.Exchange(ref _retryTimer, null)?.Dispose();
@@ -261,10 +322,10 @@ public sealed unsafe partial class PagePool
             _ppHandle.Free();
     }
 
+    /// <summary>Throws <see cref="ObjectDisposedException"/> once Dispose has begun.</summary>
     private void ThrowIfDisposed()
     {
-        // Volatile: Dispose may have run on another thread.
-        if (Volatile.Read(ref _state) != StateAlive)
+        if (!IsAlive)
             PoolThrowHelper.ThrowDisposed(Id);
     }
 }

@@ -32,9 +32,7 @@ public sealed unsafe partial class PagePool
             // waits for the section, so a refill from the provider here is counted before it decides whether
             // pages are in flight; one that began before it is seen here (the cache was acquired or kept after
             // its revocation), and nothing is taken.
-            // Volatile: Dispose sets the state on another thread.
-            if (Volatile.Read(ref _state) != StateAlive)
-                PoolThrowHelper.ThrowDisposed(Id);
+            ThrowIfDisposed();
             NetMem* d;
             if (c.Count > 0)
             {
@@ -68,9 +66,8 @@ public sealed unsafe partial class PagePool
         finally
         {
             ExitPerCpu(s);
-            // Volatile: a Dispose that drained the caches before this refill filled one would have missed its pages.
-            if (Volatile.Read(ref _state) != StateAlive)
-                DrainAfterDisposeQuietly();
+            // A Dispose that drained the caches before this refill filled one would have missed its pages.
+            DrainIfDisposedSince();
         }
     }
 
@@ -90,9 +87,7 @@ public sealed unsafe partial class PagePool
         BeginTake();
         try
         {
-            // Volatile: as above.
-            if (Volatile.Read(ref _state) != StateAlive)
-                PoolThrowHelper.ThrowDisposed(Id);
+            ThrowIfDisposed();
             NetMemRef fresh = default;
             if (TakeFromProvider(new Span<NetMemRef>(ref fresh)) == 0)
                 return default;

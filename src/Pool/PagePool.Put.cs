@@ -78,9 +78,9 @@ public sealed unsafe partial class PagePool
             put = true;
         }
         ExitPerCpu(s);
-        // Volatile: as in AfterSection, a Dispose that drained the caches before the page went in missed it.
-        if (put && Volatile.Read(ref _state) != StateAlive)
-            DrainAfterDisposeQuietly();
+        // A Dispose that drained the caches before the page went in missed it.
+        if (put)
+            DrainIfDisposedSince();
         return put;
     }
 
@@ -229,9 +229,9 @@ public sealed unsafe partial class PagePool
             put = true;
         }
         ExitPerCpu(s);
-        // Volatile: as in AfterSection, a Dispose that drained the caches before the pages went in missed them.
-        if (put && Volatile.Read(ref _state) != StateAlive)
-            DrainAfterDisposeQuietly();
+        // A Dispose that drained the caches before the pages went in missed them.
+        if (put)
+            DrainIfDisposedSince();
         return put;
     }
 

@@ -177,8 +177,8 @@ public sealed unsafe partial class PagePool
         CountSlow(ref stats);
         TraceHold(fresh[..usable]);
 
-        // Volatile: a callback above may have disposed the pool (on this thread or another).
-        if (Volatile.Read(ref _state) != StateAlive)
+        // A callback above may have disposed the pool (on this thread or another).
+        if (!IsAlive)
         {
             ReturnPages(MemoryMarshal.Cast<NetMemRef, nint>(fresh[..usable]));
             PoolThrowHelper.ThrowDisposed(Id);
@@ -207,8 +207,8 @@ public sealed unsafe partial class PagePool
     private void StashSetUp<TCount>(ReadOnlySpan<nint> pages, Span<nint> cache, TCount cacheCount)
         where TCount : struct, ICacheCount
     {
-        // Volatile: Dispose sets the state on another thread (or from a callback on this one).
-        if (Volatile.Read(ref _state) != StateAlive)
+        // Dispose sets the state on another thread (or from a callback on this one).
+        if (!IsAlive)
         {
             ReturnPages(pages);
             return;
@@ -332,7 +332,7 @@ public sealed unsafe partial class PagePool
         // state read after it: a Dispose that saw this take under way left the complete drain undone, so the last
         // take to finish does it, and the pool is freed as soon as its pages come back rather than on the retry
         // timer's next tick.
-        if (Interlocked.Decrement(ref _takesUnderWay) == 0 && Volatile.Read(ref _state) == StateDestroying)
+        if (Interlocked.Decrement(ref _takesUnderWay) == 0 && IsDestroying)
             CompleteDrainQuietly();
     }
 }

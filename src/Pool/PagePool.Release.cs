@@ -269,9 +269,8 @@ public sealed unsafe partial class PagePool
             if (_ring.TryEnqueue((nint)d))
             {
                 Interlocked.Increment(ref _shared.Ring);
-                // Volatile: a Dispose that drained the ring before this page went in would have missed it.
-                if (Volatile.Read(ref _state) != StateAlive)
-                    DrainAfterDisposeQuietly();
+                // A Dispose that drained the ring before this page went in would have missed it.
+                DrainIfDisposedSince();
             }
             else
             {
@@ -307,9 +306,7 @@ public sealed unsafe partial class PagePool
     /// </summary>
     private void AfterSection(Exception? failed)
     {
-        // Volatile: Dispose sets the state on another thread.
-        if (Volatile.Read(ref _state) != StateAlive)
-            DrainAfterDisposeQuietly();
+        DrainIfDisposedSince();
         RethrowIfAny(failed);
     }
 
@@ -356,8 +353,8 @@ public sealed unsafe partial class PagePool
             }
             finally
             {
-                if (enq > 0 && Volatile.Read(ref _state) != StateAlive) // Volatile: as in RecycleInRing
-                    DrainAfterDisposeQuietly();
+                if (enq > 0)
+                    DrainIfDisposedSince(); // as in RecycleInRing
             }
             return;
         }
@@ -524,7 +521,7 @@ public sealed unsafe partial class PagePool
         if (trace)
             log.StateRelease(Id, address, release, index);
         // Volatile: see CanRecycle; the last page back after Dispose frees the pool.
-        if (Volatile.Read(ref _state) == StateDestroying)
+        if (IsDestroying)
             TryFreeAfterRelease();
     }
 }

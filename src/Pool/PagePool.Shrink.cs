@@ -146,9 +146,8 @@ public sealed unsafe partial class PagePool
                 refused.Add(pages[next]);
         }
         ReleaseEach(CollectionsMarshal.AsSpan(refused), ref failed);
-        // Volatile: a Dispose that ran while we held pages would have missed them.
-        if (Volatile.Read(ref _state) != StateAlive)
-            DrainAfterDisposeQuietly();
+        // A Dispose that ran while we held pages would have missed them.
+        DrainIfDisposedSince();
         RethrowIfAny(failed);
         return released;
     }

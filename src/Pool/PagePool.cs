@@ -61,9 +61,6 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>Interval between "stalled pool shutdown" warnings (the kernel's 60 s).</summary>
     internal static TimeSpan StalledWarningInterval { get; set; } = TimeSpan.FromSeconds(60);
 
-    private const int StateAlive = 0;
-    private const int StateDestroying = 1;
-    private const int StateFreed = 2;
 
     private static long s_lastId;
     private static readonly ConcurrentDictionary<long, PagePool> s_pools = new();
@@ -84,7 +81,6 @@ public sealed unsafe partial class PagePool : IDisposable
     // cache word instead (CacheWord).
     private int _recycleLimit;
     // ---- shared state ----
-    private int _state;                 // StateAlive → StateDestroying → StateFreed
     private int _consumerThreadId;
     private int _nid;
     private readonly nint _pp;          // this pool's identity in NetMem.Pp: a GCHandle to the pool
@@ -212,10 +208,10 @@ public sealed unsafe partial class PagePool : IDisposable
     public int ConsumerThreadId => Volatile.Read(ref _consumerThreadId);
 
     /// <summary>Whether <see cref="Dispose"/> has been called.</summary>
-    public bool IsDisposed => Volatile.Read(ref _state) != StateAlive;
+    public bool IsDisposed => !IsAlive;
 
     /// <summary>Whether the pool has released its last page and freed its resources after <see cref="Dispose"/>.</summary>
-    public bool IsFreed => Volatile.Read(ref _state) == StateFreed;
+    public bool IsFreed => State == StateFreed;
 
     /// <summary>Whether debug checks are on for this pool.</summary>
     public bool DebugMode => _debug;
