@@ -246,6 +246,7 @@ public sealed unsafe partial class PagePool
                 try
                 {
                     empty(caches[i], state);
+                    Debug.Assert((uint)caches[i].Count <= PerCpuCache.Capacity, "per-CPU cache count out of range");
                 }
                 catch (Exception e)
                 {

@@ -384,7 +384,9 @@ public sealed unsafe partial class PagePool
     private void FlushToRing(Span<nint> items, ref int count, ref PoolCounters stats)
     {
         int n = PerCpuCache.Batch;
+        Debug.Assert(count >= n && count <= items.Length, "flush of a cache that is not full enough");
         int enq = _ring.EnqueueBurst(items[..n]);
+        Debug.Assert((uint)enq <= (uint)n, "ring took more than offered");
         int rejected = n - enq;
         Span<nint> refused = stackalloc nint[PerCpuCache.Batch];
         items.Slice(enq, rejected).CopyTo(refused);
@@ -421,6 +423,7 @@ public sealed unsafe partial class PagePool
     /// </summary>
     private void ReleaseCache(Span<nint> items, ref int count, ref Exception? first)
     {
+        Debug.Assert((uint)count <= (uint)items.Length && count <= AllocCacheSize, "cache count out of range");
         Span<nint> pages = stackalloc nint[AllocCacheSize];
         pages = pages[..count];
         items[..pages.Length].CopyTo(pages);
