@@ -151,143 +151,22 @@ public sealed unsafe partial class PagePool
     [MethodImpl(MethodImplOptions.NoInlining)]
     private PerCpuCache? EnterPerCpuSlow(PutterState s)
     {
-        PerCpuCache? held = s.Cache;
-        s.Cache = null;
-        held?.TryRelease(s);            // another pool's cache; false when a drain took it meanwhile
-        PerCpuCache[] caches = _perCpu;
-        int start = (int)((uint)Thread.GetCurrentProcessorId() % (uint)caches.Length);
-        for (int i = 0; i < caches.Length; i++)
-        {
-            PerCpuCache c = caches[(start + i) % caches.Length];
-            // The busy mark is already set: a drain that revokes the cache right after this CAS waits for us.
-            if (!c.TryAcquire(s))
-                continue;
-            c.Acquisitions++;
-            s.Cache = c;
-            return c;
-        }
-        ExitPerCpu(s);
-        return null;
+        PerCpuCache? c = _perCpu.Acquire(s);
+        if (c == null)
+            ExitPerCpu(s);
+        return c;
     }
 
-    /// <summary>
-    /// For tests, a racy sum over the per-CPU caches: how many times threads acquired one (sticky ownership keeps
-    /// this per batch, not per call) and how many pages they hold now.
-    /// </summary>
-    internal (long Acquisitions, int Pooled) PerCpuSnapshot()
-    {
-        long acquisitions = 0;
-        int pooled = 0;
-        foreach (PerCpuCache c in _perCpu)
-        {
-            // Volatile: written by each cache's holder.
-            acquisitions += Volatile.Read(ref c.Acquisitions);
-            pooled += Volatile.Read(ref c.Count);
-        }
-        return (acquisitions, pooled);
-    }
+    /// <summary>For tests: see <see cref="PerCpuCacheSet.Snapshot"/>.</summary>
+    internal (long Acquisitions, int Pooled) PerCpuSnapshot() => _perCpu.Snapshot();
 
-    /// <summary>
-    /// Takes every per-CPU cache (only those holding pages when <paramref name="onlyNonEmpty"/>), revoking held ones,
-    /// and hands each to <paramref name="empty"/>, which must leave it empty. A cache held by another thread while
-    /// the calling thread is inside a section is skipped. Drains run one at a time; one process-wide barrier
-    /// covers all the caches a drain revokes, however many CPUs there are.
-    /// Returns false when a cache was skipped or the drain declined (see <see cref="EnterDrain"/>).
-    /// </summary>
-    private bool EmptyPerCpuCaches<TState>(TState state, bool onlyNonEmpty, Action<PerCpuCache, TState> empty)
-    {
-        if (!EnterDrain())
-            return false;
-        PerCpuCache[] caches = _perCpu;
-        // Owned by the drain lock's holder: which caches this drain took, and from which holders.
-        PutterState?[] revoked = _drainRevoked;
-        bool[] taken = _drainTaken;
-        bool complete = true;
-        Exception? failed = null;
-        try
-        {
-            bool anyRevoked = false;
-            for (int i = 0; i < caches.Length; i++)
-            {
-                PerCpuCache c = caches[i];
-                // Volatile: Count is written by the cache's holder; an empty cache needs no revocation.
-                if (onlyNonEmpty && Volatile.Read(ref c.Count) == 0)
-                    continue;
-                switch (c.BeginDrain(out revoked[i]))
-                {
-                    case DrainTake.Skipped:
-                        complete = false;
-                        break;
-                    case DrainTake.Free:
-                        taken[i] = true;
-                        break;
-                    case DrainTake.Revoked:
-                        taken[i] = true;
-                        anyRevoked = true;
-                        break;
-                }
-            }
-            if (anyRevoked)
-            {
-                // One barrier for every cache revoked above (see PerCpuCache): each thread executes a full barrier,
-                // after which a holder either is seen in its section below or sees its cache gone.
-                Interlocked.MemoryBarrierProcessWide();
-                for (int i = 0; i < caches.Length; i++)
-                {
-                    if (revoked[i] is { } holder)
-                        PerCpuCache.AwaitRevoked(holder);
-                }
-            }
-            for (int i = 0; i < caches.Length; i++)
-            {
-                if (!taken[i])
-                    continue;
-                // A cache whose emptying threw (a release's unmap) does not keep the others from being emptied.
-                try
-                {
-                    empty(caches[i], state);
-                    Debug.Assert((uint)caches[i].Count <= PerCpuCache.Capacity, "per-CPU cache count out of range");
-                }
-                catch (Exception e)
-                {
-                    failed ??= e;
-                }
-            }
-        }
-        finally
-        {
-            // Every cache taken goes back, even when emptying one threw.
-            for (int i = 0; i < caches.Length; i++)
-            {
-                revoked[i] = null;
-                if (!taken[i])
-                    continue;
-                taken[i] = false;
-                caches[i].ReleaseDrained();
-            }
-            _perCpuDrainLock.Exit();
-        }
-        RethrowIfAny(failed);
-        return complete;
-    }
+    /// <summary>See <see cref="PerCpuCacheSet.EmptyAll"/>.</summary>
+    private bool EmptyPerCpuCaches<TState>(TState state, bool onlyNonEmpty, Action<PerCpuCache, TState> empty) =>
+        _perCpu.EmptyAll(state, onlyNonEmpty, empty);
 
-    /// <summary>
-    /// Takes the drain lock, or declines: a drain nested in another on the same thread (a DMA mapper or event
-    /// handler called while a drain releases pages) would take caches the outer drain holds, and a drain from
-    /// inside a per-CPU section must not block on a drain that may be waiting for that section. Those drains do
-    /// nothing; a Dispose's retry timer finishes the job.
-    /// </summary>
-    private bool IsDrainingOnThisThread => _perCpuDrainLock.IsHeldByCurrentThread;
+    /// <summary>Whether the calling thread is inside a drain of this pool's per-CPU caches.</summary>
+    private bool IsDrainingOnThisThread => _perCpu.IsDrainingOnThisThread;
 
-    private bool EnterDrain()
-    {
-        if (IsDrainingOnThisThread)
-            return false;
-        if (PutterState.InSection)
-            return _perCpuDrainLock.TryEnter();
-        _perCpuDrainLock.Enter();
-        return true;
-    }
 
     /// <summary>Closes the section <see cref="EnterPerCpu"/> opened.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -301,7 +180,7 @@ public sealed unsafe partial class PagePool
     /// </summary>
     private void LetGoIfMigrated(PutterState s, PerCpuCache c)
     {
-        if ((int)((uint)Thread.GetCurrentProcessorId() % (uint)_perCpu.Length) == c.Cpu)
+        if ((int)((uint)Thread.GetCurrentProcessorId() % (uint)_perCpu.Caches.Length) == c.Cpu)
             return;
         s.Cache = null;
         c.TryRelease(s);

@@ -70,32 +70,7 @@ public sealed unsafe partial class PagePool
     /// ring is empty and the provider has nothing left. Not a routine refill: it would make the consumer fight
     /// the putting threads for their cache lines.
     /// </summary>
-    private int StealFromPerCpuCaches(Span<nint> batch)
-    {
-        int n = 0;
-        if (!EnterDrain())
-            return 0;
-        try
-        {
-            foreach (PerCpuCache c in _perCpu)
-            {
-                if (n == batch.Length)
-                    break;
-                // Volatile: Count is written by the cache's holder; an empty cache is not worth a revocation.
-                if (Volatile.Read(ref c.Count) == 0 || !c.TakeForDrain())
-                    continue;
-                int take = Math.Min(c.Count, batch.Length - n);
-                for (int k = 0; k < take; k++)
-                    batch[n++] = c.Items[--c.Count];
-                c.ReleaseDrained();
-            }
-        }
-        finally
-        {
-            _perCpuDrainLock.Exit();
-        }
-        return n;
-    }
+    private int StealFromPerCpuCaches(Span<nint> batch) => _perCpu.Steal(batch);
 
     /// <summary>
     /// The kernel's <c>__page_pool_alloc_pages_slow</c>: takes a bulk of pages (one for order &gt; 0) from the

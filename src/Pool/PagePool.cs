@@ -88,10 +88,7 @@ public sealed unsafe partial class PagePool : IDisposable
     private readonly Vector128<ulong> _ppIdentity;
     private GCHandle _ppHandle;
     private readonly PtrRing _ring;
-    private readonly PerCpuCache[] _perCpu;
-    private readonly Lock _perCpuDrainLock = new();  // one drainer at a time revokes per-CPU caches
-    private readonly PutterState?[] _drainRevoked;   // the drain's scratch (under _perCpuDrainLock): holders revoked
-    private readonly bool[] _drainTaken;             // and caches taken, one entry per per-CPU cache
+    private readonly PerCpuCacheSet _perCpu;         // the per-CPU caches and their drain (PagePool.PerCpu.cs)
     private PoolCounters _shared;       // rare counters from any thread: Interlocked only
     private long _release;              // pages_state_release_cnt: Interlocked, any thread releases
     private int _takesUnderWay;         // provider takes being set up (their Holds not all counted): Interlocked
@@ -153,11 +150,7 @@ public sealed unsafe partial class PagePool : IDisposable
         if (_dmaMap)
             SizeDmaTable(PoolSize);
         int cpus = Math.Max(1, Environment.ProcessorCount);
-        _perCpu = new PerCpuCache[cpus];
-        _drainRevoked = new PutterState?[cpus];
-        _drainTaken = new bool[cpus];
-        for (int i = 0; i < cpus; i++)
-            _perCpu[i] = new PerCpuCache(this, i);
+        _perCpu = new PerCpuCacheSet(this, cpus);
 
         _consumerThreadId = Environment.CurrentManagedThreadId;
         _ppHandle = GCHandle.Alloc(this, GCHandleType.Normal);
@@ -336,7 +329,7 @@ public sealed unsafe partial class PagePool : IDisposable
         sum.Fast += MonotonicFastAllocs(fastAllocated);
         // The fragment pages being cut belong to the pool too (their pieces may be out with users).
         long pooled = CacheCount + _hot.PutCount + _ring.Count + FragPagesHeld;
-        foreach (PerCpuCache c in _perCpu)
+        foreach (PerCpuCache c in _perCpu.Caches)
         {
             c.Stats.AddTo(ref sum);
             pooled += c.Count;
@@ -371,7 +364,7 @@ public sealed unsafe partial class PagePool : IDisposable
     private long TotalHold()
     {
         long hold = _hot.Stats.Hold + _shared.Hold;
-        foreach (PerCpuCache c in _perCpu)
+        foreach (PerCpuCache c in _perCpu.Caches)
             hold += c.Stats.Hold;
         return hold;
     }
