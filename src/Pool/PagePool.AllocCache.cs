@@ -183,4 +183,52 @@ public sealed unsafe partial class PagePool
 
     /// <summary>The alloc cache's first entry, for the fast paths' unchecked indexing (the count bounds the index).</summary>
     private ref nint CacheRef => ref Unsafe.As<AllocCacheItems, nint>(ref _cacheItems);
+
+    // ---- the alloc cache and put buffer as other owners see them (the trimmer): consumer thread only but the hint ----
+
+    /// <summary>Consumer thread only: moves every page of the alloc cache and the put buffer to <paramref name="pages"/>.</summary>
+    private void TakeAllConsumerCached(List<nint> pages)
+    {
+        for (int i = 0; i < CacheCount; i++)
+            pages.Add(Cache[i]);
+        CacheCount = 0;
+        for (int i = 0; i < _hot.PutCount; i++)
+            pages.Add(_putBuffer[i]);
+        _hot.PutCount = 0;
+    }
+
+    /// <summary>Any thread: how many pages the consumer keeps in its alloc cache and put buffer (plain reads, a hint).</summary>
+    private int ConsumerCachedHint => CacheCount + _hot.PutCount;
+
+    /// <summary>
+    /// Consumer thread only: stashes pages of <paramref name="pages"/>, from the first, in the alloc cache while it
+    /// has room; returns how many it took.
+    /// </summary>
+    private int StashInAllocCache(List<nint> pages)
+    {
+        int next = 0;
+        for (; next < pages.Count && CacheCount < AllocCacheSize; next++)
+            Cache[CacheCount++] = pages[next];
+        return next;
+    }
+
+    /// <summary>
+    /// Consumer thread only: takes the put buffer (the ring's front) and then the oldest alloc-cache entries above
+    /// <paramref name="keep"/> (the rest slide down) into <paramref name="scratch"/>; returns the pages taken. The
+    /// cache and the buffer are right before the caller releases any of them.
+    /// </summary>
+    private Span<nint> TakeConsumerCachedAbove(int keep, Span<nint> scratch)
+    {
+        int fromPutBuffer = _hot.PutCount;
+        keep = Math.Min(keep, CacheCount);
+        int drop = CacheCount - keep;
+        Debug.Assert(fromPutBuffer + drop <= scratch.Length, "trim scratch too small");
+        Span<nint> trimmed = scratch[..(fromPutBuffer + drop)];
+        _putBuffer.AsSpan(0, fromPutBuffer).CopyTo(trimmed);
+        _hot.PutCount = 0;
+        Cache[..drop].CopyTo(trimmed[fromPutBuffer..]);
+        Cache.Slice(drop, keep).CopyTo(Cache);
+        CacheCount = keep;
+        return trimmed;
+    }
 }
