@@ -25,6 +25,11 @@ public sealed unsafe partial class PagePool
     private const int StateFreed = 2;
 
     private int _state;                 // StateAlive -> StateDestroying -> StateFreed; only the two CAS below write it
+    private int _drainedAll;            // 1 once a drain after Dispose revoked every per-CPU cache: Interlocked
+    private long _destroyCount;
+    private long _destroyStartedTicks;
+    private long _lastStallWarningTicks;
+    private Timer? _retryTimer;
 
     /// <summary>The lifecycle state, read with acquire semantics.</summary>
     // Volatile: Dispose and the freeing thread write it from any thread.

@@ -14,6 +14,8 @@ namespace UnmanagedPool;
 // setting them up, and the take bracket that keeps the pool alive while a take is set up.
 public sealed unsafe partial class PagePool
 {
+    private int _takesUnderWay;         // provider takes being set up (their Holds not all counted): Interlocked
+
     /// <summary>
     /// After a refill of the alloc cache on a pool bound to a node: the first page of another node is released
     /// (waive), and the slow path will allocate on the right node; what the waive left unread goes back to the ring

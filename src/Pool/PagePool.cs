@@ -91,12 +91,6 @@ public sealed unsafe partial class PagePool : IDisposable
     private readonly PerCpuCacheSet _perCpu;         // the per-CPU caches and their drain (PagePool.PerCpu.cs)
     private PoolCounters _shared;       // rare counters from any thread: Interlocked only
     private long _release;              // pages_state_release_cnt: Interlocked, any thread releases
-    private int _takesUnderWay;         // provider takes being set up (their Holds not all counted): Interlocked
-    private int _drainedAll;            // 1 once a drain after Dispose revoked every per-CPU cache: Interlocked
-    private long _destroyCount;
-    private long _destroyStartedTicks;
-    private long _lastStallWarningTicks;
-    private Timer? _retryTimer;
     private long _fastAllocsReported;  // the most fast allocations GetStats reported (see MonotonicFastAllocs)
     private int _binding;              // how many BindConsumer calls: the current handle carries the latest
 
