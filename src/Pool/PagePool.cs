@@ -24,11 +24,12 @@ namespace UnmanagedPool;
 //            memory limit; the pool stays alive.
 //   waive    release a page of another NUMA node met while refilling (page_pool_refill_alloc_cache's waive).
 //
-// Owners: the front (this file) holds the fields, the constructor and the public dispatch; the consumer's alloc
-// cache (PagePool.AllocCache.cs, PagePool.Alloc.cs), the provider slow path (PagePool.Refill.cs), the per-CPU cache
-// set (PagePool.PerCpu.cs, Internal/PerCpuCache.cs), puts (PagePool.Put.cs), recycle and release
-// (PagePool.Release.cs), the lifecycle alive -> destroying -> freed (PagePool.Lifecycle.cs), fragments
-// (PagePool.Frag.cs), the trimmer (PagePool.Shrink.cs), and debug checks (PagePool.Debug.cs) each own their part.
+// Owners: the front (this file) holds the shared fields, the constructor and the public dispatch; the consumer's
+// alloc cache (PagePool.AllocCache.cs, PagePool.Alloc.cs), the provider slow path (PagePool.Refill.cs), the
+// per-CPU cache set (Internal/PerCpuCacheSet.cs, Internal/PerCpuCache.cs, PagePool.PerCpu.cs), puts
+// (PagePool.Put.cs), recycle and release (PagePool.Release.cs), the lifecycle alive -> destroying -> freed
+// (PagePool.Lifecycle.cs), fragments (PagePool.Frag.cs), the trimmer (PagePool.Shrink.cs), and debug checks
+// (PagePool.Debug.cs) each own their part.
 
 /// <summary>
 /// A pool of native pages recycled instead of freed: the Linux kernel's <c>page_pool</c> (net/core/page_pool.c).
