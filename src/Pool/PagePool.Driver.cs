@@ -147,9 +147,9 @@ public sealed unsafe partial class PagePool
         if ((uint)offset > (uint)usable || (uint)length > (uint)(usable - offset))
             DriverThrowHelper.ThrowSyncRange(offset, length, usable);
         NetMem* d = CheckOwned(page);
-        // Volatile: Dispose (another thread) flips the state before it takes the mappings down; a page of a disposed
-        // pool asks the mapping table whether it is still mapped.
-        if (Volatile.Read(ref _state) != StateAlive && !IsDmaMapped(d))
+        // Dispose (another thread) flips the state before it takes the mappings down; a page of a disposed pool asks
+        // the mapping table whether it is still mapped.
+        if (!IsAlive && !IsDmaMapped(d))
             return;
         _mapper.SyncForCpu(d->DmaAddr + (ulong)(uint)(_offset + offset), (nuint)(uint)length, _dmaDir);
     }
@@ -229,9 +229,9 @@ public sealed unsafe partial class PagePool
         _verifyHandles = _debug;
         // Volatile: as in UnbindConsumer.
         Volatile.Write(ref _unbound, 0);
-        // Volatile: a Dispose on another thread may have closed the paths between the check in BindConsumer and the
-        // reopening above; close them again.
-        if (Volatile.Read(ref _state) != StateAlive)
+        // A Dispose on another thread may have closed the paths between the check in BindConsumer and the reopening
+        // above; close them again.
+        if (!IsAlive)
         {
             BlockCacheFastPaths();
             Volatile.Write(ref _recycleLimit, 0); // Volatile: as in Dispose

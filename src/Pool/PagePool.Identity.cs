@@ -39,7 +39,7 @@ public sealed unsafe partial class PagePool
         Interlocked.CompareExchange(ref _detachTicks, DateTime.UtcNow.Ticks, 0);
 
     /// <summary>Validates the identity options, as <c>page_pool_init</c> validates the rest.</summary>
-    private static void ValidateIdentity(PagePoolOptions o)
+    internal static void ValidateIdentity(PagePoolOptions o)
     {
         if (o.QueueIndex is < 0)
             throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.QueueIndex), o.QueueIndex, "A queue index is 0 or more (null for none).");

@@ -73,17 +73,11 @@ public sealed unsafe partial class PagePool
         var pages = new List<nint>();
         if (onConsumer)
         {
-            for (int i = 0; i < CacheCount; i++)
-                pages.Add(Cache[i]);
-            CacheCount = 0;
-            for (int i = 0; i < _hot.PutCount; i++)
-                pages.Add(_putBuffer[i]);
-            _hot.PutCount = 0;
+            TakeAllConsumerCached(pages);
         }
         else
         {
-            // Plain reads of consumer-only fields: only a hint of what the consumer keeps.
-            int cached = CacheCount + _hot.PutCount;
+            int cached = ConsumerCachedHint;
             int share = Math.Min(cached, keep);
             keep -= share;
             if (cached > share)
@@ -136,8 +130,7 @@ public sealed unsafe partial class PagePool
         if (onConsumer)
         {
             // Kept pages refill the alloc cache first, the rest go to the ring.
-            for (; next < pages.Count && CacheCount < AllocCacheSize; next++)
-                Cache[CacheCount++] = pages[next];
+            next = StashInAllocCache(pages);
         }
         var refused = new List<nint>();
         for (; next < pages.Count; next++)
@@ -146,9 +139,8 @@ public sealed unsafe partial class PagePool
                 refused.Add(pages[next]);
         }
         ReleaseEach(CollectionsMarshal.AsSpan(refused), ref failed);
-        // Volatile: a Dispose that ran while we held pages would have missed them.
-        if (Volatile.Read(ref _state) != StateAlive)
-            DrainAfterDisposeQuietly();
+        // A Dispose that ran while we held pages would have missed them.
+        DrainIfDisposedSince();
         RethrowIfAny(failed);
         return released;
     }
@@ -162,16 +154,8 @@ public sealed unsafe partial class PagePool
         // The put buffer is the ring's front: its pages go first; then the oldest entries, at the bottom of the
         // cache (the rest slide down). Both are right before any release, so a release that throws leaves no
         // released page in them; a page whose release threw stays in flight and is not counted as trimmed.
-        int fromPutBuffer = _hot.PutCount;
-        int keep = Math.Min(_consumerKeep, CacheCount);
-        int drop = CacheCount - keep;
         Span<nint> trimmed = stackalloc nint[PerCpuCache.Capacity + AllocCacheSize];
-        trimmed = trimmed[..(fromPutBuffer + drop)];
-        _putBuffer.AsSpan(0, fromPutBuffer).CopyTo(trimmed);
-        _hot.PutCount = 0;
-        Cache[..drop].CopyTo(trimmed[fromPutBuffer..]);
-        Cache.Slice(drop, keep).CopyTo(Cache);
-        CacheCount = keep;
+        trimmed = TakeConsumerCachedAbove(_consumerKeep, trimmed);
         Exception? failed = null;
         int released = ReleaseEach(trimmed, ref failed);
         Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread

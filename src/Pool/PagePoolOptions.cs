@@ -168,12 +168,48 @@ public sealed class PagePoolOptions
 
     private long _memoryLimit;
 
+    /// <summary>
+    /// Validates the options as <c>page_pool_init</c> does (flags, order, provider, ring size, node, DMA direction and
+    /// sync, <see cref="MaxLen"/> and <see cref="Offset"/>, identity); throws on the first that is wrong.
+    /// </summary>
+    internal void Validate()
+    {
+        PagePoolOptions o = this;
+        if ((o.Flags & ~PagePoolFlags.All) != 0)
+            throw new ArgumentException($"Unknown flag bits 0x{(int)(o.Flags & ~PagePoolFlags.All):x}.", nameof(PagePoolOptions.Flags));
+        if (o.Order is < 0 or > PageConstants.MaxOrder)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.Order), o.Order, $"Order must be 0..{PageConstants.MaxOrder}.");
+        if (o.MemoryProvider != null && o.Provider != null)
+            throw new ArgumentException("Set either Provider or MemoryProvider, not both.", nameof(PagePoolOptions.MemoryProvider));
+        if (o.PoolSize < 1)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.PoolSize), o.PoolSize, "The ring needs at least one slot.");
+        if (o.NumaNode is < -1 or > 63)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.NumaNode), o.NumaNode, "A NUMA node is -1 or 0..63.");
+        if (!Enum.IsDefined(o.DmaDirection))
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.DmaDirection), o.DmaDirection, "Unknown DMA direction.");
+        if ((o.Flags & PagePoolFlags.DmaMap) != 0 && o.DmaDirection is not (DmaDirection.FromDevice or DmaDirection.Bidirectional))
+            throw new ArgumentException("DmaMap needs DmaDirection FromDevice or Bidirectional (a pool's pages are written by the device).", nameof(PagePoolOptions.DmaDirection));
+        if ((o.Flags & PagePoolFlags.DmaSyncDev) != 0)
+        {
+            if ((o.Flags & PagePoolFlags.DmaMap) == 0)
+                throw new ArgumentException("DmaSyncDev needs DmaMap: only mapped pages can be synced.", nameof(PagePoolOptions.Flags));
+            if (o.MaxLen <= 0)
+                throw new ArgumentException("DmaSyncDev needs MaxLen > 0.", nameof(PagePoolOptions.MaxLen));
+        }
+        int size = PageConstants.PageSize << Math.Clamp(o.Order, 0, PageConstants.MaxOrder);
+        if (o.MaxLen < 0 || o.MaxLen > size)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.MaxLen), o.MaxLen, $"MaxLen must be 0..{size}.");
+        if (o.Offset < 0 || o.Offset >= size || (long)o.Offset + o.MaxLen > size)
+            throw new ArgumentOutOfRangeException(nameof(PagePoolOptions.Offset), o.Offset, $"Offset + MaxLen must fit in the {size}-byte buffer.");
+        PagePool.ValidateIdentity(o);
+    }
+
     /// <summary>Returns a shallow copy.</summary>
     public PagePoolOptions Clone() => (PagePoolOptions)MemberwiseClone();
 }
 
 /// <summary>Settings read from the environment once per process.</summary>
-public static class PagePoolEnvironment
+internal static class PagePoolEnvironment
 {
     /// <summary>Name of the variable that turns debug mode on without rebuilding.</summary>
     public const string DebugVariable = "UNMANAGEDPOOL_DEBUG";

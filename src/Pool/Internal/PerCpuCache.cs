@@ -69,12 +69,12 @@ internal sealed class PerCpuCache
     public long Acquisitions;
 
     /// <summary>The pool this cache belongs to.</summary>
-    public readonly object Pool;
+    public readonly PagePool Pool;
 
     /// <summary>The CPU index this cache stands for.</summary>
     public readonly int Cpu;
 
-    public PerCpuCache(object pool, int cpu)
+    public PerCpuCache(PagePool pool, int cpu)
     {
         Pool = pool;
         Cpu = cpu;

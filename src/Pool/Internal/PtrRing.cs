@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -16,7 +17,7 @@ namespace UnmanagedPool.Internal;
 /// published values. A thread preempted between its claim and its publish delays the publishers behind it
 /// (never loses data): the known cost of this design, bounded by a scheduler quantum.
 /// </remarks>
-public sealed class PtrRing
+internal sealed class PtrRing
 {
     private readonly nint[] _slots;
     private readonly uint _mask;
@@ -58,14 +59,14 @@ public sealed class PtrRing
     {
         if (items.IsEmpty)
             return 0;
-        uint head, next;
+        uint head, next, consTail;
         int n;
         while (true)
         {
             // Volatile: the producer head is contended by other producers; the CAS below validates it.
             head = Volatile.Read(ref _prod.Head);
             // Volatile (acquire): consumers publish consTail after reading their slots; slots below it are free to overwrite.
-            uint consTail = Volatile.Read(ref _cons.Tail);
+            consTail = Volatile.Read(ref _cons.Tail);
             uint free = (uint)_slots.Length + consTail - head;
             n = (int)Math.Min(free, (uint)items.Length);
             if (n == 0)
@@ -75,6 +76,8 @@ public sealed class PtrRing
             if (Interlocked.CompareExchange(ref _prod.Head, next, head) == head)
                 break;
         }
+        // The claim never overtakes the consumers by more than the ring (head was current at the CAS).
+        Debug.Assert(next - consTail <= (uint)_slots.Length, "ring producer overran its consumers");
 
         ref nint slots = ref MemoryMarshal.GetArrayDataReference(_slots);
         for (int i = 0; i < n; i++)
@@ -96,7 +99,7 @@ public sealed class PtrRing
     {
         if (destination.IsEmpty)
             return 0;
-        uint head, next;
+        uint head, next, available;
         int n;
         while (true)
         {
@@ -104,7 +107,7 @@ public sealed class PtrRing
             head = Volatile.Read(ref _cons.Head);
             // Volatile (acquire): producers publish prodTail after writing their slots.
             uint prodTail = Volatile.Read(ref _prod.Tail);
-            uint available = prodTail - head;
+            available = prodTail - head;
             if ((int)available <= 0)
                 return 0;
             n = (int)Math.Min(available, (uint)destination.Length);
@@ -113,6 +116,8 @@ public sealed class PtrRing
             if (Interlocked.CompareExchange(ref _cons.Head, next, head) == head)
                 break;
         }
+        // A consumer never sees more published entries than the ring holds (head was current at the CAS).
+        Debug.Assert(available <= (uint)_slots.Length, "ring consumer saw more entries than the ring holds");
 
         ref nint slots = ref MemoryMarshal.GetArrayDataReference(_slots);
         for (int i = 0; i < n; i++)
