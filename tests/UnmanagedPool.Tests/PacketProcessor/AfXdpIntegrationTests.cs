@@ -94,56 +94,25 @@ public class AfXdpIntegrationTests
     public void The_program_is_detached_when_the_processor_stops_on_SIGTERM_and_when_it_is_killed()
     {
         using var veth = new IsolatedVeth();
-        string dll = Path.Combine(AppContext.BaseDirectory, "PacketProcessor.dll");
         foreach (string signal in new[] { "TERM", "KILL" })
         {
-            // Through env with the default dispositions restored (see SignalTests): a background process may
-            // otherwise inherit the signal ignored.
-            var psi = new ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (string a in new[] { "--default-signal=INT,TERM", "dotnet", dll, "--driver", "afxdp", "--interface", veth.Host, "--program", "drop", "--duration", "1m" })
-                psi.ArgumentList.Add(a);
-            using var p = Process.Start(psi)!;
-            var output = new System.Text.StringBuilder();
-            var started = new ManualResetEventSlim();
-            p.OutputDataReceived += (_, e) =>
+            using var child = new ProcessorChild("--driver", "afxdp", "--interface", veth.Host, "--program", "drop", "--duration", "1m");
+            Process p = child.Process;
+            Assert.True(child.WaitForProgress(TimeSpan.FromSeconds(30)), $"No progress line: {child.Output}");
+            Assert.True(veth.HostHasXdp());
+            child.Signal(signal);
+            Assert.True(p.WaitForExit(30_000), $"The processor did not exit on SIG{signal}.");
+            p.WaitForExit();
+            if (signal == "TERM")
             {
-                lock (output)
-                    output.AppendLine(e.Data);
-                if (e.Data?.StartsWith("[", StringComparison.Ordinal) == true)
-                    started.Set();
-            };
-            p.ErrorDataReceived += (_, e) =>
-            {
-                lock (output)
-                    output.AppendLine("stderr: " + e.Data);
-            };
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
-            try
-            {
-                Assert.True(started.Wait(TimeSpan.FromSeconds(30)), $"No progress line: {output}");
-                Assert.True(veth.HostHasXdp());
-                using (var kill = Process.Start("kill", $"-{signal} {p.Id}"))
-                    kill.WaitForExit();
-                Assert.True(p.WaitForExit(30_000), $"The processor did not exit on SIG{signal}.");
-                p.WaitForExit();
-                if (signal == "TERM")
-                {
-                    Assert.Equal(0, p.ExitCode);
-                    lock (output)
-                        Assert.Contains("InFlight 0 on every queue", output.ToString());
-                }
-                // The link lives in a file descriptor: the kernel detaches the program when the process goes.
-                var wait = Stopwatch.StartNew();
-                while (veth.HostHasXdp() && wait.Elapsed < TimeSpan.FromSeconds(5))
-                    Thread.Sleep(50);
-                Assert.False(veth.HostHasXdp(), $"An XDP program is still attached after SIG{signal}.");
+                Assert.Equal(0, p.ExitCode);
+                Assert.Contains("InFlight 0 on every queue", child.Output);
             }
-            finally
-            {
-                if (!p.HasExited)
-                    p.Kill();
-            }
+            // The link lives in a file descriptor: the kernel detaches the program when the process goes.
+            var wait = Stopwatch.StartNew();
+            while (veth.HostHasXdp() && wait.Elapsed < TimeSpan.FromSeconds(5))
+                Thread.Sleep(50);
+            Assert.False(veth.HostHasXdp(), $"An XDP program is still attached after SIG{signal}.");
         }
     }
 

@@ -38,11 +38,11 @@ internal static class RaceChild
         using Process child = Process.Start(psi)!;
         Task<string> stdout = child.StandardOutput.ReadToEndAsync();
         Task<string> stderr = child.StandardError.ReadToEndAsync();
-        if (!child.WaitForExit(60_000))
+        if (!child.WaitForExit(90_000))
         {
             child.Kill(entireProcessTree: true);
             child.WaitForExit(10_000);
-            return (-1, "timed out: " + stdout.Result + stderr.Result);
+            return (-1, "timed out after 90 s\n" + stdout.Result + stderr.Result);
         }
         child.WaitForExit();
         return (child.ExitCode, stdout.Result + stderr.Result);
