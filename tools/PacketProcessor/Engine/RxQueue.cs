@@ -195,16 +195,7 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
                     break;
             }
         }
-        _head = (_head + done) & _mask;
-        _posted -= done;
-        c.RxBytes += bytes;
-        if (_txCount > 0)
-            FlushTx();
-        // xdp_do_flush: make this poll's redirects and passes visible to their threads in one step each.
-        foreach (QueueBase q in _queues)
-            q.Inboxes[Index].Publish();
-        PassRing.Publish();
-        RefillRing();
+        EndPoll(done, bytes);
         return done;
     }
 
@@ -325,6 +316,18 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
                     break;
             }
         }
+        EndPoll(done, bytes);
+        return frames;
+    }
+
+    /// <summary>
+    /// The end of a poll that consumed <paramref name="done"/> descriptors: the ring moves on, the batched TX goes out,
+    /// this poll's redirects and passes become visible to their threads in one step each (xdp_do_flush), and the
+    /// ring is refilled.
+    /// </summary>
+    private void EndPoll(int done, long bytes)
+    {
+        QueueCounters c = Counters;
         _head = (_head + done) & _mask;
         _posted -= done;
         c.RxBytes += bytes;
@@ -334,7 +337,6 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
             q.Inboxes[Index].Publish();
         PassRing.Publish();
         RefillRing();
-        return frames;
     }
 
     /// <summary>
