@@ -115,7 +115,7 @@ public sealed unsafe partial class PagePool
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         // A release that throws (a DMA mapper's unmap) does not stop the shutdown: that page stays in flight, every
         // other step still runs and the retry timer starts; the first exception is rethrown at the end.
-        Exception? failed = null;
+        FirstException failed = default;
         try
         {
             OnDestroying();
@@ -123,7 +123,7 @@ public sealed unsafe partial class PagePool
         }
         catch (Exception e)
         {
-            failed = e;
+            failed.Keep(e);
         }
         ReleaseAllocCache(ref failed);
         ReleaseCache(_putBuffer, ref _hot.PutCount, ref failed);
@@ -133,7 +133,7 @@ public sealed unsafe partial class PagePool
         }
         catch (Exception e)
         {
-            failed ??= e;
+            failed.Keep(e);
         }
         // Pages still out keep no mapping to memory the pool no longer controls (page_pool_scrub since 6.15).
         if (!IsFreed)
@@ -153,7 +153,7 @@ public sealed unsafe partial class PagePool
             if (IsFreed)
                 Interlocked.Exchange(ref _retryTimer, null)?.Dispose();
         }
-        RethrowIfAny(failed);
+        failed.ThrowIfAny();
     }
 
     /// <summary>The kernel's <c>page_pool_release</c>: empties ring and per-CPU caches; frees the pool when nothing is in flight.</summary>
@@ -247,7 +247,7 @@ public sealed unsafe partial class PagePool
         int n;
         // Every page is released even when some releases throw: those pages stay in flight, the rest do not, and
         // the first exception is rethrown once the ring and every cache are empty.
-        Exception? failed = null;
+        FirstException failed = default;
         while ((n = _ring.DequeueBurst(batch)) > 0)
             ReleaseEach(batch[..n], ref failed);
         bool complete = false;
@@ -255,16 +255,16 @@ public sealed unsafe partial class PagePool
         {
             complete = EmptyPerCpuCaches(this, onlyNonEmpty: !revokeAll, static (c, pool) =>
             {
-                Exception? first = null;
+                FirstException first = default;
                 pool.ReleaseCache(c.Items, ref c.Count, ref first);
-                RethrowIfAny(first);
+                first.ThrowIfAny();
             });
         }
         catch (Exception e)
         {
-            failed ??= e;
+            failed.Keep(e);
         }
-        RethrowIfAny(failed);
+        failed.ThrowIfAny();
         return complete;
     }
 

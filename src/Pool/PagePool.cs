@@ -396,7 +396,7 @@ public sealed unsafe partial class PagePool : IDisposable
         Volatile.Write(ref _nid, nid);
         // Each step runs even when a release in an earlier one throws (a DMA mapper's unmap): that page stays in
         // flight, every other page is released or in the ring, and the first exception is rethrown at the end.
-        Exception? failed = null;
+        FirstException failed = default;
         ReleaseAllocCache(ref failed);
         try
         {
@@ -404,7 +404,7 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         catch (Exception e)
         {
-            failed ??= e;
+            failed.Keep(e);
         }
         try
         {
@@ -412,9 +412,9 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         catch (Exception e)
         {
-            failed ??= e;
+            failed.Keep(e);
         }
-        RethrowIfAny(failed);
+        failed.ThrowIfAny();
     }
 
     /// <summary>
