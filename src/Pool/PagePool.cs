@@ -27,7 +27,7 @@ namespace UnmanagedPool;
 // Owners: the front (this file) holds the shared fields, the constructor and the public dispatch; the consumer's
 // alloc cache (PagePool.AllocCache.cs, PagePool.Alloc.cs), the provider slow path (PagePool.Refill.cs), the
 // per-CPU cache set (Internal/PerCpuCacheSet.cs, Internal/PerCpuCache.cs, PagePool.PerCpu.cs), puts
-// (PagePool.Put.cs), recycle and release (PagePool.Release.cs), the lifecycle alive -> destroying -> freed
+// (PagePool.Put.cs), recycle and release (PagePool.Release.cs), the lifecycle alive -> destroying -> drained -> freed
 // (PagePool.Lifecycle.cs), fragments (PagePool.Frag.cs), the trimmer (PagePool.Shrink.cs), and debug checks
 // (PagePool.Debug.cs) each own their part.
 
