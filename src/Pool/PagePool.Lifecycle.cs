@@ -135,7 +135,7 @@ public sealed unsafe partial class PagePool
         FirstException failed = default;
         try
         {
-            OnDestroying();
+            StopIdleTrim();
             FreeFrags();
         }
         catch (Exception e)

@@ -440,7 +440,6 @@ public sealed unsafe partial class PagePool : IDisposable
 
     // ---- hooks implemented by the debug/hardening part of the pool ----
     partial void OnCreated();
-    partial void OnDestroying();
     partial void OnFreed();
     private partial void DebugOnAlloc(NetMem* d);
     private partial void DebugOnPut(NetMem* d);
