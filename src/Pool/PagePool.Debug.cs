@@ -213,8 +213,6 @@ public sealed unsafe partial class PagePool
     /// <summary>The leak list the "stalled pool shutdown" warning carries.</summary>
     internal string LeakDescriptionForTests() => DescribeLeaks();
 
-    partial void OnDestroying() => StopIdleTrim();
-
     partial void OnFreed() => _debugState?.Pages.Clear();
 
     /// <summary>Debug side data of one page, keyed by descriptor address. Written by the page's current owner.</summary>

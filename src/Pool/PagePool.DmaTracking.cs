@@ -120,7 +120,7 @@ public sealed unsafe partial class PagePool
     /// this one unmaps it at most once; an unmap that throws puts its page back and the first exception is kept in
     /// <paramref name="first"/>.
     /// </summary>
-    private void UnmapAllTracked(ref Exception? first)
+    private void UnmapAllTracked(ref FirstException first)
     {
         if (!_dmaMap)
             return;
@@ -154,7 +154,7 @@ public sealed unsafe partial class PagePool
             catch (Exception e)
             {
                 TrackDma(d);
-                first ??= e;
+                first.Keep(e);
             }
         }
     }

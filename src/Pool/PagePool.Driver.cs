@@ -74,9 +74,8 @@ public sealed unsafe partial class PagePool
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ThrowFragmentRefused(NetMemRef page)
     {
-        // Volatile: the frag states belong to other contexts; a page that is (or just was) being cut is named so.
-        nint d = (nint)page.Descriptor;
-        if (d == Volatile.Read(ref _hot.Frag.Page) || d == Volatile.Read(ref _sharedFrag.Page))
+        // The frag states belong to other contexts; a page that is (or just was) being cut is named so.
+        if (IsFragPageBeingCut(page.Descriptor))
             DriverThrowHelper.ThrowFragmentPoolFragPage(page);
         DriverThrowHelper.ThrowFragmentNotWhole(page);
     }
@@ -204,13 +203,9 @@ public sealed unsafe partial class PagePool
         BlockCacheFastPaths();
         // Volatile: other put paths test the limit; 0 sends them to the checked paths.
         Volatile.Write(ref _recycleLimit, 0);
-        NetMem* frag = (NetMem*)_hot.Frag.Page;
-        if (frag != null)
-        {
-            NetMem* whole = DrainFrag(ref _hot.Frag, frag);
-            if (whole != null)
-                RecycleInRing(PutterState.Current, whole);
-        }
+        NetMem* whole = ConsumerDetachFrag();
+        if (whole != null)
+            RecycleInRing(PutterState.Current, whole);
     }
 
     /// <summary>

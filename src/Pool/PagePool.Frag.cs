@@ -366,6 +366,17 @@ public sealed unsafe partial class PagePool
         _hot.Frag.Users = users;
     }
 
+    /// <summary>
+    /// Consumer thread only (or the consumer quiescent, as in <see cref="UnbindConsumer"/>): detaches the
+    /// consumer's fragment page (<see cref="DrainFrag"/>). Returns the page when nobody holds a piece and it can be
+    /// recycled; null when there was none or a piece is still out.
+    /// </summary>
+    private NetMem* ConsumerDetachFrag()
+    {
+        NetMem* frag = (NetMem*)_hot.Frag.Page;
+        return frag == null ? null : DrainFrag(ref _hot.Frag, frag);
+    }
+
     /// <summary>The kernel's <c>page_pool_free_frag</c>, for both frag states: called by <see cref="Dispose"/>.</summary>
     private void FreeFrags()
     {

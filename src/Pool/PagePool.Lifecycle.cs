@@ -10,22 +10,23 @@ using UnmanagedPool.Native;
 
 namespace UnmanagedPool;
 
-// The pool's lifecycle after Dispose: alive -> destroying -> freed, the drain, the release retries and the
+// The pool's lifecycle after Dispose: alive -> destroying -> drained -> freed, the drain, the release retries and the
 // stalled-shutdown warning.
 public sealed unsafe partial class PagePool
 {
     // =====================================================================================================
-    // The state machine: StateAlive -> StateDestroying (Dispose) -> StateFreed (the last page back, or the retry
-    // timer). Both transitions are below; every reader goes through IsAlive, IsDestroying, State or the rechecks,
-    // except the two hot-path reads in CheckOwned and CanRecycle, which read the field directly.
+    // The state machine: StateAlive -> StateDestroying (Dispose) -> StateDrained (the first drain that revoked every
+    // per-CPU cache with no provider take under way) -> StateFreed (the last page back, or the retry timer). The
+    // three transitions are below; every reader goes through IsAlive, IsDestroying, IsDrained, State or the
+    // rechecks, except the two hot-path reads in CheckOwned and CanRecycle, which read the field directly.
     // =====================================================================================================
 
     private const int StateAlive = 0;
     private const int StateDestroying = 1;
-    private const int StateFreed = 2;
+    private const int StateDrained = 2;
+    private const int StateFreed = 3;
 
-    private int _state;                 // StateAlive -> StateDestroying -> StateFreed; only the two CAS below write it
-    private int _drainedAll;            // 1 once a drain after Dispose revoked every per-CPU cache: Interlocked
+    private int _state;                 // StateAlive -> StateDestroying -> StateDrained -> StateFreed; only the three CAS below write it
     private long _destroyCount;
     private long _destroyStartedTicks;
     private long _lastStallWarningTicks;
@@ -43,29 +44,45 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>Whether Dispose has begun and the pool is not yet freed.</summary>
-    private bool IsDestroying => State == StateDestroying;
+    private bool IsDestroying => State is StateDestroying or StateDrained;
+
+    /// <summary>
+    /// Whether a drain after Dispose has revoked every per-CPU cache with no provider take under way (drained or
+    /// freed): no Hold is on its way any more, so the pool may be freed once nothing is in flight.
+    /// </summary>
+    private bool IsDrained => State >= StateDrained;
 
     /// <summary>The transition alive -> destroying: true for the one Dispose that makes it.</summary>
     private bool TryBeginDestroy()
     {
         // Interlocked: Dispose may race with itself from several threads; one proceeds.
         int was = Interlocked.CompareExchange(ref _state, StateDestroying, StateAlive);
-        Debug.Assert(was is StateAlive or StateDestroying or StateFreed, "unknown pool state");
-        Debug.Assert(was != StateAlive || Volatile.Read(ref _drainedAll) == 0, "drained before Dispose");
+        Debug.Assert(was is StateAlive or StateDestroying or StateDrained or StateFreed, "unknown pool state");
         return was == StateAlive;
     }
 
     /// <summary>
-    /// The transition destroying -> freed: true for the one thread that makes it (the last releasing thread and the
+    /// The transition destroying -> drained, by whichever thread (Dispose, the retry timer, the last take to end)
+    /// completes the first full drain; a second thread that completes one too finds it made.
+    /// </summary>
+    private void MarkDrained()
+    {
+        // Interlocked (a full fence): releases on other threads either see the state and free the pool
+        // themselves, or their release count is seen by the caller's TryFreeAfterRelease.
+        int was = Interlocked.CompareExchange(ref _state, StateDrained, StateDestroying);
+        Debug.Assert(was is StateDestroying or StateDrained, "drained before Dispose or after the pool was freed");
+    }
+
+    /// <summary>
+    /// The transition drained -> freed: true for the one thread that makes it (the last releasing thread and the
     /// retry timer may both try), which then frees the pool's resources.
     /// </summary>
     private bool TryMarkFreed()
     {
-        Debug.Assert(State != StateAlive, "freed before Dispose");
-        // Volatile: set by the complete drain on any thread; freeing before it would lose a Hold on its way.
-        Debug.Assert(Volatile.Read(ref _drainedAll) != 0, "freed before a complete drain");
+        // Freeing before the complete drain would lose a Hold on its way.
+        Debug.Assert(IsDrained, "freed before a complete drain");
         // Interlocked: the last releasing thread and the retry timer may both get here; one frees.
-        bool won = Interlocked.CompareExchange(ref _state, StateFreed, StateDestroying) == StateDestroying;
+        bool won = Interlocked.CompareExchange(ref _state, StateFreed, StateDrained) == StateDrained;
         Debug.Assert(!won || InFlight == 0, "freed with pages in flight");
         return won;
     }
@@ -115,15 +132,15 @@ public sealed unsafe partial class PagePool
         _lastStallWarningTicks = Stopwatch.GetTimestamp();
         // A release that throws (a DMA mapper's unmap) does not stop the shutdown: that page stays in flight, every
         // other step still runs and the retry timer starts; the first exception is rethrown at the end.
-        Exception? failed = null;
+        FirstException failed = default;
         try
         {
-            OnDestroying();
+            StopIdleTrim();
             FreeFrags();
         }
         catch (Exception e)
         {
-            failed = e;
+            failed.Keep(e);
         }
         ReleaseAllocCache(ref failed);
         ReleaseCache(_putBuffer, ref _hot.PutCount, ref failed);
@@ -133,7 +150,7 @@ public sealed unsafe partial class PagePool
         }
         catch (Exception e)
         {
-            failed ??= e;
+            failed.Keep(e);
         }
         // Pages still out keep no mapping to memory the pool no longer controls (page_pool_scrub since 6.15).
         if (!IsFreed)
@@ -153,7 +170,7 @@ public sealed unsafe partial class PagePool
             if (IsFreed)
                 Interlocked.Exchange(ref _retryTimer, null)?.Dispose();
         }
-        RethrowIfAny(failed);
+        failed.ThrowIfAny();
     }
 
     /// <summary>The kernel's <c>page_pool_release</c>: empties ring and per-CPU caches; frees the pool when nothing is in flight.</summary>
@@ -163,7 +180,7 @@ public sealed unsafe partial class PagePool
         // waits for any allocation inside a section, which may be taking pages from the provider into an empty
         // cache, and it is what makes every such page's Hold visible to whoever decides that none is in flight.
         // A provider take being set up (see BeginTake; its init callback may be the caller of this Dispose) holds
-        // the flag back too; the last such take to finish sets it (else the retry timer does).
+        // the drained state back too; the last such take to finish makes the transition (else the retry timer does).
         if (!TryCompleteDrain())
             DrainAfterDispose();
         long destroyCount = Interlocked.Increment(ref _destroyCount);
@@ -184,16 +201,11 @@ public sealed unsafe partial class PagePool
     /// <returns>Whether no such drain is needed any more (false: a plain drain, if any, is the caller's to do).</returns>
     private bool TryCompleteDrain()
     {
-        // Volatile: written below by whichever thread (Dispose, the retry timer, the last take to end) completes it.
-        if (Volatile.Read(ref _drainedAll) != 0)
+        if (IsDrained)
             return false;
         // Volatile: decremented (a full fence after its Holds) by the allocating thread (EndTake).
         if (DrainAfterDispose(revokeAll: true) && Volatile.Read(ref _takesUnderWay) == 0)
-        {
-            // Interlocked (a full fence): releases on other threads either see the flag and free the pool
-            // themselves, or their release count is seen by the caller's TryFreeAfterRelease.
-            Interlocked.Exchange(ref _drainedAll, 1);
-        }
+            MarkDrained();
         return true;
     }
 
@@ -247,7 +259,7 @@ public sealed unsafe partial class PagePool
         int n;
         // Every page is released even when some releases throw: those pages stay in flight, the rest do not, and
         // the first exception is rethrown once the ring and every cache are empty.
-        Exception? failed = null;
+        FirstException failed = default;
         while ((n = _ring.DequeueBurst(batch)) > 0)
             ReleaseEach(batch[..n], ref failed);
         bool complete = false;
@@ -255,16 +267,16 @@ public sealed unsafe partial class PagePool
         {
             complete = EmptyPerCpuCaches(this, onlyNonEmpty: !revokeAll, static (c, pool) =>
             {
-                Exception? first = null;
+                FirstException first = default;
                 pool.ReleaseCache(c.Items, ref c.Count, ref first);
-                RethrowIfAny(first);
+                first.ThrowIfAny();
             });
         }
         catch (Exception e)
         {
-            failed ??= e;
+            failed.Keep(e);
         }
-        RethrowIfAny(failed);
+        failed.ThrowIfAny();
         return complete;
     }
 
@@ -305,8 +317,8 @@ public sealed unsafe partial class PagePool
 
     private void TryFreeAfterRelease()
     {
-        // Volatile: see ReleaseAttempt; before the first complete drain, a Hold may still be on its way.
-        if (Volatile.Read(ref _drainedAll) == 0)
+        // See ReleaseAttempt: before the first complete drain, a Hold may still be on its way.
+        if (!IsDrained)
             return;
         // Hold no longer moves once that drain is done (no allocation), so InFlight only falls.
         if (InFlight != 0)

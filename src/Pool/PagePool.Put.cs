@@ -241,7 +241,7 @@ public sealed unsafe partial class PagePool
     /// first exception is rethrown at the end.
     /// </summary>
     private void ConsumerRecycleInRingBulk(ReadOnlySpan<nint> pages) =>
-        RethrowIfAny(AppendFlushingToRing(_putBuffer, ref _hot.PutCount, ref _hot.Stats, pages, out _));
+        FirstException.ThrowIfNotNull(AppendFlushingToRing(_putBuffer, ref _hot.PutCount, ref _hot.Stats, pages, out _));
 
     /// <summary>
     /// Owner of <paramref name="items"/> only (a per-CPU cache or the consumer's put buffer): appends
@@ -252,7 +252,7 @@ public sealed unsafe partial class PagePool
     /// </summary>
     private Exception? AppendFlushingToRing(Span<nint> items, ref int count, ref PoolCounters stats, ReadOnlySpan<nint> pages, out bool flushed)
     {
-        Exception? failed = null;
+        FirstException failed = default;
         flushed = false;
         while (!pages.IsEmpty)
         {
@@ -271,11 +271,11 @@ public sealed unsafe partial class PagePool
                 }
                 catch (Exception e)
                 {
-                    failed ??= e;
+                    failed.Keep(e);
                 }
             }
         }
-        return failed;
+        return failed.Value;
     }
 
     /// <summary><see cref="PutPages(ReadOnlySpan{NetMemRef})"/> with every check: all pages first, then each put.</summary>
@@ -285,7 +285,7 @@ public sealed unsafe partial class PagePool
         foreach (NetMemRef page in pages)
             CheckOwned(page);
         Span<nint> recyclable = stackalloc nint[PerCpuCache.Capacity];
-        Exception? failed = null;
+        FirstException failed = default;
         while (!pages.IsEmpty)
         {
             int n = 0;
@@ -310,7 +310,7 @@ public sealed unsafe partial class PagePool
                 catch (Exception e)
                 {
                     // That page was released (or is stuck in flight if its release threw); the batch goes on.
-                    failed ??= e;
+                    failed.Keep(e);
                     continue;
                 }
                 if (recycle)
@@ -330,7 +330,7 @@ public sealed unsafe partial class PagePool
                     }
                     catch (Exception e)
                     {
-                        failed ??= e;
+                        failed.Keep(e);
                     }
                 }
             }
@@ -342,11 +342,11 @@ public sealed unsafe partial class PagePool
                 }
                 catch (Exception e)
                 {
-                    failed ??= e;
+                    failed.Keep(e);
                 }
             }
         }
-        RethrowIfAny(failed);
+        failed.ThrowIfAny();
     }
 
     /// <summary><see cref="PutPages(ReadOnlySpan{NetMemRef})"/> for raw addresses, each anywhere inside its page.</summary>

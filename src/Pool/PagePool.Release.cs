@@ -307,7 +307,7 @@ public sealed unsafe partial class PagePool
     private void AfterSection(Exception? failed)
     {
         DrainIfDisposedSince();
-        RethrowIfAny(failed);
+        FirstException.ThrowIfNotNull(failed);
     }
 
     /// <summary>
@@ -410,9 +410,9 @@ public sealed unsafe partial class PagePool
     /// </summary>
     private void ReturnPages(ReadOnlySpan<nint> pages)
     {
-        Exception? first = null;
+        FirstException first = default;
         ReleaseEach(pages, ref first);
-        RethrowIfAny(first);
+        first.ThrowIfAny();
     }
 
     /// <summary>
@@ -421,7 +421,7 @@ public sealed unsafe partial class PagePool
     /// flight, not still in the cache; the pages are copied out first, so a callback that runs during a release (an
     /// unmap that calls Trim or recycles) cannot change what is being released.
     /// </summary>
-    private void ReleaseCache(Span<nint> items, ref int count, ref Exception? first)
+    private void ReleaseCache(Span<nint> items, ref int count, ref FirstException first)
     {
         Debug.Assert((uint)count <= (uint)items.Length && count <= AllocCacheSize, "cache count out of range");
         Span<nint> pages = stackalloc nint[AllocCacheSize];
@@ -432,7 +432,7 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary><see cref="ReleaseCache"/> for the consumer's alloc cache.</summary>
-    private void ReleaseAllocCache(ref Exception? first)
+    private void ReleaseAllocCache(ref FirstException first)
     {
         Span<nint> pages = stackalloc nint[AllocCacheSize];
         pages = pages[..CacheCount];
@@ -441,18 +441,11 @@ public sealed unsafe partial class PagePool
         ReleaseEach(pages, ref first);
     }
 
-    /// <summary>Rethrows, with its original stack, the first exception a batch kept while it went on; nothing when none.</summary>
-    private static void RethrowIfAny(Exception? first)
-    {
-        if (first != null)
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
-    }
-
     /// <summary>
     /// Releases every page of <paramref name="pages"/> and returns how many were released; the first exception a
     /// release threw is left in <paramref name="first"/> (unless it already holds one) and that page stays in flight.
     /// </summary>
-    private int ReleaseEach(ReadOnlySpan<nint> pages, ref Exception? first)
+    private int ReleaseEach(ReadOnlySpan<nint> pages, ref FirstException first)
     {
         int released = 0;
         foreach (nint p in pages)
@@ -468,7 +461,7 @@ public sealed unsafe partial class PagePool
             {
                 // The page stays in flight, unreferenced, as it was before the claim.
                 ((NetMem*)p)->PpRefCount = 0;
-                first ??= e;
+                first.Keep(e);
             }
         }
         return released;

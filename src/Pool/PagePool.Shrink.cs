@@ -122,7 +122,7 @@ public sealed unsafe partial class PagePool
 
         // Every page is released even when one release throws (a DMA mapper's unmap); that one stays in flight and
         // is not counted as trimmed.
-        Exception? failed = null;
+        FirstException failed = default;
         long released = ReleaseEach(toRelease, ref failed);
         Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread
         // The kept pages go back whatever happened above.
@@ -141,7 +141,7 @@ public sealed unsafe partial class PagePool
         ReleaseEach(CollectionsMarshal.AsSpan(refused), ref failed);
         // A Dispose that ran while we held pages would have missed them.
         DrainIfDisposedSince();
-        RethrowIfAny(failed);
+        failed.ThrowIfAny();
         return released;
     }
 
@@ -156,10 +156,10 @@ public sealed unsafe partial class PagePool
         // released page in them; a page whose release threw stays in flight and is not counted as trimmed.
         Span<nint> trimmed = stackalloc nint[PerCpuCache.Capacity + AllocCacheSize];
         trimmed = TakeConsumerCachedAbove(_consumerKeep, trimmed);
-        Exception? failed = null;
+        FirstException failed = default;
         int released = ReleaseEach(trimmed, ref failed);
         Interlocked.Add(ref _trimmed, released); // Interlocked: read by GetStats on any thread
-        RethrowIfAny(failed);
+        failed.ThrowIfAny();
     }
 
     /// <summary>

@@ -27,7 +27,7 @@ namespace UnmanagedPool;
 // Owners: the front (this file) holds the shared fields, the constructor and the public dispatch; the consumer's
 // alloc cache (PagePool.AllocCache.cs, PagePool.Alloc.cs), the provider slow path (PagePool.Refill.cs), the
 // per-CPU cache set (Internal/PerCpuCacheSet.cs, Internal/PerCpuCache.cs, PagePool.PerCpu.cs), puts
-// (PagePool.Put.cs), recycle and release (PagePool.Release.cs), the lifecycle alive -> destroying -> freed
+// (PagePool.Put.cs), recycle and release (PagePool.Release.cs), the lifecycle alive -> destroying -> drained -> freed
 // (PagePool.Lifecycle.cs), fragments (PagePool.Frag.cs), the trimmer (PagePool.Shrink.cs), and debug checks
 // (PagePool.Debug.cs) each own their part.
 
@@ -396,7 +396,7 @@ public sealed unsafe partial class PagePool : IDisposable
         Volatile.Write(ref _nid, nid);
         // Each step runs even when a release in an earlier one throws (a DMA mapper's unmap): that page stays in
         // flight, every other page is released or in the ring, and the first exception is rethrown at the end.
-        Exception? failed = null;
+        FirstException failed = default;
         ReleaseAllocCache(ref failed);
         try
         {
@@ -404,7 +404,7 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         catch (Exception e)
         {
-            failed ??= e;
+            failed.Keep(e);
         }
         try
         {
@@ -412,9 +412,9 @@ public sealed unsafe partial class PagePool : IDisposable
         }
         catch (Exception e)
         {
-            failed ??= e;
+            failed.Keep(e);
         }
-        RethrowIfAny(failed);
+        failed.ThrowIfAny();
     }
 
     /// <summary>
@@ -440,7 +440,6 @@ public sealed unsafe partial class PagePool : IDisposable
 
     // ---- hooks implemented by the debug/hardening part of the pool ----
     partial void OnCreated();
-    partial void OnDestroying();
     partial void OnFreed();
     private partial void DebugOnAlloc(NetMem* d);
     private partial void DebugOnPut(NetMem* d);

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using System.Runtime.ExceptionServices;
 
 namespace UnmanagedPool.Internal;
 
@@ -88,7 +87,7 @@ internal sealed class PerCpuCacheSet
         PutterState?[] revoked = _revoked;
         bool[] taken = _taken;
         bool complete = true;
-        Exception? failed = null;
+        FirstException failed = default;
         try
         {
             bool anyRevoked = false;
@@ -135,7 +134,7 @@ internal sealed class PerCpuCacheSet
                 }
                 catch (Exception e)
                 {
-                    failed ??= e;
+                    failed.Keep(e);
                 }
             }
         }
@@ -152,8 +151,7 @@ internal sealed class PerCpuCacheSet
             }
             _drainLock.Exit();
         }
-        if (failed != null)
-            ExceptionDispatchInfo.Throw(failed);
+        failed.ThrowIfAny();
         return complete;
     }
 
