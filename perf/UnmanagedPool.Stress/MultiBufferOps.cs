@@ -28,15 +28,7 @@ internal sealed unsafe partial class StressWorker
         int got = 0;
         for (int i = 0; i < n; i++)
         {
-            long t0 = Stopwatch.GetTimestamp();
-            NetMemRef page = pool.AllocDirect();
-            Stress.Latency.Record(Latency[(int)LatencyKind.Alloc], Stopwatch.GetTimestamp() - t0);
-            if (page.IsNull)
-            {
-                AllocFailed();
-                break;
-            }
-            if (!Take(page, pool, _index, out HeldPage h))
+            if (!TryAllocDirectAndTake(pool, out HeldPage h))
                 break;
             _multiBufferPages[got++] = h;
         }

@@ -22,18 +22,11 @@ internal sealed unsafe partial class StressWorker
             return;
         }
         IStressPool pool = Pool;
-        long t0 = Stopwatch.GetTimestamp();
-        NetMemRef page = pool.AllocDirect();
-        Stress.Latency.Record(Latency[(int)LatencyKind.Alloc], Stopwatch.GetTimestamp() - t0);
-        if (page.IsNull)
-        {
-            AllocFailed();
-            return;
-        }
         // The whole page passes the double hand-out check and its cookie check now; from here on each piece carries
         // its own cookie, as a fragment does (the bitmap knows pages, not pieces).
-        if (!Take(page, pool, _index, out HeldPage whole))
+        if (!TryAllocDirectAndTake(pool, out HeldPage whole))
             return;
+        NetMemRef page = whole.Page;
         CheckBeforeReturn(whole);
         UsedFragments = true;
 
@@ -53,7 +46,7 @@ internal sealed unsafe partial class StressWorker
             _splitPieces[k] = new HeldPage { Page = page, Cookie = cookie, Pool = pool, PoolIndex = -1, FragOffset = offset, FragSize = size };
         }
         // The page is used up: the driver drops the references it still holds (the bias less the pieces out).
-        t0 = Stopwatch.GetTimestamp();
+        long t0 = Stopwatch.GetTimestamp();
         pool.ReleaseSplitPage(page, SplitBias - handedOut);
         Stress.Latency.Record(Latency[(int)LatencyKind.Put], Stopwatch.GetTimestamp() - t0);
         // The pieces go on as fragments: held here and put later, or sent to another worker, which puts them.

@@ -415,23 +415,33 @@ internal sealed unsafe partial class StressWorker
         Give(h, allowDirect: (_random.Next() & 1) != 0);
     }
 
-    /// <summary>direct: the consumer handle's fast path, alloc then recycle_direct.</summary>
-    private void DoDirect()
+    /// <summary>
+    /// One timed allocation on the consumer handle, then <see cref="Take"/> of the page for this worker's main pool.
+    /// False when the allocation failed (counted) or the page failed its hand-out checks (a violation recorded).
+    /// </summary>
+    private bool TryAllocDirectAndTake(IStressPool pool, out HeldPage held)
     {
-        IStressPool pool = Pool;
         long t0 = Stopwatch.GetTimestamp();
         NetMemRef page = pool.AllocDirect();
         Stress.Latency.Record(Latency[(int)LatencyKind.Alloc], Stopwatch.GetTimestamp() - t0);
         if (page.IsNull)
         {
             AllocFailed();
-            return;
+            held = default;
+            return false;
         }
-        if (!Take(page, pool, _index, out HeldPage h))
+        return Take(page, pool, _index, out held);
+    }
+
+    /// <summary>direct: the consumer handle's fast path, alloc then recycle_direct.</summary>
+    private void DoDirect()
+    {
+        IStressPool pool = Pool;
+        if (!TryAllocDirectAndTake(pool, out HeldPage h))
             return;
         CheckBeforeReturn(h);
-        t0 = Stopwatch.GetTimestamp();
-        pool.RecycleDirect(page);
+        long t0 = Stopwatch.GetTimestamp();
+        pool.RecycleDirect(h.Page);
         Stress.Latency.Record(Latency[(int)LatencyKind.Put], Stopwatch.GetTimestamp() - t0);
     }
 

@@ -65,18 +65,7 @@ public class BulkAllocDisposeRaceTests
     [Fact]
     public void AllocPages_on_the_consumer_that_a_callback_disposes_part_way_returns_the_pages_it_filled()
     {
-        PagePool? pool = null;
-        int setUp = 0;
-        pool = new PagePool(new PagePoolOptions
-        {
-            PoolSize = 256,
-            // The second bulk from the provider disposes the pool while it is being set up.
-            InitCallback = (_, _) =>
-            {
-                if (++setUp == PagePool.AllocCacheRefill + 5)
-                    pool!.Dispose();
-            },
-        });
+        PagePool pool = PoolDisposedInSecondBulk();
         PagePoolConsumer consumer = pool.BindConsumer();
         var pages = new NetMemRef[3 * PagePool.AllocCacheRefill];
         int got = consumer.AllocPages(pages);
@@ -89,6 +78,18 @@ public class BulkAllocDisposeRaceTests
     [Fact]
     public void AllocPages_on_the_consumer_thread_through_the_pool_that_a_callback_disposes_part_way_returns_the_pages_it_filled()
     {
+        PagePool pool = PoolDisposedInSecondBulk();
+        var pages = new NetMemRef[3 * PagePool.AllocCacheRefill];
+        int got = pool.AllocPages(pages);
+        Assert.Equal(PagePool.AllocCacheRefill, got);
+        for (int i = 0; i < got; i++)
+            pool.PutPage(pages[i]);
+        Assert.True(pool.IsFreed, $"in flight {pool.InFlight}");
+    }
+
+    /// <summary>A pool whose second bulk from the provider disposes it while the bulk is being set up (its init callback).</summary>
+    private static PagePool PoolDisposedInSecondBulk()
+    {
         PagePool? pool = null;
         int setUp = 0;
         pool = new PagePool(new PagePoolOptions
@@ -100,12 +101,7 @@ public class BulkAllocDisposeRaceTests
                     pool!.Dispose();
             },
         });
-        var pages = new NetMemRef[3 * PagePool.AllocCacheRefill];
-        int got = pool.AllocPages(pages);
-        Assert.Equal(PagePool.AllocCacheRefill, got);
-        for (int i = 0; i < got; i++)
-            pool.PutPage(pages[i]);
-        Assert.True(pool.IsFreed, $"in flight {pool.InFlight}");
+        return pool;
     }
 }
 
