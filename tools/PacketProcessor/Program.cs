@@ -33,6 +33,10 @@ public static class Program
         };
         xdpMode.AcceptOnlyFromAmong("auto", "copy", "zerocopy", "generic");
         var xdpRing = new Option<int>("--xdp-ring") { Description = "afxdp: entries in each socket's fill, completion, RX and TX rings (a power of two).", DefaultValueFactory = _ => 2048 };
+        var busyPoll = new Option<int>("--busy-poll")
+        {
+            Description = "afpacket, afxdp: microseconds a queue keeps polling an empty ring before it sleeps in poll(2) (net.core.busy_poll); 0 sleeps at once.",
+        };
         var iface = new Option<string?>("--interface", "-i") { Description = "Interface for --driver afpacket or afxdp (e.g. veth0)." };
         var queues = new Option<int>("--queues", "-q") { Description = "RX queues, one thread and one pool each.", DefaultValueFactory = _ => 1 };
         var program = new Option<string>("--program", "-p")
@@ -76,7 +80,7 @@ public static class Program
             "A user-space packet processor on UnmanagedPool: NAPI-style RX queues, each refilled from its own PagePool, running an XDP-style program on every frame.\n" +
             "Exit codes: 0 done; 1 the interface does not exist; 2 usage or value error; 3 AF_PACKET needs root or CAP_NET_RAW; 4 another system error opening the driver; 5 buffers were not given back; 6 the interface has no XDP (or no zero-copy); 7 no such queue on the interface; 8 the interface or queue is busy.")
         {
-            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, rxBuffer, dmaMap, mtu, json, quiet, xdpMode, xdpRing,
+            driver, iface, queues, program, port, duration, size, mix, malformed, pool, ring, xdpFrames, rxBuffer, dmaMap, mtu, json, quiet, xdpMode, xdpRing, busyPoll,
         };
         root.Validators.Add(r =>
         {
@@ -100,6 +104,7 @@ public static class Program
                 Driver = r.GetValue(driver) switch { "afpacket" => DriverKind.AfPacket, "afxdp" => DriverKind.AfXdp, _ => DriverKind.Synthetic },
                 XdpMode = r.GetValue(xdpMode) switch { "copy" => AfXdpMode.Copy, "zerocopy" => AfXdpMode.ZeroCopy, "generic" => AfXdpMode.Generic, _ => AfXdpMode.Auto },
                 XdpRingSize = r.GetValue(xdpRing),
+                BusyPollMicroseconds = r.GetValue(busyPoll),
                 Interface = r.GetValue(iface),
                 Queues = r.GetValue(queues),
                 Program = kind,

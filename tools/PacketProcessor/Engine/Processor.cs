@@ -95,13 +95,14 @@ public sealed class Processor : IDisposable
         int p = _options.RxBuffer.PiecesPerPage();
         bool m = _options.DmaMap;
         int u = _options.Mtu ?? 0;
+        int b = _options.BusyPollMicroseconds;
         return _options.Program switch
         {
-            ProgramKind.Drop => new RxQueue<TOps, DropProgram>(i, n, ring, nic, new DropProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u },
-            ProgramKind.L2Fwd => new RxQueue<TOps, L2FwdProgram>(i, n, ring, nic, new L2FwdProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u },
-            ProgramKind.UdpFilter => new RxQueue<TOps, UdpFilterProgram>(i, n, ring, nic, new UdpFilterProgram(_options.Port)) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u },
-            ProgramKind.Redirect => new RxQueue<TOps, RedirectProgram>(i, n, ring, nic, new RedirectProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u },
-            ProgramKind.Count => new RxQueue<TOps, CountProgram>(i, n, ring, nic, new CountProgram(_options.Port)) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u },
+            ProgramKind.Drop => new RxQueue<TOps, DropProgram>(i, n, ring, nic, new DropProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
+            ProgramKind.L2Fwd => new RxQueue<TOps, L2FwdProgram>(i, n, ring, nic, new L2FwdProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
+            ProgramKind.UdpFilter => new RxQueue<TOps, UdpFilterProgram>(i, n, ring, nic, new UdpFilterProgram(_options.Port)) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
+            ProgramKind.Redirect => new RxQueue<TOps, RedirectProgram>(i, n, ring, nic, new RedirectProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
+            ProgramKind.Count => new RxQueue<TOps, CountProgram>(i, n, ring, nic, new CountProgram(_options.Port)) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
             _ => throw new ArgumentOutOfRangeException(nameof(_options.Program), _options.Program, "Unknown program."),
         };
     }

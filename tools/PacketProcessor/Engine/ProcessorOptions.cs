@@ -126,6 +126,16 @@ public sealed class ProcessorOptions
     /// </summary>
     public int XdpRingSize { get; set; } = 2048;
 
+    /// <summary>
+    /// afpacket and afxdp: microseconds a queue keeps polling an empty ring before it sleeps (the kernel's
+    /// <c>net.core.busy_poll</c>); 0, the default, sleeps at once. On a veth the wake-up of a sleeping receiver
+    /// runs on the sender's CPU, so busy polling a pinned receiver lets the sender go faster.
+    /// </summary>
+    public int BusyPollMicroseconds { get; set; }
+
+    /// <summary>Largest <see cref="BusyPollMicroseconds"/>: one second.</summary>
+    public const int MaxBusyPollMicroseconds = 1_000_000;
+
     /// <summary>Checks the combination; returns a message for the user, or null.</summary>
     public string? Validate()
     {
@@ -158,6 +168,8 @@ public sealed class ProcessorOptions
             if (!XdpFrames)
                 return "--mtu needs --xdp-frames true: a multi-buffer frame travels as an XdpFrame carrying its fragments.";
         }
+        if (BusyPollMicroseconds is < 0 or > MaxBusyPollMicroseconds)
+            return $"--busy-poll must be 0..{MaxBusyPollMicroseconds} microseconds (got {BusyPollMicroseconds}).";
         if (XdpRingSize < 64 || (XdpRingSize & (XdpRingSize - 1)) != 0 || XdpRingSize > 16384)
             return $"--xdp-ring must be a power of two in 64..16384 (got {XdpRingSize}).";
         return null;

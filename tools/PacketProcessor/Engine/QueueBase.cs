@@ -45,6 +45,13 @@ internal abstract class QueueBase
     /// </summary>
     public int Mtu { get; init; }
 
+    /// <summary>
+    /// Microseconds a queue on a real interface keeps polling an empty ring before it sleeps in <c>poll(2)</c>
+    /// (the kernel's <c>net.core.busy_poll</c>); 0 sleeps at once. A sleeping receiver is woken by the kernel on
+    /// the CPU that delivered the frame, which on a veth is the sender's.
+    /// </summary>
+    public int BusyPollMicroseconds { get; init; }
+
     /// <summary>Whether the queue's pool maps its pages for the device (and syncs each received frame for the CPU).</summary>
     public bool DmaMap { get; init; }
 
