@@ -6,7 +6,7 @@
 # usage: [SENDER=trafgen|c] [SENDERS=N] [PROGRAMS="drop count"] [PROCESSOR_ARGS="--xdp-ring 8192"] measure.sh [COUNT] [DRIVER...]
 #        (default 1000000, drivers afpacket afxdp; SENDERS sender processes on CPU 0, COUNT frames each)
 #        DRIVER "c" is the reference: xsk_receiver.c (a minimal AF_XDP receiver in C, copy mode, drop only;
-#        XSK_RING=N sets its fill and RX ring sizes);
+#        XSK_RING=N sets its fill and RX ring sizes, XSK_BUSY_POLL=US its busy polling as the processor's --busy-poll);
 #        DRIVER "none" sends with no receiver attached (the sender's own rate into the host's stack).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -52,7 +52,7 @@ for driver in $drivers; do
     if [ "$driver" = none ]; then
       sleep 600 &
     elif [ "$driver" = c ]; then
-      taskset -c 1 "$work/xsk_receiver" "$host" ${XSK_RING:-} >"$out" 2>&1 &
+      taskset -c 1 "$work/xsk_receiver" "$host" ${XSK_RING:-2048} ${XSK_BUSY_POLL:-0} >"$out" 2>&1 &
     else
       taskset -c 1 dotnet "$dll" --driver "$driver" -i "$host" -p "$program" --port 4791 -t 600s --json --quiet ${PROCESSOR_ARGS:-} >"$out" 2>/dev/null &
     fi

@@ -4,7 +4,9 @@
  * with a BPF link, registers a UMEM, keeps the fill ring full and drops (recycles) every frame it receives. It
  * stops on SIGTERM or SIGINT and prints the frames received and the AF_XDP statistics on one line.
  *
- * usage: xsk_receiver IFACE [RING]      (RING: fill and RX ring entries, default 2048)
+ * usage: xsk_receiver IFACE [RING [BUSY_POLL_US]]
+ *        RING: fill and RX ring entries, default 2048; BUSY_POLL_US: microseconds to keep polling an empty RX ring
+ *        before sleeping in poll(2), default 0 (sleep at once), as the processor's --busy-poll.
  * build: gcc -O2 -o xsk_receiver xsk_receiver.c
  */
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef AF_XDP
@@ -61,10 +64,11 @@ static void map_ring(int fd, struct xdp_ring_offset *off, uint32_t entries, size
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s IFACE [RING]\n", argv[0]);
+        fprintf(stderr, "usage: %s IFACE [RING [BUSY_POLL_US]]\n", argv[0]);
         return 2;
     }
     uint32_t ring = argc > 2 ? (uint32_t)atoi(argv[2]) : 2048;
+    long busy_poll_ns = argc > 3 ? atol(argv[3]) * 1000L : 0;
     int ifindex = if_nametoindex(argv[1]);
     if (!ifindex)
         die("if_nametoindex");
@@ -154,13 +158,25 @@ int main(int argc, char **argv)
     uint64_t received = 0;
     struct xdp_desc *rq = rx.desc;
     uint32_t rx_cons = 0, fill_prod = ring;
+    long idle_since = -1;
     while (!stop) {
         uint32_t avail = __atomic_load_n(rx.producer, __ATOMIC_ACQUIRE) - rx_cons;
         if (avail == 0) {
+            if (busy_poll_ns > 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                long now = ts.tv_sec * 1000000000L + ts.tv_nsec;
+                if (idle_since < 0)
+                    idle_since = now;
+                if (now - idle_since < busy_poll_ns)
+                    continue;
+            }
+            idle_since = -1;
             struct pollfd p = { .fd = fd, .events = POLLIN };
             poll(&p, 1, 100);
             continue;
         }
+        idle_since = -1;
         /* The fill ring has room for every frame taken from RX: together they never hold more than RING chunks. */
         for (uint32_t i = 0; i < avail; i++)
             fq[(fill_prod + i) & fill.mask] = rq[(rx_cons + i) & rx.mask].addr & ~(uint64_t)(FRAME - 1);
