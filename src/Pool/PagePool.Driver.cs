@@ -119,9 +119,6 @@ public sealed unsafe partial class PagePool
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void RecycleLastShared(NetMem* d, int dmaSyncSize) => RecycleDirectUnrefed(d, dmaSyncSize);
 
-    /// <summary><see cref="FragmentPage(NetMemRef, long)"/> for a raw address inside the page.</summary>
-    public void FragmentPage(byte* address, long nr) => FragmentPage(ResolveAddress(address), nr);
-
     // =====================================================================================================
     // page_pool_dma_sync_for_cpu
     // =====================================================================================================

@@ -101,15 +101,6 @@ public sealed unsafe partial class PagePool
             return AllocCore(ref _sharedFrag, size, aligned, out offset, out trueSize, consumer: false);
     }
 
-    /// <summary>The kernel's <c>page_pool_alloc_va</c>: <see cref="Alloc(int, out int)"/> as an address; null when memory is exhausted.</summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not in 1..<see cref="UsableSize"/>.</exception>
-    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
-    public byte* AllocVa(int size)
-    {
-        NetMemRef page = Alloc(size, out int offset);
-        return page.IsNull ? null : page.Address + offset;
-    }
-
     /// <summary>The kernel's <c>page_pool_free_va</c>: puts the page (or piece) that holds <paramref name="va"/>.</summary>
     /// <exception cref="InvalidOperationException">The address is in no live page, or see <see cref="PutPage(NetMemRef, int, bool)"/>.</exception>
     public void FreeVa(void* va, bool allowDirect = false) => PutPage(ResolveAddress((byte*)va), -1, allowDirect);

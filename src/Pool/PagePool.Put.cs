@@ -93,16 +93,8 @@ public sealed unsafe partial class PagePool
             RecycleUnrefed(s, d, dmaSyncSize);
     }
 
-    /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address anywhere inside the page.</summary>
-    /// <exception cref="InvalidOperationException">The address is in no live page of a region, or see the other overload.</exception>
-    public void PutPage(byte* address, int dmaSyncSize = -1, bool allowDirect = false) =>
-        PutPage(ResolveAddress(address), dmaSyncSize, allowDirect);
-
     /// <summary>The kernel's <c>page_pool_put_full_page</c>: <see cref="PutPage(NetMemRef, int, bool)"/> syncing <see cref="PagePoolOptions.MaxLen"/> bytes.</summary>
     public void PutFullPage(NetMemRef page, bool allowDirect = false) => PutPage(page, -1, allowDirect);
-
-    /// <summary><see cref="PutFullPage(NetMemRef, bool)"/> for a raw address.</summary>
-    public void PutFullPage(byte* address, bool allowDirect = false) => PutPage(ResolveAddress(address), -1, allowDirect);
 
     /// <summary>
     /// The kernel's <c>page_pool_recycle_direct</c>: <see cref="PutFullPage(NetMemRef, bool)"/> with direct
@@ -110,9 +102,6 @@ public sealed unsafe partial class PagePool
     /// check-free fast path, use the <see cref="PagePoolConsumer"/> handle.
     /// </summary>
     public void RecycleDirect(NetMemRef page) => PutPage(page, -1, allowDirect: true);
-
-    /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address (the kernel's netmem-or-page form).</summary>
-    public void RecycleDirect(byte* address) => PutPage(ResolveAddress(address), -1, allowDirect: true);
 
     /// <summary>
     /// The kernel's <c>page_pool_put_netmem_bulk</c>: puts many pages, recycling those whose last reference
@@ -428,9 +417,6 @@ public sealed unsafe partial class PagePool
         return d;
     }
 
-    /// <summary><see cref="UnrefPage(NetMemRef, long)"/> for a raw address inside the page.</summary>
-    public long UnrefPage(byte* address, long nr) => UnrefPage(ResolveAddress(address), nr);
-
     /// <summary>
     /// The kernel's <c>page_pool_release_page</c>/<c>page_pool_return_page</c>: takes a page the caller owns
     /// (its only pool reference) out of the pool for good: unmaps it, clears pp_magic and pp, and gives it back
@@ -446,9 +432,6 @@ public sealed unsafe partial class PagePool
         d->PpRefCount = 0;
         ReturnPage(d);
     }
-
-    /// <summary><see cref="ReleasePage(NetMemRef)"/> for a raw address.</summary>
-    public void ReleasePage(byte* address) => ReleasePage(ResolveAddress(address));
 
     /// <summary>Takes an extra pool reference on a page (the kernel's <c>page_pool_ref_netmem</c>).</summary>
     /// <exception cref="InvalidOperationException">Not this pool's page, or not currently referenced.</exception>

@@ -100,9 +100,6 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
         pool.ConsumerRecycleDirectSlow(page, dmaSyncSize);
     }
 
-    /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address inside the page.</summary>
-    public void RecycleDirect(byte* address) => RecycleDirect(Resolve(address));
-
     /// <summary>
     /// The kernel's <c>page_pool_put_page</c> in NAPI context: as <see cref="PagePool.PutPage(NetMemRef, int, bool)"/>
     /// with the consumer context already proven.
@@ -141,9 +138,6 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
         _pool.ConsumerPutUnrefed(page, dmaSyncSize, allowDirect);
     }
 
-    /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address inside the page.</summary>
-    public void PutPage(byte* address, int dmaSyncSize = -1, bool allowDirect = true) => PutPage(Resolve(address), dmaSyncSize, allowDirect);
-
     /// <summary>
     /// The kernel's <c>page_pool_alloc_frag</c> in NAPI context: a piece of <paramref name="size"/> bytes (rounded
     /// up to <see cref="PagePool.FragAlignment"/>) of the pool's fragment page, with no lock and no atomic operation.
@@ -165,13 +159,6 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     {
         Verify(_pool, _binding, ThreadId);
         return _pool.ConsumerAlloc(size, out offset, out trueSize);
-    }
-
-    /// <summary>The kernel's <c>page_pool_alloc_va</c> in NAPI context; null when memory is exhausted.</summary>
-    public byte* AllocVa(int size)
-    {
-        NetMemRef page = Alloc(size, out int offset, out _);
-        return page.IsNull ? null : page.Address + offset;
     }
 
     /// <summary>The kernel's <c>page_pool_free_va</c> in NAPI context: puts the page or piece holding <paramref name="va"/>.</summary>
