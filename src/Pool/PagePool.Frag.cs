@@ -111,8 +111,48 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>The kernel's <c>page_pool_free_va</c>: puts the page (or piece) that holds <paramref name="va"/>.</summary>
-    /// <exception cref="InvalidOperationException">The address is in no live page, or see <see cref="PutPage(NetMemRef, int, bool)"/>.</exception>
-    public void FreeVa(void* va, bool allowDirect = false) => PutPage(ResolveAddress((byte*)va), -1, allowDirect);
+    /// <remarks>In debug mode the piece holding the address is checked and marked put: see <see cref="PutPageAt"/>.</remarks>
+    /// <exception cref="InvalidOperationException">
+    /// The address is in no live page, or (debug mode) the piece holding it was already put, or see
+    /// <see cref="PutPage(NetMemRef, int, bool)"/>.
+    /// </exception>
+    public void FreeVa(void* va, bool allowDirect = false) => PutPageAt((byte*)va, -1, allowDirect);
+
+    /// <summary>
+    /// A put that names a piece by an address inside it (the address forms of <c>PutPage</c>, <c>PutFullPage</c>,
+    /// <c>RecycleDirect</c> and <see cref="FreeVa"/>): <see cref="PutPage(NetMemRef, int, bool)"/> of the page
+    /// holding <paramref name="address"/>. In debug mode the piece is checked first: it must be live (cut and not
+    /// yet put by address), and it is marked put, so a second put of the same piece throws
+    /// <see cref="InvalidOperationException"/> naming the page and the piece's offset and changes nothing, from any
+    /// thread. A put by <see cref="NetMemRef"/> names the page alone and is not checked this way.
+    /// </summary>
+    /// <remarks>
+    /// Without debug mode a put names a page, never a piece, as in the kernel: piece A put twice while piece B of the
+    /// same page is live leaves the count that A and B put once each leave, so the pool takes the page back and cuts
+    /// new pieces over B. The count cannot show that surplus; only a put beyond every piece handed out can be seen.
+    /// </remarks>
+    internal void PutPageAt(byte* address, int dmaSyncSize, bool allowDirect) =>
+        PutPieceAt(ResolveAddress(address), address, dmaSyncSize, allowDirect);
+
+    /// <summary><see cref="PutPageAt"/> once the page holding <paramref name="address"/> is known (a packet's fragment).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void PutPieceAt(NetMemRef page, byte* address, int dmaSyncSize, bool allowDirect)
+    {
+        if (_debug)
+            DebugPutPiece(page, address, dmaSyncSize, allowDirect, default);
+        else
+            PutPage(page, dmaSyncSize, allowDirect);
+    }
+
+    /// <summary><see cref="PutPageAt"/> through the consumer handle (its address puts): the handle's put, with debug mode's piece check.</summary>
+    internal void ConsumerPutAt(PagePoolConsumer handle, byte* address, int dmaSyncSize, bool allowDirect)
+    {
+        NetMemRef page = ResolveAddress(address);
+        if (_debug)
+            DebugPutPiece(page, address, dmaSyncSize, allowDirect, handle);
+        else
+            handle.PutPage(page, dmaSyncSize, allowDirect);
+    }
 
     // =====================================================================================================
     // Core (consumer state with consumer: true; shared state under _fragLock otherwise)

@@ -96,13 +96,13 @@ public sealed unsafe partial class PagePool
     /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address anywhere inside the page.</summary>
     /// <exception cref="InvalidOperationException">The address is in no live page of a region, or see the other overload.</exception>
     public void PutPage(byte* address, int dmaSyncSize = -1, bool allowDirect = false) =>
-        PutPage(ResolveAddress(address), dmaSyncSize, allowDirect);
+        PutPageAt(address, dmaSyncSize, allowDirect);
 
     /// <summary>The kernel's <c>page_pool_put_full_page</c>: <see cref="PutPage(NetMemRef, int, bool)"/> syncing <see cref="PagePoolOptions.MaxLen"/> bytes.</summary>
     public void PutFullPage(NetMemRef page, bool allowDirect = false) => PutPage(page, -1, allowDirect);
 
     /// <summary><see cref="PutFullPage(NetMemRef, bool)"/> for a raw address.</summary>
-    public void PutFullPage(byte* address, bool allowDirect = false) => PutPage(ResolveAddress(address), -1, allowDirect);
+    public void PutFullPage(byte* address, bool allowDirect = false) => PutPageAt(address, -1, allowDirect);
 
     /// <summary>
     /// The kernel's <c>page_pool_recycle_direct</c>: <see cref="PutFullPage(NetMemRef, bool)"/> with direct
@@ -112,7 +112,7 @@ public sealed unsafe partial class PagePool
     public void RecycleDirect(NetMemRef page) => PutPage(page, -1, allowDirect: true);
 
     /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address (the kernel's netmem-or-page form).</summary>
-    public void RecycleDirect(byte* address) => PutPage(ResolveAddress(address), -1, allowDirect: true);
+    public void RecycleDirect(byte* address) => PutPageAt(address, -1, allowDirect: true);
 
     /// <summary>
     /// The kernel's <c>page_pool_put_netmem_bulk</c>: puts many pages, recycling those whose last reference
@@ -457,5 +457,7 @@ public sealed unsafe partial class PagePool
         NetMem* d = CheckOwned(page);
         // Interlocked: other holders may drop references concurrently.
         Interlocked.Increment(ref d->PpRefCount);
+        if (_debug)
+            DebugOnRef(d);
     }
 }

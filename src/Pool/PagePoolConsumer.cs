@@ -101,7 +101,7 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     }
 
     /// <summary><see cref="RecycleDirect(NetMemRef)"/> for a raw address inside the page.</summary>
-    public void RecycleDirect(byte* address) => RecycleDirect(Resolve(address));
+    public void RecycleDirect(byte* address) => _pool.ConsumerPutAt(this, address, -1, allowDirect: true);
 
     /// <summary>
     /// The kernel's <c>page_pool_put_page</c> in NAPI context: as <see cref="PagePool.PutPage(NetMemRef, int, bool)"/>
@@ -142,7 +142,7 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     }
 
     /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address inside the page.</summary>
-    public void PutPage(byte* address, int dmaSyncSize = -1, bool allowDirect = true) => PutPage(Resolve(address), dmaSyncSize, allowDirect);
+    public void PutPage(byte* address, int dmaSyncSize = -1, bool allowDirect = true) => _pool.ConsumerPutAt(this, address, dmaSyncSize, allowDirect);
 
     /// <summary>
     /// The kernel's <c>page_pool_alloc_frag</c> in NAPI context: a piece of <paramref name="size"/> bytes (rounded
@@ -175,15 +175,7 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     }
 
     /// <summary>The kernel's <c>page_pool_free_va</c> in NAPI context: puts the page or piece holding <paramref name="va"/>.</summary>
-    public void FreeVa(void* va, bool allowDirect = true) => PutPage(Resolve((byte*)va), -1, allowDirect);
-
-    private static NetMemRef Resolve(byte* address)
-    {
-        NetMemRef page = NetMemRef.FromAddress(address);
-        if (page.IsNull)
-            PoolThrowHelper.ThrowForeignAddress(address);
-        return page;
-    }
+    public void FreeVa(void* va, bool allowDirect = true) => _pool.ConsumerPutAt(this, (byte*)va, -1, allowDirect);
 
     /// <summary>
     /// In debug mode, and while the pool has no consumer (<see cref="PagePool.UnbindConsumer"/>): throws unless the
