@@ -52,6 +52,12 @@ public sealed unsafe partial class PagePool
     /// On the consumer thread the pool's fragment page is cut with no lock and no atomic operation. Any other
     /// thread cuts a second, shared fragment page under a lock, so the method is safe from every thread; the
     /// <see cref="PagePoolConsumer"/> handle's method is the fast one.
+    /// <para>
+    /// A put names the page, not the piece: one piece put twice while another piece of the page is live leaves the
+    /// count the two pieces put once each would leave, and the page is cut again over the live piece. Debug mode
+    /// refuses that second put when it names the piece by its address (<see cref="FreeVa"/>, the address puts,
+    /// <see cref="Packet.Free"/>); see <see cref="PutPageAt"/>.
+    /// </para>
     /// </remarks>
     /// <returns>The page, or <see cref="NetMemRef.Null"/> when memory is exhausted.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not in 1..<see cref="UsableSize"/>.</exception>
@@ -246,7 +252,8 @@ public sealed unsafe partial class PagePool
     private NetMemRef AllocFragSlow(ref FragCutter f, int aligned, out int offset, bool consumer)
     {
         NetMem* d = DrainFrag(ref f);
-        if (d != null)
+        bool drained = d != null;
+        if (drained)
         {
             // Every piece came back: reuse the page at once (the kernel counts a cached recycle and a fast alloc).
             if (consumer)
@@ -274,7 +281,7 @@ public sealed unsafe partial class PagePool
             d = fresh.Descriptor;
         }
         // BiasMax references held by the pool, one user.
-        f.Start(d, _offset, aligned);
+        f.Start(d, _offset, aligned, drained);
         offset = _offset;
         return new NetMemRef(d);
     }

@@ -100,12 +100,23 @@ internal unsafe struct FragCutter
         Interlocked.CompareExchange(ref d->PpRefCount, BiasMax, allBack) == allBack;
 
     /// <summary>
-    /// Starts cutting <paramref name="d"/> (a fresh page, or one <see cref="Drain"/> found with every piece back): the
-    /// pool's bias, one user, the first piece of <paramref name="aligned"/> bytes at <paramref name="start"/>.
+    /// Starts cutting <paramref name="d"/>: the pool's bias, one user, the first piece of <paramref name="aligned"/>
+    /// bytes at <paramref name="start"/>. <paramref name="drained"/>: the page is one <see cref="Drain"/> took back
+    /// with a count of 0, not a fresh page the caller holds alone.
     /// </summary>
-    public void Start(NetMem* d, int start, int aligned)
+    public void Start(NetMem* d, int start, int aligned, bool drained)
     {
-        d->PpRefCount = BiasMax;
+        if (drained)
+        {
+            // Interlocked: a surplus put of a piece may land on the drained page right now; it takes the count below
+            // 0, finds the double put and restores its reference. Adding the bias keeps that round trip, where a
+            // plain store of BiasMax could overwrite its first half and leave the count one too high.
+            Interlocked.Add(ref d->PpRefCount, BiasMax);
+        }
+        else
+        {
+            d->PpRefCount = BiasMax;
+        }
         _users = 1;
         _offset = start + aligned;
         // Volatile: publishes the page after its count and users, for putters checking against it.
