@@ -233,8 +233,7 @@ public sealed unsafe partial class PagePool
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private NetMemRef AllocFragCore(ref FragCutter f, int aligned, out int offset, bool consumer)
     {
-        NetMem* d = f.TryCut(aligned, BufferSize, out offset);
-        if (d != null)
+        if (f.TryCut(aligned, BufferSize, out NetMem* d, out offset))
             return new NetMemRef(d);
         // The consumer re-cuts a page whose every piece is back in place (drain + recycle + fresh bias in one
         // step), unless a checked recycle is needed (debug, DMA sync, disposed: limit 0).

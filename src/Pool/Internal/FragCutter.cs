@@ -46,23 +46,31 @@ internal unsafe struct FragCutter
 
     /// <summary>
     /// The fast path: a piece of <paramref name="aligned"/> bytes from the current page when it fits below
-    /// <paramref name="end"/>; null when there is no page or no room.
+    /// <paramref name="end"/>, at <paramref name="offset"/> in <paramref name="page"/>; false when there is no page
+    /// or no room.
     /// </summary>
+    /// <remarks>
+    /// A bool, not a null page: the inlined caller then branches once on the fit test (a returned pointer cost one more
+    /// null test per piece in the JIT's output of FragBenchmarks).
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public NetMem* TryCut(int aligned, int end, out int offset)
+    public bool TryCut(int aligned, int end, out NetMem* page, out int offset)
     {
         NetMem* d = (NetMem*)_page;
         int off = _offset;
-        offset = off;
         if (d != null && off + aligned <= end)
         {
             // Plain write: the users count is owned by this context; a putter on another thread reads it only to
             // check its own put, and it got its piece after this write was made (see OverReleased).
             _users++;
             _offset = off + aligned;
-            return d;
+            page = d;
+            offset = off;
+            return true;
         }
-        return null;
+        page = null;
+        offset = 0;
+        return false;
     }
 
     /// <summary>
