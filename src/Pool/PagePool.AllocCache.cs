@@ -39,7 +39,7 @@ public sealed unsafe partial class PagePool
         /// <summary>Pages taken out of the alloc cache by everything but the alloc fast path.</summary>
         [FieldOffset(88)] public long CacheOut;
         [FieldOffset(96)] public PoolCounters Stats;
-        [FieldOffset(192)] public FragState Frag;
+        [FieldOffset(192)] public FragCutter Frag;
     }
 
     // The fast paths keep no counter of their own: alloc moves only the count and recycle adds CacheWordRecycle,

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Text;
 using UnmanagedPool.Internal;
@@ -171,6 +172,49 @@ public sealed unsafe partial class PagePool
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void DebugCheckFragCookies(NetMem* d) => DebugData.Cookies.Verify(new NetMemRef(d).Address);
+
+    /// <summary>
+    /// Debug mode: a put that names a piece by its address (<see cref="PutPageAt"/>, <see cref="FreeVa"/>, the
+    /// consumer handle's address puts, <see cref="Packet.Free"/>). Before the put changes anything the armed piece
+    /// holding <paramref name="address"/> must be live: it is marked put (its head cookie turns to "freed"), and a
+    /// second put of it throws naming the page and the piece's offset, with every count as it was. A put whose
+    /// address is in no armed piece (a whole page, a piece too large for cookies) is a page-level put, unchecked
+    /// here. The put itself is then the usual one, on <paramref name="handle"/> when it is this pool's.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void DebugPutPiece(NetMemRef page, byte* address, int dmaSyncSize, bool allowDirect, PagePoolConsumer handle)
+    {
+        // The page's own checks first (a freed pool, a foreign page, a count of 0, a broken cookie): the ledger and
+        // the cookies are read only on a live page of this pool that the caller references.
+        CheckOwned(page);
+        PieceClaim claim = DebugData.Cookies.Claim(page.Address, address, out int offset, out _);
+        if (claim == PieceClaim.AlreadyPut)
+            ThrowPiecePutTwice(page, offset);
+        RaceHooks.At(RaceHooks.DebugPiecePut);
+        try
+        {
+            if (handle.Pool == this)
+                handle.PutPage(page, dmaSyncSize, allowDirect);
+            else
+                PutPage(page, dmaSyncSize, allowDirect);
+        }
+        catch when (claim != PieceClaim.NotAPiece)
+        {
+            // The put was refused (an over-release the count shows, a double put): the piece is live again. (A put
+            // that dropped its reference and then failed to recycle leaves the page released and forgotten here.)
+            DebugData.Cookies.Unclaim(page.Address, offset, claim);
+            throw;
+        }
+    }
+
+    /// <summary>Debug mode: one more reference on a page (<see cref="RefPage"/>) covers one more put of a piece already put.</summary>
+    private void DebugOnRef(NetMem* d) => DebugData.Cookies.AddShared(new NetMemRef(d).Address);
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowPiecePutTwice(NetMemRef page, int offset) =>
+        throw new InvalidOperationException(
+            $"Page 0x{(nint)page.Address:x}: the fragment at offset {offset} was already put (a surplus put of one piece; debug mode). Nothing was changed.");
 
     private partial void DebugOnRelease(NetMem* d)
     {

@@ -29,21 +29,10 @@ public sealed unsafe partial class PagePool
     // A count above this still carries the pool's frag bias (no page is ever referenced 2^61 times).
     private const long FragBiasFloor = BiasMax >> 1;
 
-    /// <summary>The pool's current fragment page: the kernel's frag_page, frag_offset, frag_users.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    internal struct FragState
-    {
-        public nint Page;       // NetMem* of the page pieces are cut from, 0 when none
-        public int Offset;      // next free byte in the page
-        public long Users;      // pieces handed out from this page: pp_ref_count == BiasMax - Users + pieces still out
-    }
-
-    // The consumer's fragment page lives in _hot.Frag (see ConsumerHot): consumer thread only, as the kernel
-    // keeps frag state in the pool for NAPI context. Plain writes; other threads read Page and Users only to
-    // check a put against them (see FragOverReleased).
-
-    // Threads other than the consumer share a second fragment page, cut under _fragLock.
-    private FragState _sharedFrag;
+    // The consumer's fragment cutter lives in _hot.Frag (see ConsumerHot): consumer thread only, as the kernel
+    // keeps frag state in the pool for NAPI context. Threads other than the consumer share a second cutter, under
+    // _fragLock. Each cutter writes its own fields (see FragCutter); this file chooses pages and counts.
+    private FragCutter _sharedFrag;
     private readonly Lock _fragLock = new();
 
     /// <summary>Bytes a fragment or a page from <see cref="Alloc(int, out int)"/> may hold: the buffer less <see cref="PagePoolOptions.Offset"/>.</summary>
@@ -63,6 +52,12 @@ public sealed unsafe partial class PagePool
     /// On the consumer thread the pool's fragment page is cut with no lock and no atomic operation. Any other
     /// thread cuts a second, shared fragment page under a lock, so the method is safe from every thread; the
     /// <see cref="PagePoolConsumer"/> handle's method is the fast one.
+    /// <para>
+    /// A put names the page, not the piece: one piece put twice while another piece of the page is live leaves the
+    /// count the two pieces put once each would leave, and the page is cut again over the live piece. Debug mode
+    /// refuses that second put when it names the piece by its address (<see cref="FreeVa"/>, the address puts,
+    /// <see cref="Packet.Free"/>); see <see cref="PutPageAt"/>.
+    /// </para>
     /// </remarks>
     /// <returns>The page, or <see cref="NetMemRef.Null"/> when memory is exhausted.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not in 1..<see cref="UsableSize"/>.</exception>
@@ -102,8 +97,48 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>The kernel's <c>page_pool_free_va</c>: puts the page (or piece) that holds <paramref name="va"/>.</summary>
-    /// <exception cref="InvalidOperationException">The address is in no live page, or see <see cref="PutPage(NetMemRef, int, bool)"/>.</exception>
-    public void FreeVa(void* va, bool allowDirect = false) => PutPage(ResolveAddress((byte*)va), -1, allowDirect);
+    /// <remarks>In debug mode the piece holding the address is checked and marked put: see <see cref="PutPageAt"/>.</remarks>
+    /// <exception cref="InvalidOperationException">
+    /// The address is in no live page, or (debug mode) the piece holding it was already put, or see
+    /// <see cref="PutPage(NetMemRef, int, bool)"/>.
+    /// </exception>
+    public void FreeVa(void* va, bool allowDirect = false) => PutPageAt((byte*)va, -1, allowDirect);
+
+    /// <summary>
+    /// A put that names a piece by an address inside it (the address forms of <c>PutPage</c>, <c>PutFullPage</c>,
+    /// <c>RecycleDirect</c> and <see cref="FreeVa"/>): <see cref="PutPage(NetMemRef, int, bool)"/> of the page
+    /// holding <paramref name="address"/>. In debug mode the piece is checked first: it must be live (cut and not
+    /// yet put by address), and it is marked put, so a second put of the same piece throws
+    /// <see cref="InvalidOperationException"/> naming the page and the piece's offset and changes nothing, from any
+    /// thread. A put by <see cref="NetMemRef"/> names the page alone and is not checked this way.
+    /// </summary>
+    /// <remarks>
+    /// Without debug mode a put names a page, never a piece, as in the kernel: piece A put twice while piece B of the
+    /// same page is live leaves the count that A and B put once each leave, so the pool takes the page back and cuts
+    /// new pieces over B. The count cannot show that surplus; only a put beyond every piece handed out can be seen.
+    /// </remarks>
+    internal void PutPageAt(byte* address, int dmaSyncSize, bool allowDirect) =>
+        PutPieceAt(ResolveAddress(address), address, dmaSyncSize, allowDirect);
+
+    /// <summary><see cref="PutPageAt"/> once the page holding <paramref name="address"/> is known (a packet's fragment).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void PutPieceAt(NetMemRef page, byte* address, int dmaSyncSize, bool allowDirect)
+    {
+        if (_debug)
+            DebugPutPiece(page, address, dmaSyncSize, allowDirect, default);
+        else
+            PutPage(page, dmaSyncSize, allowDirect);
+    }
+
+    /// <summary><see cref="PutPageAt"/> through the consumer handle (its address puts): the handle's put, with debug mode's piece check.</summary>
+    internal void ConsumerPutAt(PagePoolConsumer handle, byte* address, int dmaSyncSize, bool allowDirect)
+    {
+        NetMemRef page = ResolveAddress(address);
+        if (_debug)
+            DebugPutPiece(page, address, dmaSyncSize, allowDirect, handle);
+        else
+            handle.PutPage(page, dmaSyncSize, allowDirect);
+    }
 
     // =====================================================================================================
     // Core (consumer state with consumer: true; shared state under _fragLock otherwise)
@@ -128,7 +163,7 @@ public sealed unsafe partial class PagePool
     internal NetMemRef ConsumerAlloc(int size, out int offset, out int trueSize) =>
         AllocCore(ref _hot.Frag, size, AlignFragSize(size), out offset, out trueSize, consumer: true);
 
-    private NetMemRef AllocCore(ref FragState f, int size, int aligned, out int offset, out int trueSize, bool consumer)
+    private NetMemRef AllocCore(ref FragCutter f, int size, int aligned, out int offset, out int trueSize, bool consumer)
     {
         int usable = BufferSize - _offset;
         if (size * 2 > usable)
@@ -147,7 +182,7 @@ public sealed unsafe partial class PagePool
         {
             // Very likely no room for another piece: append the tail to this one so truesize is not underestimated.
             trueSize = max - offset;
-            f.Offset = max;
+            f.TakeRest(max);
         }
         return page;
     }
@@ -157,7 +192,7 @@ public sealed unsafe partial class PagePool
     /// with cookies, as DPDK's mempool debug does: see <see cref="AllocPieceDebug"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private NetMemRef AllocPiece(ref FragState f, int size, int aligned, out int offset, bool consumer) =>
+    private NetMemRef AllocPiece(ref FragCutter f, int size, int aligned, out int offset, bool consumer) =>
         _debug ? AllocPieceDebug(ref f, size, aligned, out offset, consumer) : AllocFragCore(ref f, aligned, out offset, consumer);
 
     /// <summary>
@@ -168,7 +203,7 @@ public sealed unsafe partial class PagePool
     /// piece too large for the guard line is handed out unarmed.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private NetMemRef AllocPieceDebug(ref FragState f, int size, int aligned, out int offset, bool consumer)
+    private NetMemRef AllocPieceDebug(ref FragCutter f, int size, int aligned, out int offset, bool consumer)
     {
         int slot = FragAlignment + ((size + FragmentCookies.CookieSize + FragAlignment - 1) & ~(FragAlignment - 1));
         if (slot > BufferSize - _offset)
@@ -185,29 +220,16 @@ public sealed unsafe partial class PagePool
         return page;
     }
 
-    /// <summary>The kernel's <c>page_pool_alloc_frag_netmem</c> on one frag state; <paramref name="aligned"/> is already validated.</summary>
+    /// <summary>The kernel's <c>page_pool_alloc_frag_netmem</c> on one cutter; <paramref name="aligned"/> is already validated.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private NetMemRef AllocFragCore(ref FragState f, int aligned, out int offset, bool consumer)
+    private NetMemRef AllocFragCore(ref FragCutter f, int aligned, out int offset, bool consumer)
     {
-        NetMem* d = (NetMem*)f.Page;
-        int off = f.Offset;
-        if (d != null && off + aligned <= BufferSize)
-        {
-            // Plain write: the users count is owned by this context; a putter on another thread reads it only to
-            // check its own put, and it got its piece after this write was made (see FragOverReleased).
-            f.Users++;
-            f.Offset = off + aligned;
-            offset = off;
+        if (f.TryCut(aligned, BufferSize, out NetMem* d, out offset))
             return new NetMemRef(d);
-        }
-        // Volatile: other threads' puts lower the count. Equal to BiasMax - users means every piece is back: the
-        // consumer re-cuts the page in place (drain + recycle + fresh bias in one step), unless a checked recycle
-        // is needed (debug, DMA sync, disposed: limit 0).
-        if (consumer && d != null && Volatile.Read(ref d->PpRefCount) == BiasMax - f.Users
-            && d->RefCount == 1 && _recycleLimit != 0 && TryRebias(d, BiasMax - f.Users))
+        // The consumer re-cuts a page whose every piece is back in place (drain + recycle + fresh bias in one
+        // step), unless a checked recycle is needed (debug, DMA sync, disposed: limit 0).
+        if (consumer && _recycleLimit != 0 && (d = f.TryRecut(aligned, _offset)) != null)
         {
-            f.Users = 1;
-            f.Offset = _offset + aligned;
             _hot.Stats.Cached++;
             _hot.Stats.Fast++;
             offset = _offset;
@@ -217,31 +239,28 @@ public sealed unsafe partial class PagePool
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private NetMemRef AllocFragSlow(ref FragState f, int aligned, out int offset, bool consumer)
+    private NetMemRef AllocFragSlow(ref FragCutter f, int aligned, out int offset, bool consumer)
     {
-        NetMem* d = (NetMem*)f.Page;
-        if (d != null)
+        NetMem* d = DrainFrag(ref f);
+        bool drained = d != null;
+        if (drained)
         {
-            d = DrainFrag(ref f, d);
-            if (d != null)
+            // Every piece came back: reuse the page at once (the kernel counts a cached recycle and a fast alloc).
+            if (consumer)
             {
-                // Every piece came back: reuse the page at once (the kernel counts a cached recycle and a fast alloc).
-                if (consumer)
-                {
-                    _hot.Stats.Cached++;
-                    _hot.Stats.Fast++;
-                }
-                else
-                {
-                    // Interlocked: _shared counters are incremented from any thread.
-                    Interlocked.Increment(ref _shared.Cached);
-                    Interlocked.Increment(ref _shared.Fast);
-                }
-                if (_debug)
-                    DebugOnAlloc(d);
+                _hot.Stats.Cached++;
+                _hot.Stats.Fast++;
             }
+            else
+            {
+                // Interlocked: _shared counters are incremented from any thread.
+                Interlocked.Increment(ref _shared.Cached);
+                Interlocked.Increment(ref _shared.Fast);
+            }
+            if (_debug)
+                DebugOnAlloc(d);
         }
-        if (d == null)
+        else
         {
             NetMemRef fresh = consumer ? ConsumerAlloc() : SharedAlloc();
             if (fresh.IsNull)
@@ -251,73 +270,26 @@ public sealed unsafe partial class PagePool
             }
             d = fresh.Descriptor;
         }
-        // Fresh frag page: BiasMax references held by the pool, one user.
-        d->PpRefCount = BiasMax;
-        f.Users = 1;
-        f.Offset = _offset + aligned;
-        // Volatile: publishes the page after its count and users, for putters checking against it.
-        Volatile.Write(ref f.Page, (nint)d);
+        // BiasMax references held by the pool, one user.
+        f.Start(d, _offset, aligned, drained);
         offset = _offset;
         return new NetMemRef(d);
     }
 
     /// <summary>
-    /// The kernel's <c>page_pool_drain_frag</c>: drops the pool's bias (BiasMax - users) from the current frag
-    /// page and detaches it. Returns the page when nobody holds a piece and it can be recycled; null otherwise
-    /// (the last piece's put recycles it, or it was released).
+    /// The kernel's <c>page_pool_drain_frag</c> on a cutter (<see cref="FragCutter.Drain"/>): returns the page when
+    /// nobody holds a piece and it can be recycled; null otherwise (there was none, the last piece's put recycles it,
+    /// or it was released).
     /// </summary>
-    private NetMem* DrainFrag(ref FragState f, NetMem* d)
+    private NetMem* DrainFrag(ref FragCutter f)
     {
-        long drain = BiasMax - f.Users;
-        // Volatile: the page leaves the frag state before its bias drops, so a putter that sees the dropped
-        // count also sees it detached (see FragOverReleased).
-        Volatile.Write(ref f.Page, 0);
-        long left;
-        // Volatile: putters on other threads decrement the count; equal means every piece came back. The move to 0
-        // is atomic all the same: a surplus put (a piece put twice) landing in between must not be overwritten,
-        // or the drain below could no longer see it.
-        bool allBack = false;
-        if (Volatile.Read(ref d->PpRefCount) == drain)
-        {
-            RaceHooks.At(RaceHooks.DrainFragAllBack);
-            // Interlocked: see above.
-            allBack = Interlocked.CompareExchange(ref d->PpRefCount, 0, drain) == drain;
-        }
-        if (allBack)
-        {
-            left = 0;
-        }
-        else
-        {
-            // Interlocked: pieces still out are being put concurrently; exactly one side sees zero.
-            left = Interlocked.Add(ref d->PpRefCount, -drain);
-            if (left < 0)
-            {
-                // More puts than pieces: the page's count is meaningless. Restore it and leave the page out of the
-                // pool's hands (it stays in flight) so no later user can get a page someone else still writes.
-                Interlocked.Add(ref d->PpRefCount, drain);
-                FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
-            }
-        }
-        if (left > 0)
-            return null;
-        if (!CanRecycle(d, -1))
-            return null;
-        return d;
+        NetMem* d = f.Drain();
+        return d != null && CanRecycle(d, -1) ? d : null;
     }
 
-    /// <summary>
-    /// Consumer thread only, once per re-cut of its fragment page (not per piece): sets a fresh bias on a page whose
-    /// count says every piece is back. Atomic, so that a surplus put (a piece put twice) that lands after the check
-    /// is not overwritten: the count then differs, the in-place re-cut is refused and the drain sees the surplus.
-    /// </summary>
-    private static bool TryRebias(NetMem* d, long allBack) =>
-        // Interlocked: other threads' puts may still lower the count (only a surplus one can, every piece being back).
-        Interlocked.CompareExchange(ref d->PpRefCount, BiasMax, allBack) == allBack;
-
     /// <summary>Fragment pages the pool is cutting from (0, 1 or 2), for <see cref="PagePoolStats.Pooled"/>.</summary>
-    // Volatile: the frag states belong to other contexts; a snapshot is all statistics need.
-    private int FragPagesHeld => (Volatile.Read(ref _hot.Frag.Page) != 0 ? 1 : 0) + (Volatile.Read(ref _sharedFrag.Page) != 0 ? 1 : 0);
+    // The cutters belong to other contexts; a published snapshot is all statistics need.
+    private int FragPagesHeld => (_hot.Frag.PublishedPage != 0 ? 1 : 0) + (_sharedFrag.PublishedPage != 0 ? 1 : 0);
 
     /// <summary>Consumer thread only: the page fragments are being cut from now (0 when none).</summary>
     internal nint ConsumerFragPage
@@ -342,31 +314,19 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>
-    /// Consumer thread only: a direct put of a piece of the consumer's current fragment page. Instead of an atomic
-    /// decrement of pp_ref_count it takes the piece back from the users count, which the drain subtracts from the
-    /// bias: <c>pp_ref_count - (BiasMax - users)</c>, the pieces still out, drops by one either way.
+    /// Consumer thread only: a direct put of a piece of the consumer's current fragment page, taken back from its
+    /// users count with no atomic (<see cref="FragCutter.PutOwn"/>).
     /// </summary>
     /// <exception cref="InvalidOperationException">More pieces put than handed out; nothing changes.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void ConsumerPutFrag(NetMem* d)
-    {
-        long users = _hot.Frag.Users - 1;
-        // Volatile: other threads' puts lower the count; a stale (higher) value only makes the check lenient.
-        if (BiasMax - Volatile.Read(ref d->PpRefCount) > users)
-            FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
-        _hot.Frag.Users = users;
-    }
+    internal void ConsumerPutFrag(NetMem* d) => _hot.Frag.PutOwn(d);
 
     /// <summary>
     /// Consumer thread only (or the consumer quiescent, as in <see cref="UnbindConsumer"/>): detaches the
     /// consumer's fragment page (<see cref="DrainFrag"/>). Returns the page when nobody holds a piece and it can be
     /// recycled; null when there was none or a piece is still out.
     /// </summary>
-    private NetMem* ConsumerDetachFrag()
-    {
-        NetMem* frag = (NetMem*)_hot.Frag.Page;
-        return frag == null ? null : DrainFrag(ref _hot.Frag, frag);
-    }
+    private NetMem* ConsumerDetachFrag() => DrainFrag(ref _hot.Frag);
 
     /// <summary>The kernel's <c>page_pool_free_frag</c>, for both frag states: called by <see cref="Dispose"/>.</summary>
     private void FreeFrags()
@@ -376,22 +336,10 @@ public sealed unsafe partial class PagePool
             FreeFrag(ref _sharedFrag);
     }
 
-    private void FreeFrag(ref FragState f)
+    private void FreeFrag(ref FragCutter f)
     {
-        NetMem* d = (NetMem*)f.Page;
-        if (d == null)
-            return;
-        long drain = BiasMax - f.Users;
-        // Volatile: as in DrainFrag, detach before dropping the bias.
-        Volatile.Write(ref f.Page, 0);
-        // Interlocked: pieces may still be put concurrently.
-        long left = Interlocked.Add(ref d->PpRefCount, -drain);
-        if (left < 0)
-        {
-            Interlocked.Add(ref d->PpRefCount, drain);
-            return; // over-released page: left in flight, reported by the inflight count
-        }
-        if (left == 0)
+        NetMem* d = f.Free();
+        if (d != null)
             ReturnPage(d);
     }
 
@@ -412,15 +360,15 @@ public sealed unsafe partial class PagePool
     /// </remarks>
     private bool FragOverReleased(NetMem* d, long left) =>
         // Only this pool's fields: the caller's atomic drop may have let another thread free the page already.
-        OnConsumerThread() && _hot.Frag.Page == (nint)d && left < BiasMax - _hot.Frag.Users;
+        OnConsumerThread() && _hot.Frag.OverReleased(d, left);
 
     /// <summary>
     /// Whether <paramref name="d"/> is the page the consumer or the shared path is cutting fragments from. Reads
     /// only this pool's fields (the page itself may already be another thread's to free).
     /// </summary>
     private bool IsFragPageBeingCut(NetMem* d) =>
-        // Volatile: the consumer and the shared path replace their frag page on their own threads.
-        Volatile.Read(ref _hot.Frag.Page) == (nint)d || Volatile.Read(ref _sharedFrag.Page) == (nint)d;
+        // The consumer and the shared path replace their frag page on their own threads: a published snapshot.
+        _hot.Frag.PublishedPage == (nint)d || _sharedFrag.PublishedPage == (nint)d;
 
     /// <summary>
     /// The pool named by a page's <c>pp</c> field without a search or an allocation: <c>pp</c> is the pool's

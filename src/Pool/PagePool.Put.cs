@@ -440,5 +440,7 @@ public sealed unsafe partial class PagePool
         NetMem* d = CheckOwned(page);
         // Interlocked: other holders may drop references concurrently.
         Interlocked.Increment(ref d->PpRefCount);
+        if (_debug)
+            DebugOnRef(d);
     }
 }

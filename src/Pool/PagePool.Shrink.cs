@@ -16,11 +16,7 @@ public sealed unsafe partial class PagePool
     private long _trimmed;          // pages released by Trim: Interlocked, any thread
     private int _consumerTrimPending; // 1 when a Trim from another thread left the alloc cache above its share
     private int _consumerKeep;      // the alloc cache's share of the low-water mark for that deferred trim
-    private int _idleTimerStarted;  // 0 → 1 once, on the first slow path with IdleTrimDelay set
-    private Timer? _idleTimer;
-    private long _idleSignature = -1;
-    private long _idleSinceTicks;
-    private bool _idleTrimmed;
+    private readonly IdleTrimmer _idleTrimmer = new(); // IdleTrimDelay: its timer and idle state
     private readonly Lock _trimLock = new();
 
     /// <summary>
@@ -171,8 +167,8 @@ public sealed unsafe partial class PagePool
     [MethodImpl(MethodImplOptions.NoInlining)]
     private int AdmitSlowPath(int want)
     {
-        if (Volatile.Read(ref _idleTimerStarted) == 0)
-            StartIdleTrim();
+        if (!_idleTrimmer.Started)
+            _idleTrimmer.Start(this);
         long limit = Options.MemoryLimit;
         if (limit <= 0)
             return want;
@@ -187,70 +183,26 @@ public sealed unsafe partial class PagePool
 
     private void CountAllocFailed() => Interlocked.Increment(ref _allocFailed); // Interlocked: any thread's slow path
 
-    private void StartIdleTrim()
-    {
-        // Interlocked: the consumer and other threads may reach their first slow path together; one starts it.
-        if (Interlocked.Exchange(ref _idleTimerStarted, 1) != 0)
-            return;
-        if (Options.IdleTrimDelay is not { } delay || delay <= TimeSpan.Zero)
-            return;
-        // Check four times per delay, so a pool idle for the delay is trimmed within 1.25 delays (arbitrary).
-        TimeSpan period = TimeSpan.FromTicks(Math.Max(delay.Ticks / 4, TimeSpan.TicksPerMillisecond));
-        _idleSinceTicks = Stopwatch.GetTimestamp();
-        var timer = new Timer(static s => ((PagePool)s!).IdleTick(), this, Timeout.Infinite, Timeout.Infinite);
-        // Volatile: StopIdleTrim (Dispose, any thread) reads the timer.
-        Volatile.Write(ref _idleTimer, timer);
-        timer.Change(period, period);
-        if (IsDisposed)
-            StopIdleTrim();
-    }
-
     /// <summary>Test hook: whether the idle-trim timer is running.</summary>
-    internal bool IdleTrimArmed =>
-        // Volatile: the timer is stored by whichever thread reached the first slow path.
-        Volatile.Read(ref _idleTimer) != null;
+    internal bool IdleTrimArmed => _idleTrimmer.Armed;
 
-    private void StopIdleTrim() =>
-        // Interlocked: Dispose and a late StartIdleTrim may both stop it; the timer is disposed once.
-        Interlocked.Exchange(ref _idleTimer, null)?.Dispose();
+    private void StopIdleTrim() => _idleTrimmer.Stop();
 
     /// <summary>
-    /// Timer thread: trims once the pool has allocated nothing for <see cref="PagePoolOptions.IdleTrimDelay"/>.
-    /// Never throws: a release that throws here (a DMA mapper's unmap) has no caller to reach, so the page stays in
-    /// flight, the exception is kept for the stall warning (<see cref="StalledShutdownEventArgs.ReleaseError"/>) and
-    /// reported with <see cref="PagePoolEventSource.ReleaseFailed"/>; the pool stays usable.
+    /// Timer thread, one tick of the <see cref="IdleTrimmer"/>: trims once the pool has allocated nothing for
+    /// <see cref="PagePoolOptions.IdleTrimDelay"/> (the trimmer decides from the allocation counters), then gives
+    /// empty regions back. A tick that finds a Trim running skips. May throw: the trimmer keeps and reports it.
     /// </summary>
-    private void IdleTick()
+    internal void IdleTrimTick(IdleTrimmer trimmer)
     {
-        try
-        {
-            IdleTickCore();
-        }
-        catch (Exception e)
-        {
-            ReportBackgroundReleaseFailure("idle trim", e);
-        }
-    }
-
-    private void IdleTickCore()
-    {
-        if (IsDisposed || Options.IdleTrimDelay is not { } delay || !_trimLock.TryEnter())
+        if (IsDisposed || !_trimLock.TryEnter())
             return;
         try
         {
             PagePoolStats s = GetStats();
             long signature = s.AllocFast + s.AllocSlow + s.AllocSlowHighOrder + s.AllocRefill + s.AllocEmpty;
-            long now = Stopwatch.GetTimestamp();
-            if (signature != _idleSignature)
-            {
-                _idleSignature = signature;
-                _idleSinceTicks = now;
-                _idleTrimmed = false;
+            if (!trimmer.ShouldTrim(signature, Stopwatch.GetTimestamp()))
                 return;
-            }
-            if (_idleTrimmed || Stopwatch.GetElapsedTime(_idleSinceTicks, now) < delay)
-                return;
-            _idleTrimmed = true;
             TrimLocked();
         }
         finally
@@ -272,7 +224,7 @@ public sealed unsafe partial class PagePool
     /// A release that threw where no caller can take the exception (a timer thread): keep it for the stall warning
     /// and report it.
     /// </summary>
-    private void ReportBackgroundReleaseFailure(string operation, Exception e)
+    internal void ReportBackgroundReleaseFailure(string operation, Exception e)
     {
         // Volatile: read by the retry timer's thread for the stall warning.
         Volatile.Write(ref _lastReleaseError, e);

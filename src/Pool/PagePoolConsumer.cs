@@ -162,15 +162,7 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     }
 
     /// <summary>The kernel's <c>page_pool_free_va</c> in NAPI context: puts the page or piece holding <paramref name="va"/>.</summary>
-    public void FreeVa(void* va, bool allowDirect = true) => PutPage(Resolve((byte*)va), -1, allowDirect);
-
-    private static NetMemRef Resolve(byte* address)
-    {
-        NetMemRef page = NetMemRef.FromAddress(address);
-        if (page.IsNull)
-            PoolThrowHelper.ThrowForeignAddress(address);
-        return page;
-    }
+    public void FreeVa(void* va, bool allowDirect = true) => _pool.ConsumerPutAt(this, (byte*)va, -1, allowDirect);
 
     /// <summary>
     /// In debug mode, and while the pool has no consumer (<see cref="PagePool.UnbindConsumer"/>): throws unless the

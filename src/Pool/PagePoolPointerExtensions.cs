@@ -69,7 +69,7 @@ public static unsafe class PagePoolPointerExtensions
     public static void PutPage(this PagePool pool, byte* address, int dmaSyncSize = -1, bool allowDirect = false)
     {
         ArgumentNullException.ThrowIfNull(pool);
-        pool.PutPage(Resolve(address), dmaSyncSize, allowDirect);
+        pool.PutPageAt(address, dmaSyncSize, allowDirect);
     }
 
     /// <summary>
@@ -86,7 +86,7 @@ public static unsafe class PagePoolPointerExtensions
     public static void PutFullPage(this PagePool pool, byte* address, bool allowDirect = false)
     {
         ArgumentNullException.ThrowIfNull(pool);
-        pool.PutPage(Resolve(address), -1, allowDirect);
+        pool.PutPageAt(address, -1, allowDirect);
     }
 
     /// <summary>
@@ -102,7 +102,7 @@ public static unsafe class PagePoolPointerExtensions
     public static void RecycleDirect(this PagePool pool, byte* address)
     {
         ArgumentNullException.ThrowIfNull(pool);
-        pool.PutPage(Resolve(address), -1, allowDirect: true);
+        pool.PutPageAt(address, -1, allowDirect: true);
     }
 
     /// <summary>
@@ -171,7 +171,7 @@ public static unsafe class PagePoolPointerExtensions
     /// The address is in no live page of a region, or see <see cref="PagePool.PutPage(NetMemRef, int, bool)"/>.
     /// </exception>
     public static void PutPage(this PagePoolConsumer consumer, byte* address, int dmaSyncSize = -1, bool allowDirect = true) =>
-        consumer.PutPage(Resolve(address), dmaSyncSize, allowDirect);
+        consumer.Pool.ConsumerPutAt(consumer, address, dmaSyncSize, allowDirect);
 
     /// <summary>
     /// The kernel's <c>page_pool_recycle_direct</c>: <see cref="PagePoolConsumer.RecycleDirect(NetMemRef)"/> for a
@@ -183,7 +183,7 @@ public static unsafe class PagePoolPointerExtensions
     /// The address is in no live page of a region, or see <see cref="PagePoolConsumer.RecycleDirect(NetMemRef)"/>.
     /// </exception>
     public static void RecycleDirect(this PagePoolConsumer consumer, byte* address) =>
-        consumer.RecycleDirect(Resolve(address));
+        consumer.Pool.ConsumerPutAt(consumer, address, -1, allowDirect: true);
 
     /// <summary>The page that holds <paramref name="address"/>; throws when it lies in no live page of a region.</summary>
     private static NetMemRef Resolve(byte* address)

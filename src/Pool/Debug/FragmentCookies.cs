@@ -76,6 +76,30 @@ internal static unsafe class FragmentCookies
         Unsafe.WriteUnaligned(head, Mix(HeadFreed, head));
     }
 
+    /// <summary>Checks the cookies of a fragment marked put: its head cookie must read "freed", its tail cookie intact.</summary>
+    public static void VerifyPut(byte* user, int size)
+    {
+        CookieFault fault = Check(user, size);
+        if (fault == CookieFault.AlreadyFreed)
+        {
+            fault = Unsafe.ReadUnaligned<ulong>(user + size) == Mix(Tail, user + size) ? CookieFault.None : CookieFault.TailOverwritten;
+        }
+        else if (fault == CookieFault.None)
+        {
+            // A piece marked put whose head reads "in use": written over since (the head cookie is not the freed one).
+            fault = CookieFault.HeadOverwritten;
+        }
+        if (fault != CookieFault.None)
+            Throw(user, size, fault);
+    }
+
+    /// <summary>Marks a fragment in use again (a put that marked it freed failed further on).</summary>
+    public static void Rearm(byte* user)
+    {
+        byte* head = user - CookieSize;
+        Unsafe.WriteUnaligned(head, Mix(HeadInUse, head));
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Mix(ulong cookie, byte* at) => cookie ^ (ulong)at;
 
@@ -118,13 +142,45 @@ internal sealed class FragmentCookieException(nint address, int size, CookieFaul
     public CookieFault Fault { get; } = fault;
 }
 
+/// <summary>What <see cref="FragmentCookieLedger.Claim"/> found for a put that names a piece by its address.</summary>
+internal enum PieceClaim
+{
+    /// <summary>The address is in no armed piece of the page: the put is a page-level one.</summary>
+    NotAPiece,
+
+    /// <summary>The piece was live: it is now marked put.</summary>
+    Claimed,
+
+    /// <summary>The piece was already put, and an extra page reference (<c>RefPage</c>) covered this put.</summary>
+    Shared,
+
+    /// <summary>The piece was already put and no extra reference is left: a surplus put.</summary>
+    AlreadyPut,
+}
+
 /// <summary>
 /// The armed fragments of each page in debug mode, so that all of them can be checked when the page's last
-/// reference comes back (a fragment put does not say which fragment it was). Thread-safe.
+/// reference comes back, and so that a put naming a piece by its address can be checked against that piece
+/// (<see cref="Claim"/>). Thread-safe: one lock for every page (debug mode only).
 /// </summary>
 internal sealed unsafe class FragmentCookieLedger
 {
-    private readonly Dictionary<nint, List<(int Offset, int Size)>> _pages = new();
+    private struct Piece
+    {
+        public int Offset;
+        public int Size;
+        public bool Put;
+    }
+
+    private sealed class PageEntry
+    {
+        public readonly List<Piece> Pieces = new();
+
+        /// <summary>References taken on the page beyond one per piece (<c>RefPage</c>, a shared packet): not yet used by a put.</summary>
+        public long Shared;
+    }
+
+    private readonly Dictionary<nint, PageEntry> _pages = new();
     private readonly Lock _lock = new();
 
     /// <summary>Records the fragment at <paramref name="offset"/> (where its bytes start) of the page at <paramref name="page"/>.</summary>
@@ -132,9 +188,9 @@ internal sealed unsafe class FragmentCookieLedger
     {
         lock (_lock)
         {
-            if (!_pages.TryGetValue((nint)page, out var list))
-                _pages[(nint)page] = list = new List<(int, int)>();
-            list.Add((offset, size));
+            if (!_pages.TryGetValue((nint)page, out var entry))
+                _pages[(nint)page] = entry = new PageEntry();
+            entry.Pieces.Add(new Piece { Offset = offset, Size = size });
         }
     }
 
@@ -142,7 +198,7 @@ internal sealed unsafe class FragmentCookieLedger
     public int Count(byte* page)
     {
         lock (_lock)
-            return _pages.TryGetValue((nint)page, out var list) ? list.Count : 0;
+            return _pages.TryGetValue((nint)page, out var entry) ? entry.Pieces.Count : 0;
     }
 
     /// <summary>Checks every fragment recorded on the page; throws for the first bad one. The records stay.</summary>
@@ -150,24 +206,32 @@ internal sealed unsafe class FragmentCookieLedger
     {
         lock (_lock)
         {
-            if (!_pages.TryGetValue((nint)page, out var list))
-                return;
-            foreach (var (offset, size) in CollectionsMarshal.AsSpan(list))
-                FragmentCookies.Verify(page + offset, size);
+            if (_pages.TryGetValue((nint)page, out var entry))
+                VerifyAll(page, entry);
         }
     }
 
     /// <summary>Checks every fragment of the page and forgets them; throws for the first bad one.</summary>
     public void CheckAndForget(byte* page)
     {
-        List<(int Offset, int Size)>? list;
+        PageEntry? entry;
         lock (_lock)
         {
-            if (!_pages.Remove((nint)page, out list))
+            if (!_pages.Remove((nint)page, out entry))
                 return;
         }
-        foreach (var (offset, size) in CollectionsMarshal.AsSpan(list))
-            FragmentCookies.Verify(page + offset, size);
+        VerifyAll(page, entry);
+    }
+
+    private static void VerifyAll(byte* page, PageEntry entry)
+    {
+        foreach (ref readonly Piece p in CollectionsMarshal.AsSpan(entry.Pieces))
+        {
+            if (p.Put)
+                FragmentCookies.VerifyPut(page + p.Offset, p.Size);
+            else
+                FragmentCookies.Verify(page + p.Offset, p.Size);
+        }
     }
 
     /// <summary>Forgets the page's fragments without checking (the page left the pool).</summary>
@@ -175,5 +239,87 @@ internal sealed unsafe class FragmentCookieLedger
     {
         lock (_lock)
             _pages.Remove((nint)page);
+    }
+
+    /// <summary>
+    /// A put names <paramref name="address"/> in the page: finds the armed piece holding it (from its first byte to
+    /// one past its last) and, when it is live, checks its cookies and marks it put (its head cookie turns to the
+    /// "freed" value). A piece already put is refused unless an extra page reference (<see cref="AddShared"/>) is
+    /// left to cover this put. Atomic under the ledger's lock: of two puts of one piece at once, one claims it.
+    /// </summary>
+    /// <param name="page">The page's first byte.</param>
+    /// <param name="address">The address the put names.</param>
+    /// <param name="offset">The piece's offset in the page (where its bytes start), or -1.</param>
+    /// <param name="size">The piece's size, or 0.</param>
+    public PieceClaim Claim(byte* page, byte* address, out int offset, out int size)
+    {
+        nint at = (nint)(address - page);
+        lock (_lock)
+        {
+            if (_pages.TryGetValue((nint)page, out var entry))
+            {
+                Span<Piece> pieces = CollectionsMarshal.AsSpan(entry.Pieces);
+                for (int i = 0; i < pieces.Length; i++)
+                {
+                    ref Piece p = ref pieces[i];
+                    if (at < p.Offset || at > p.Offset + p.Size)
+                        continue;
+                    offset = p.Offset;
+                    size = p.Size;
+                    if (!p.Put)
+                    {
+                        FragmentCookies.Disarm(page + p.Offset, p.Size);
+                        p.Put = true;
+                        return PieceClaim.Claimed;
+                    }
+                    if (entry.Shared > 0)
+                    {
+                        entry.Shared--;
+                        return PieceClaim.Shared;
+                    }
+                    return PieceClaim.AlreadyPut;
+                }
+            }
+        }
+        offset = -1;
+        size = 0;
+        return PieceClaim.NotAPiece;
+    }
+
+    /// <summary>Undoes a <see cref="Claim"/> whose put then failed: the piece is live again (or the extra reference is back).</summary>
+    public void Unclaim(byte* page, int offset, PieceClaim claim)
+    {
+        lock (_lock)
+        {
+            if (!_pages.TryGetValue((nint)page, out var entry))
+                return;
+            if (claim == PieceClaim.Shared)
+            {
+                entry.Shared++;
+                return;
+            }
+            foreach (ref Piece p in CollectionsMarshal.AsSpan(entry.Pieces))
+            {
+                if (p.Offset == offset && p.Put)
+                {
+                    FragmentCookies.Rearm(page + p.Offset);
+                    p.Put = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// One more reference was taken on the page (<c>RefPage</c>): when the page has armed pieces, one more put of a
+    /// piece already put is legitimate (a packet shared with another holds the piece twice).
+    /// </summary>
+    public void AddShared(byte* page)
+    {
+        lock (_lock)
+        {
+            if (_pages.TryGetValue((nint)page, out var entry))
+                entry.Shared++;
+        }
     }
 }

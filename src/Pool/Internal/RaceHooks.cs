@@ -21,6 +21,9 @@ internal static class RaceHooks
     /// <summary>Debug mode, in the put of a page whose count read 1, before that reference is dropped.</summary>
     public const int DebugSingleRefPut = 4;
 
+    /// <summary>Debug mode, in a put that names a fragment by its address, after the piece is marked put and before its reference is dropped.</summary>
+    public const int DebugPiecePut = 5;
+
     /// <summary>
     /// The pause routine, called with the point's number on the thread that reached it; null outside tests. Set
     /// by name through reflection from the race child process, which has no access to internals.

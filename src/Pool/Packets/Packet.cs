@@ -194,11 +194,12 @@ public sealed unsafe class Packet
             FragThrowHelper.ThrowPacketNotLive();
         bool recycle = PpRecycle;
         Exception? first = null;
+        // Each put names its fragment's address: debug mode checks the piece of a fragment page it names.
         if (!_head.IsEmpty)
-            PutPageRef(_head.Page, recycle, ref first);
+            PutFragRef(_head, recycle, ref first);
         int n = _nrFrags;
         for (int i = 0; i < n; i++)
-            PutPageRef(_frags[i].Page, recycle, ref first);
+            PutFragRef(_frags[i], recycle, ref first);
         _head = default;
         _nrFrags = 0;
         PpRecycle = false;
@@ -231,30 +232,45 @@ public sealed unsafe class Packet
     /// also a pool page put without <paramref name="ppRecycle"/> that held its pool's reference (after it went back).
     /// </exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void PutPageRef(NetMemRef page, bool ppRecycle)
+    public static void PutPageRef(NetMemRef page, bool ppRecycle) => PutPageRef(page, null, ppRecycle);
+
+    /// <summary>
+    /// <see cref="PutPageRef(NetMemRef, bool)"/> naming the fragment's address inside the page, when known
+    /// (<paramref name="address"/> not null): a pool put by address (<see cref="PagePool.PutPieceAt"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PutPageRef(NetMemRef page, byte* address, bool ppRecycle)
     {
         if (ppRecycle && !page.IsNull && page.IsPagePool)
         {
             PagePool pool = PagePool.FromPpHandle(page.Value.Pp) ?? ThrowNoPool(page);
-            pool.PutPage(page, -1, allowDirect: true);
+            PutToPool(pool, page, address);
         }
         else
         {
-            PutPageNotRecycling(page);
+            PutPageNotRecycling(page, address);
         }
+    }
+
+    private static void PutToPool(PagePool pool, NetMemRef page, byte* address)
+    {
+        if (address != null)
+            pool.PutPieceAt(page, address, -1, allowDirect: true);
+        else
+            pool.PutPage(page, -1, allowDirect: true);
     }
 
     /// <summary>
     /// <c>put_page</c> for a packet not marked for recycling. A pool page whose only page reference is its pool's
     /// (this packet holds a pool reference: the whole page or a fragment) goes to its pool, never to the provider.
     /// </summary>
-    private static void PutPageNotRecycling(NetMemRef page)
+    private static void PutPageNotRecycling(NetMemRef page, byte* address)
     {
         // Volatile: a plain hint; NetMemRef.PutPage rechecks atomically and refuses a pool's last reference.
         if (!page.IsNull && page.IsPagePool && Volatile.Read(ref page.Value.RefCount) == 1)
         {
             PagePool pool = PagePool.FromPpHandle(page.Value.Pp) ?? ThrowNoPool(page);
-            pool.PutPage(page, -1, allowDirect: true);
+            PutToPool(pool, page, address);
             if (pool.DebugMode)
                 FragThrowHelper.ThrowNotMarkedForRecycle(page);
             return;
@@ -262,11 +278,11 @@ public sealed unsafe class Packet
         page.PutPage();
     }
 
-    private static void PutPageRef(NetMemRef page, bool ppRecycle, ref Exception? first)
+    private static void PutFragRef(in SkbFrag frag, bool ppRecycle, ref Exception? first)
     {
         try
         {
-            PutPageRef(page, ppRecycle);
+            PutPageRef(frag.Page, frag.Address, ppRecycle);
         }
         catch (Exception e)
         {

@@ -112,7 +112,7 @@ public sealed class LayoutTests
         // (and the size) rather than overlap it or eat into the trailing line of padding.
         Assert.Equal(96, Unsafe.SizeOf<UnmanagedPool.Internal.PoolCounters>());
         Assert.True(96 + Unsafe.SizeOf<UnmanagedPool.Internal.PoolCounters>() <= 192);
-        Assert.True(192 + Unsafe.SizeOf<PagePool.FragState>() <= 320 - 64);
+        Assert.True(192 + Unsafe.SizeOf<UnmanagedPool.Internal.FragCutter>() <= 320 - 64);
     }
 
     [Fact]
