@@ -56,7 +56,28 @@ public sealed unsafe partial class PagePool
     /// The page is not this pool's, is not held by exactly one reference (already split, or shared), or is the page
     /// the pool itself is cutting fragments from (<see cref="AllocFrag"/>). The page is unchanged.
     /// </exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // the driver's per-page call: a few tests and one store
     public void FragmentPage(NetMemRef page, long nr)
+    {
+        NetMem* d = page.Descriptor;
+        // The ordinary case, with the checks FragmentPageChecked makes in one pass: the limit is 0 in debug mode
+        // (its frag-cookie checks), with DMA sync, while unbound and from Dispose on (a freed pool's descriptors are
+        // never touched); then nr in range and this pool's page (pp_magic and pp in one load) held by one reference.
+        // A page the pool cuts fragments from carries its bias, never 1, and a page in the pool carries 0.
+        // Volatile: another holder would be dropping a reference concurrently; we need the current count.
+        if (_recycleLimit != 0 && (ulong)(nr - 1) < (ulong)BiasMax && d != null
+            && (Vector128.LoadUnsafe(ref d->PpMagic) ^ _ppIdentity) == Vector128<ulong>.Zero && Volatile.Read(ref d->PpRefCount) == 1)
+        {
+            // Plain write, as below.
+            d->PpRefCount = nr;
+            return;
+        }
+        FragmentPageChecked(page, nr);
+    }
+
+    /// <summary><see cref="FragmentPage(NetMemRef, long)"/> with every check, each failure with its own exception.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FragmentPageChecked(NetMemRef page, long nr)
     {
         if ((ulong)(nr - 1) >= (ulong)BiasMax)
             DriverThrowHelper.ThrowFragmentCount(nr);

@@ -135,10 +135,22 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     /// for a page whose last reference was dropped with <see cref="PagePool.UnrefPage(NetMemRef, long)"/>.
     /// </summary>
     /// <exception cref="InvalidOperationException">As <see cref="PagePool.PutUnrefedPage"/>.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void PutUnrefedPage(NetMemRef page, int dmaSyncSize, bool allowDirect)
     {
-        Verify(_pool, _binding, ThreadId);
-        _pool.ConsumerPutUnrefed(page, dmaSyncSize, allowDirect);
+        // UnrefPage left the page it took to 0 at pp_ref_count 1, the one reference its caller now holds alone: the
+        // put of that reference is the recycle fast path's own case (this pool's page, count 1, no other page
+        // reference), and its failures (debug mode, DMA sync, a full cache or buffer, anything unusual) take the
+        // checked path, which also verifies the handle.
+        if (allowDirect ? !_pool.TryConsumerRecycleFast(page) : !_pool.TryConsumerPutRingFast(page))
+            PutUnrefedSlow(_pool, _binding, ThreadId, page, dmaSyncSize, allowDirect);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void PutUnrefedSlow(PagePool pool, int binding, int threadId, NetMemRef page, int dmaSyncSize, bool allowDirect)
+    {
+        Verify(pool, binding, threadId);
+        pool.ConsumerPutUnrefed(page, dmaSyncSize, allowDirect);
     }
 
     /// <summary><see cref="PutPage(NetMemRef, int, bool)"/> for a raw address inside the page.</summary>
