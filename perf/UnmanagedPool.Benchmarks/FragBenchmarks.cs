@@ -141,6 +141,36 @@ public unsafe class FragBenchmarks
         return left;
     }
 
+    /// <summary>
+    /// The floor of <see cref="DriverSplit2Put"/>: the drop shape (<see cref="DriverSplit2"/>) plus the one atomic unref
+    /// per piece that the shape with puts needs (the drain while pieces are out, and every put but the last), made
+    /// here with no pool call: <c>FragmentPage</c> with the bias plus one reference per piece, one
+    /// <c>Interlocked.Decrement</c> of the page's own <c>pp_ref_count</c> per piece, then the drain of the whole bias
+    /// (no atomic) and <c>PutUnrefedPage</c>. What <see cref="DriverSplit2Put"/> costs above this is the pool's.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit2AtomicFloor() => DriverSplitDropPlusAtomics(2);
+
+    /// <summary>The floor of <see cref="DriverSplit4Put"/>, as <see cref="DriverSplit2AtomicFloor"/>.</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit4AtomicFloor() => DriverSplitDropPlusAtomics(4);
+
+    private void DriverSplitDropPlusAtomics(int pieces)
+    {
+        PagePoolConsumer c = _consumer;
+        PagePool pool = _pool;
+        for (int i = 0; i < Ops; i += pieces)
+        {
+            NetMemRef page = c.AllocPage();
+            pool.FragmentPage(page, SplitBias + pieces);
+            // Interlocked: the atomic each piece's reference costs while other holders may drop theirs.
+            for (int k = 0; k < pieces; k++)
+                Interlocked.Decrement(ref page.Descriptor->PpRefCount);
+            if (pool.UnrefPage(page, SplitBias) == 0)
+                c.PutUnrefedPage(page, -1, true);
+        }
+    }
+
     /// <summary>A packet of three 1024-byte fragments built and freed (per packet).</summary>
     [Benchmark(OperationsPerInvoke = Ops)]
     public void Packet3Frags()
