@@ -394,16 +394,34 @@ public sealed unsafe partial class PagePool
             }
             if ((ulong)(count - 2) < (ulong)(FragBiasFloor - 1) && (ulong)(nr - 1) < (ulong)(count - 1))
             {
-                // Other references remain (1 <= nr < pp_ref_count): the atomic drop with its checks after it.
-                long left = UnrefSlow(d, nr);
-                // The last reference went with this drop after all (the others were put meanwhile): this caller owns
-                // the page alone, as UnrefNetmem does.
-                if (left == 0)
-                    d->PpRefCount = 1;
-                return left;
+                // Other references remain (1 <= nr < pp_ref_count): page_pool_unref_netmem's atomic_long_sub_return,
+                // inline, as a call around it costs more than the atomic (its register saves are stores the locked
+                // operation waits for). Interlocked: several holders of one page drop references concurrently;
+                // exactly one of them sees zero.
+                long left = Interlocked.Add(ref d->PpRefCount, -nr);
+                RaceHooks.At(RaceHooks.AfterUnrefSlow);
+                // 1 <= left and left + nr <= FragBiasFloor: no check of UnrefSlow's applies (no double put, no bias).
+                if ((ulong)(left - 1) < (ulong)(FragBiasFloor - nr))
+                    return left;
+                return UnrefPageDropped(d, nr, left);
             }
         }
         return UnrefPageChecked(page, nr);
+    }
+
+    /// <summary>
+    /// After the inline drop of <see cref="UnrefPage(NetMemRef, long)"/> left a count outside its ordinary range:
+    /// <see cref="UnrefSlow"/>'s checks (an over-release puts the references back and throws), and the last
+    /// reference (the others were put meanwhile) leaves the count at 1 for the caller, who owns the page alone, as
+    /// <see cref="UnrefNetmem"/> does.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private long UnrefPageDropped(NetMem* d, long nr, long left)
+    {
+        left = CheckUnrefDrop(d, nr, left);
+        if (left == 0)
+            d->PpRefCount = 1;
+        return left;
     }
 
     /// <summary><see cref="UnrefPage(NetMemRef, long)"/> with every check, each failure with its own exception.</summary>

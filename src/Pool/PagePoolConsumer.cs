@@ -115,7 +115,8 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
             // A piece of the fragment page being cut (this pool's page in use, by construction): the consumer
             // takes it back from its piece count, no atomic. PutPage is the fragment API's put, so this test
             // comes first here; RecycleDirect, the whole-page API, tests it only after its fast path fails.
-            if ((_pool.DebugMode || !_pool.TryConsumerPutFrag(page)) && !_pool.TryConsumerRecycleFast(page))
+            if ((_pool.DebugMode || !_pool.TryConsumerPutFrag(page)) && !_pool.TryConsumerRecycleFast(page)
+                && !_pool.TryConsumerUnrefShared(page, dmaSyncSize))
                 RecycleDirectSlow(_pool, _binding, ThreadId, page, dmaSyncSize);
             return;
         }

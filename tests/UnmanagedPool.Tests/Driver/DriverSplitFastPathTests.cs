@@ -144,6 +144,40 @@ public unsafe class DriverSplitFastPathTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
+    public void The_last_two_holders_dropping_concurrently_get_1_and_0_and_the_count_ends_at_1(bool debug)
+    {
+        // page_pool_unref_netmem's "last two fragment users call page_pool_unref_page() concurrently": whichever
+        // order the threads take (one reads 1 == nr and needs no atomic, or both subtract and one sees 0), one gets
+        // 1, the other 0, and the count is reset to 1 for the one that got 0. Any interleaving must give this.
+        using var pool = NewPool(debug);
+        var page = pool.AllocPage();
+        using var barrier = new Barrier(2);
+        for (int round = 0; round < 300; round++)
+        {
+            pool.FragmentPage(page, 2);
+            long other = -1;
+            var t = new Thread(() =>
+            {
+                barrier.SignalAndWait();
+                other = pool.UnrefPage(page, 1);
+            });
+            t.Start();
+            barrier.SignalAndWait();
+            long mine = pool.UnrefPage(page, 1);
+            t.Join();
+            Assert.Equal(1, Math.Max(mine, other));
+            Assert.Equal(0, Math.Min(mine, other));
+            Assert.Equal(1, page.Value.PpRefCount);
+        }
+        var before = pool.GetStats();
+        pool.PutPage(page, allowDirect: true);
+        StatsAssert.Moved(before, pool.GetStats(), ("RecycleCached", 1));
+        Assert.Equal(0, Held(pool));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
     public void A_page_back_in_the_pool_is_refused_by_unref_fragment_and_put_unrefed_and_handed_out_once(bool debug)
     {
         using var pool = NewPool(debug);
