@@ -102,14 +102,15 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>
-    /// Consumer thread only, from the handle's direct put after its fast paths failed: the put of one reference on
+    /// Consumer thread only, from the handle's direct put after its fast paths failed (inline in its
+    /// <c>PutPage</c>, the fragment API's put, and first in the slow call of its <c>RecycleDirect</c>): the put of one reference on
     /// an ordinary page of this pool held by several (the pieces of a page split with <see cref="FragmentPage(NetMemRef, long)"/>, a
     /// page shared with <see cref="RefPage(NetMemRef)"/>), as <c>page_pool_put_netmem</c>'s <c>page_pool_unref_and_test</c>:
     /// one atomic decrement; the last reference recycles the page direct. False, with nothing changed, sends the
     /// caller to the checked path: debug mode, no consumer bound, DMA sync, a disposed pool (all with the limit at
     /// 0), a page that is not this pool's, the pool's own fragment page, or a count outside 2..FragBiasFloor.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] // into the handle's slow call alone
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // a call around the atomic costs more than the atomic
     internal bool TryConsumerUnrefShared(NetMemRef page, int dmaSyncSize)
     {
         // Plain read, as in TryConsumerPutRingFast: 0 in debug mode, with DMA sync, when unbound and after Dispose

@@ -114,7 +114,9 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
         {
             // A piece of the fragment page being cut (this pool's page in use, by construction): the consumer
             // takes it back from its piece count, no atomic. PutPage is the fragment API's put, so this test
-            // comes first here; RecycleDirect, the whole-page API, tests it only after its fast path fails.
+            // comes first here; RecycleDirect, the whole-page API, tests it only after its fast path fails. Then a
+            // whole page held alone, then a piece of a page the driver split itself (FragmentPage) or shared: one
+            // atomic decrement, inline (page_pool_unref_and_test; the last piece reads 1 and takes the fast recycle).
             if ((_pool.DebugMode || !_pool.TryConsumerPutFrag(page)) && !_pool.TryConsumerRecycleFast(page)
                 && !_pool.TryConsumerUnrefShared(page, dmaSyncSize))
                 RecycleDirectSlow(_pool, _binding, ThreadId, page, dmaSyncSize);
