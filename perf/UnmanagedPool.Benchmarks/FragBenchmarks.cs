@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using UnmanagedPool.Native;
 
@@ -9,7 +10,7 @@ namespace UnmanagedPool.Benchmarks;
 /// <c>dotnet run -c Release --project perf/UnmanagedPool.Benchmarks -- --filter '*FragBenchmarks*' --job short</c>
 /// </summary>
 [MemoryDiagnoser]
-public class FragBenchmarks
+public unsafe class FragBenchmarks
 {
     private const int Ops = 4096;
 
@@ -17,6 +18,7 @@ public class FragBenchmarks
     private PagePoolConsumer _consumer;
     private Packet _packet = null!;
     private PagePoolMemoryPool _memoryPool = null!;
+    private long* _count;
 
     [GlobalSetup]
     public void Setup()
@@ -25,6 +27,9 @@ public class FragBenchmarks
         _consumer = _pool.BindConsumer();
         _packet = new Packet();
         _memoryPool = new PagePoolMemoryPool(_pool);
+        // A cache line of its own, as a page descriptor's count.
+        _count = (long*)NativeMemory.AlignedAlloc(64, 64);
+        *_count = long.MaxValue;
     }
 
     [GlobalCleanup]
@@ -32,6 +37,7 @@ public class FragBenchmarks
     {
         _memoryPool.Dispose();
         _pool.Dispose();
+        NativeMemory.AlignedFree(_count);
     }
 
     /// <summary>One page from the alloc cache and straight back (alloc + recycle_direct).</summary>
@@ -116,6 +122,52 @@ public class FragBenchmarks
             pool.UnrefPage(page, SplitBias - pieces);
             for (int k = 0; k < pieces; k++)
                 c.PutPage(page);
+        }
+    }
+
+    /// <summary>
+    /// The cost the shapes with puts cannot shed, on its own: one atomic subtraction (<c>lock xadd</c>) on a count in
+    /// native memory per operation, as each reference dropped on a page other holders still reference costs (the
+    /// kernel's <c>atomic_long_sub_return</c> in <c>page_pool_unref_netmem</c>). A split page's drain and every put
+    /// but the last take one each: one per piece.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public long AtomicUnrefAlone()
+    {
+        long* count = _count;
+        long left = 0;
+        for (int i = 0; i < Ops; i++)
+            left = Interlocked.Add(ref *count, -1);
+        return left;
+    }
+
+    /// <summary>
+    /// The floor of <see cref="DriverSplit2Put"/>: the drop shape (<see cref="DriverSplit2"/>) plus the one atomic unref
+    /// per piece that the shape with puts needs (the drain while pieces are out, and every put but the last), made
+    /// here with no pool call: <c>FragmentPage</c> with the bias plus one reference per piece, one
+    /// <c>Interlocked.Decrement</c> of the page's own <c>pp_ref_count</c> per piece, then the drain of the whole bias
+    /// (no atomic) and <c>PutUnrefedPage</c>. What <see cref="DriverSplit2Put"/> costs above this is the pool's.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit2AtomicFloor() => DriverSplitDropPlusAtomics(2);
+
+    /// <summary>The floor of <see cref="DriverSplit4Put"/>, as <see cref="DriverSplit2AtomicFloor"/>.</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public void DriverSplit4AtomicFloor() => DriverSplitDropPlusAtomics(4);
+
+    private void DriverSplitDropPlusAtomics(int pieces)
+    {
+        PagePoolConsumer c = _consumer;
+        PagePool pool = _pool;
+        for (int i = 0; i < Ops; i += pieces)
+        {
+            NetMemRef page = c.AllocPage();
+            pool.FragmentPage(page, SplitBias + pieces);
+            // Interlocked: the atomic each piece's reference costs while other holders may drop theirs.
+            for (int k = 0; k < pieces; k++)
+                Interlocked.Decrement(ref page.Descriptor->PpRefCount);
+            if (pool.UnrefPage(page, SplitBias) == 0)
+                c.PutUnrefedPage(page, -1, true);
         }
     }
 

@@ -56,7 +56,28 @@ public sealed unsafe partial class PagePool
     /// The page is not this pool's, is not held by exactly one reference (already split, or shared), or is the page
     /// the pool itself is cutting fragments from (<see cref="AllocFrag"/>). The page is unchanged.
     /// </exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // the driver's per-page call: a few tests and one store
     public void FragmentPage(NetMemRef page, long nr)
+    {
+        NetMem* d = page.Descriptor;
+        // The ordinary case, with the checks FragmentPageChecked makes in one pass: the limit is 0 in debug mode
+        // (its frag-cookie checks), with DMA sync, while unbound and from Dispose on (a freed pool's descriptors are
+        // never touched); then nr in range and this pool's page (pp_magic and pp in one load) held by one reference.
+        // A page the pool cuts fragments from carries its bias, never 1, and a page in the pool carries 0.
+        // Volatile: another holder would be dropping a reference concurrently; we need the current count.
+        if (_recycleLimit != 0 && (ulong)(nr - 1) < (ulong)BiasMax && d != null
+            && (Vector128.LoadUnsafe(ref d->PpMagic) ^ _ppIdentity) == Vector128<ulong>.Zero && Volatile.Read(ref d->PpRefCount) == 1)
+        {
+            // Plain write, as below.
+            d->PpRefCount = nr;
+            return;
+        }
+        FragmentPageChecked(page, nr);
+    }
+
+    /// <summary><see cref="FragmentPage(NetMemRef, long)"/> with every check, each failure with its own exception.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FragmentPageChecked(NetMemRef page, long nr)
     {
         if ((ulong)(nr - 1) >= (ulong)BiasMax)
             DriverThrowHelper.ThrowFragmentCount(nr);
@@ -81,14 +102,15 @@ public sealed unsafe partial class PagePool
     }
 
     /// <summary>
-    /// Consumer thread only, from the handle's direct put after its fast paths failed: the put of one reference on
+    /// Consumer thread only, from the handle's direct put after its fast paths failed (inline in its
+    /// <c>PutPage</c>, the fragment API's put, and first in the slow call of its <c>RecycleDirect</c>): the put of one reference on
     /// an ordinary page of this pool held by several (the pieces of a page split with <see cref="FragmentPage(NetMemRef, long)"/>, a
     /// page shared with <see cref="RefPage(NetMemRef)"/>), as <c>page_pool_put_netmem</c>'s <c>page_pool_unref_and_test</c>:
     /// one atomic decrement; the last reference recycles the page direct. False, with nothing changed, sends the
     /// caller to the checked path: debug mode, no consumer bound, DMA sync, a disposed pool (all with the limit at
     /// 0), a page that is not this pool's, the pool's own fragment page, or a count outside 2..FragBiasFloor.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] // into the handle's slow call alone
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // a call around the atomic costs more than the atomic
     internal bool TryConsumerUnrefShared(NetMemRef page, int dmaSyncSize)
     {
         // Plain read, as in TryConsumerPutRingFast: 0 in debug mode, with DMA sync, when unbound and after Dispose

@@ -362,7 +362,60 @@ public sealed unsafe partial class PagePool
     /// more than the pieces handed out, which would drop the bias the pool holds). The count is unchanged.
     /// </exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="nr"/> is not positive.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // the driver's drain: one read and one store when it holds every reference
     public long UnrefPage(NetMemRef page, long nr)
+    {
+        NetMem* d = page.Descriptor;
+        // The ordinary case, with the checks UnrefPageChecked makes in one pass: the limit is 0 in debug mode, with
+        // DMA sync, while unbound and from Dispose on (a freed pool's descriptors are never touched); this pool's
+        // page (pp_magic and pp in one load) with 1 <= nr <= pp_ref_count <= FragBiasFloor, so neither a double put
+        // nor the bias of a fragment page the pool is cutting (always above FragBiasFloor).
+        if (_recycleLimit != 0 && d != null && (Vector128.LoadUnsafe(ref d->PpMagic) ^ _ppIdentity) == Vector128<ulong>.Zero)
+        {
+            // Volatile: other holders drop references concurrently; only the current count says who holds what.
+            long count = Volatile.Read(ref d->PpRefCount);
+            if (count == nr && (ulong)(count - 1) < (ulong)FragBiasFloor)
+            {
+                // page_pool_unref_netmem: pp_ref_count == nr, the caller holds every reference left and nobody else
+                // can touch the count: no atomic; the count goes back to 1, the reference the caller now owns alone.
+                d->PpRefCount = 1;
+                return 0;
+            }
+            if ((ulong)(count - 2) < (ulong)(FragBiasFloor - 1) && (ulong)(nr - 1) < (ulong)(count - 1))
+            {
+                // Other references remain (1 <= nr < pp_ref_count): page_pool_unref_netmem's atomic_long_sub_return,
+                // inline: measured, a call around it (UnrefSlow) cost more than the atomic itself (FragBenchmarks'
+                // floors). Interlocked: several holders of one page drop references concurrently; exactly one of
+                // them sees zero.
+                long left = Interlocked.Add(ref d->PpRefCount, -nr);
+                RaceHooks.At(RaceHooks.AfterUnrefSlow);
+                // 1 <= left and left + nr <= FragBiasFloor: no check of UnrefSlow's applies (no double put, no bias).
+                if ((ulong)(left - 1) < (ulong)(FragBiasFloor - nr))
+                    return left;
+                return UnrefPageDropped(d, nr, left);
+            }
+        }
+        return UnrefPageChecked(page, nr);
+    }
+
+    /// <summary>
+    /// After the inline drop of <see cref="UnrefPage(NetMemRef, long)"/> left a count outside its ordinary range:
+    /// <see cref="UnrefSlow"/>'s checks (an over-release puts the references back and throws), and the last
+    /// reference (the others were put meanwhile) leaves the count at 1 for the caller, who owns the page alone, as
+    /// <see cref="UnrefNetmem"/> does.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private long UnrefPageDropped(NetMem* d, long nr, long left)
+    {
+        left = CheckUnrefDrop(d, nr, left);
+        if (left == 0)
+            d->PpRefCount = 1;
+        return left;
+    }
+
+    /// <summary><see cref="UnrefPage(NetMemRef, long)"/> with every check, each failure with its own exception.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private long UnrefPageChecked(NetMemRef page, long nr)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(nr);
         NetMem* d = CheckOwned(page);

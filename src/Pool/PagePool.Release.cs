@@ -112,6 +112,17 @@ public sealed unsafe partial class PagePool
         // exactly one of them sees zero.
         long left = Interlocked.Add(ref d->PpRefCount, -nr);
         RaceHooks.At(RaceHooks.AfterUnrefSlow);
+        return CheckUnrefDrop(d, nr, left);
+    }
+
+    /// <summary>
+    /// What <see cref="UnrefSlow"/> checks once its atomic drop of <paramref name="nr"/> references left
+    /// <paramref name="left"/>: an over-release puts the references back and throws. The same rules hold after the
+    /// drop that <c>UnrefPage</c> makes inline.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private long CheckUnrefDrop(NetMem* d, long nr, long left)
+    {
         if (left < 0)
         {
             Interlocked.Add(ref d->PpRefCount, nr);

@@ -111,8 +111,11 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
         {
             // A piece of the fragment page being cut (this pool's page in use, by construction): the consumer
             // takes it back from its piece count, no atomic. PutPage is the fragment API's put, so this test
-            // comes first here; RecycleDirect, the whole-page API, tests it only after its fast path fails.
-            if ((_pool.DebugMode || !_pool.TryConsumerPutFrag(page)) && !_pool.TryConsumerRecycleFast(page))
+            // comes first here; RecycleDirect, the whole-page API, tests it only after its fast path fails. Then a
+            // whole page held alone, then a piece of a page the driver split itself (FragmentPage) or shared: one
+            // atomic decrement, inline (page_pool_unref_and_test; the last piece reads 1 and takes the fast recycle).
+            if ((_pool.DebugMode || !_pool.TryConsumerPutFrag(page)) && !_pool.TryConsumerRecycleFast(page)
+                && !_pool.TryConsumerUnrefShared(page, dmaSyncSize))
                 RecycleDirectSlow(_pool, _binding, ThreadId, page, dmaSyncSize);
             return;
         }
@@ -132,10 +135,22 @@ public readonly unsafe struct PagePoolConsumer : IEquatable<PagePoolConsumer>
     /// for a page whose last reference was dropped with <see cref="PagePool.UnrefPage(NetMemRef, long)"/>.
     /// </summary>
     /// <exception cref="InvalidOperationException">As <see cref="PagePool.PutUnrefedPage"/>.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void PutUnrefedPage(NetMemRef page, int dmaSyncSize, bool allowDirect)
     {
-        Verify(_pool, _binding, ThreadId);
-        _pool.ConsumerPutUnrefed(page, dmaSyncSize, allowDirect);
+        // UnrefPage left the page it took to 0 at pp_ref_count 1, the one reference its caller now holds alone: the
+        // put of that reference is the recycle fast path's own case (this pool's page, count 1, no other page
+        // reference), and its failures (debug mode, DMA sync, a full cache or buffer, anything unusual) take the
+        // checked path, which also verifies the handle.
+        if (allowDirect ? !_pool.TryConsumerRecycleFast(page) : !_pool.TryConsumerPutRingFast(page))
+            PutUnrefedSlow(_pool, _binding, ThreadId, page, dmaSyncSize, allowDirect);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void PutUnrefedSlow(PagePool pool, int binding, int threadId, NetMemRef page, int dmaSyncSize, bool allowDirect)
+    {
+        Verify(pool, binding, threadId);
+        pool.ConsumerPutUnrefed(page, dmaSyncSize, allowDirect);
     }
 
     /// <summary>
