@@ -75,7 +75,7 @@ public static unsafe class Xdp
     /// TX completion owns what it sent), so the claim has a race to lose only when two threads return the same
     /// frame at once, a use after free that the pool's own bulk put does not catch either. A return after a return
     /// is refused as before. The locked compare-exchange cost about a sixth of the bulk return on one thread
-    /// (profile in perf/RESULTS.md, "Where the cross-thread time goes"), and across threads it makes the
+    /// (perf/RESULTS-cross-thread.md), and across threads it makes the
     /// frames' cache-line misses wait one after the other.
     /// </remarks>
     private static void ClaimAll(ReadOnlySpan<XdpFrame> frames)
