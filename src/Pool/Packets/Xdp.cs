@@ -44,42 +44,61 @@ public static unsafe class Xdp
     /// Once the frames are claimed every one is put, even when a put throws (a DMA sync, a page that fails its
     /// pool's checks): the first exception is rethrown after the last frame.
     /// </remarks>
-    [SkipLocalsInit] // the queue is written before it is read
+    [SkipLocalsInit] // the buffers are written before they are read
     public static void ReturnFrameBulk(ReadOnlySpan<XdpFrame> frames)
     {
-        ClaimAll(frames);
+        Span<NetMemRef> ahead = stackalloc NetMemRef[ResolvedAhead];
+        int resolved = ClaimAll(frames, ahead);
         Span<NetMemRef> queue = stackalloc NetMemRef[BulkQueueSize];
         var bulk = new BulkQueue(queue);
-        foreach (XdpFrame frame in frames)
+        for (int i = 0; i < frames.Length; i++)
         {
-            XdpFrameDescriptor* f = frame.Descriptor;
-            // The common case, with no lookup of the pool and no exception frame: a pool frame without fragments
-            // (one flag check) whose page belongs to the pool being gathered. Anything else, the full path.
-            if (f->MemType == (uint)XdpMemType.PagePool && (f->Flags & (uint)XdpBuffFlags.HasFrags) == 0)
-            {
-                NetMemRef page = NetMemRef.FromAddress(f->Data);
-                if (!page.IsNull && page.IsPagePool && bulk.TryAddSamePool(page))
-                    continue;
-            }
-            AddFrame(ref bulk, frame);
+            NetMemRef page = i < resolved ? ahead[i] : CommonCasePage(frames[i].Descriptor);
+            // The common case, with no lookup of the pool and no exception frame: a pool page of a frame without
+            // fragments, of the pool being gathered. Anything else, the full path.
+            if (!page.IsNull && bulk.TryAddSamePool(page))
+                continue;
+            AddFrame(ref bulk, frames[i]);
         }
         bulk.Finish();
     }
 
     /// <summary>
+    /// Frames whose pages <see cref="ClaimAll"/> looks up as it claims them: the claim loads the frame's line and the
+    /// lookup the page's descriptor, both misses in flight together, and the gathering pass reads them from the
+    /// cache (arbitrary: two TX completion bursts).
+    /// </summary>
+    private const int ResolvedAhead = 64;
+
+    /// <summary>
+    /// The page of a frame of the common case (a pool frame without fragments, one flag check, whose page is a
+    /// pool page), or <see cref="NetMemRef.Null"/> for any other frame.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static NetMemRef CommonCasePage(XdpFrameDescriptor* f)
+    {
+        if (f->MemType != (uint)XdpMemType.PagePool || (f->Flags & (uint)XdpBuffFlags.HasFrags) != 0)
+            return default;
+        NetMemRef page = NetMemRef.FromAddress(f->Data);
+        return !page.IsNull && page.IsPagePool ? page : default;
+    }
+
+    /// <summary>
     /// Claims every frame (live to returned) before any page is put, so a double return in the batch (a frame
-    /// returned before, or listed twice) leaves all of them untouched and throws.
+    /// returned before, or listed twice) leaves all of them untouched and throws. Writes the
+    /// <see cref="CommonCasePage"/> of the first frames to <paramref name="ahead"/> and returns how many.
     /// </summary>
     /// <remarks>
     /// A plain read and write of each state word, not a compare-exchange: the caller owns the frames it returns (a
     /// TX completion owns what it sent), so the claim has a race to lose only when two threads return the same
     /// frame at once, a use after free that the pool's own bulk put does not catch either. A return after a return
     /// is refused as before. The locked compare-exchange cost about a sixth of the bulk return on one thread
-    /// (perf/RESULTS-cross-thread.md), and across threads it makes the
-    /// frames' cache-line misses wait one after the other.
+    /// (perf/RESULTS-cross-thread.md), and across threads it makes the frames' cache-line misses wait one after
+    /// the other.
     /// </remarks>
-    private static void ClaimAll(ReadOnlySpan<XdpFrame> frames)
+    private static int ClaimAll(ReadOnlySpan<XdpFrame> frames, Span<NetMemRef> ahead)
     {
+        int resolved = Math.Min(frames.Length, ahead.Length);
         for (int i = 0; i < frames.Length; i++)
         {
             XdpFrame frame = frames[i];
@@ -91,7 +110,10 @@ public static unsafe class Xdp
                 Unclaim(frames[..i], f);
             // Volatile: a state read by IsLive and by other threads' returns; no ordering beyond the store itself.
             Volatile.Write(ref f->State, XdpFrameDescriptor.Returned);
+            if (i < resolved)
+                ahead[i] = CommonCasePage(f);
         }
+        return resolved;
     }
 
     /// <summary>Undoes the claims of <paramref name="claimed"/> and throws for <paramref name="refused"/>.</summary>
