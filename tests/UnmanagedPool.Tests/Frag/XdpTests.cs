@@ -211,12 +211,17 @@ public unsafe class XdpTests
     {
         using var pool = NewPool();
         var c = pool.BindConsumer();
-        var frames = new XdpFrame[2 * Xdp.BulkQueueSize + 1];
+        // 70 frames: past the 64 whose pages the claim pass looks up, and past several bulk queues.
+        var frames = new XdpFrame[70];
         for (int i = 0; i < frames.Length; i++)
             frames[i] = Frame(c, pool);
         Xdp.ReturnFrame(frames[^1]);
         var s = pool.GetStats();
         Assert.Throws<InvalidOperationException>(() => Xdp.ReturnFrameBulk(frames));
+        Assert.Equal(s, pool.GetStats());
+        Assert.All(frames[..^1], f => Assert.True(f.IsLive));
+        XdpFrame[] twice = [.. frames[..66], frames[2]];
+        Assert.Throws<InvalidOperationException>(() => Xdp.ReturnFrameBulk(twice));
         Assert.Equal(s, pool.GetStats());
         Assert.All(frames[..^1], f => Assert.True(f.IsLive));
         Xdp.ReturnFrameBulk(frames.AsSpan(0, frames.Length - 1));
