@@ -15,9 +15,21 @@ namespace UnmanagedPool.CrossThread;
 /// </summary>
 internal sealed unsafe class CrossThreadHarness : IDisposable
 {
-    /// <summary>Names of the methods, in the order of <see cref="Mode"/> from <see cref="Mode.ChannelOnly"/>.</summary>
+    /// <summary>
+    /// Names of the methods, in the order of <see cref="Mode"/> from <see cref="Mode.ChannelOnly"/>: the first
+    /// <see cref="DefaultCount"/> run by default, the probes only when named (<c>--methods</c>).
+    /// </summary>
     public static readonly string[] Methods =
-        ["ChannelOnly", "ConcurrentQueuePool", "PagePool", "PagePoolBulkPut8", "PagePoolBulkPut32", "PagePoolRedirect"];
+        ["ChannelOnly", "ConcurrentQueuePool", "PagePool", "PagePoolBulkPut8", "PagePoolBulkPut32", "PagePoolRedirect",
+         "ProbeBulkPut32ReadHead", "ProbeBulkPut32WriteHead", "ProbeBulkPut32CasHead"];
+
+    /// <summary>
+    /// Methods run when <c>--methods</c> is not given. The probes after them are PagePoolBulkPut32 with the worker
+    /// also touching the first cache line of each page (the line the consumer wrote, where a redirected frame keeps
+    /// its descriptor) before the put: a plain read, a read and a plain write, a compare-exchange. Their differences
+    /// to PagePoolBulkPut32 price the line's transfer to the worker and back, as PagePoolRedirect pays it.
+    /// </summary>
+    public const int DefaultCount = 6;
 
     /// <summary>Pages the ConcurrentQueue pool owns (as many as the PagePool's ring holds).</summary>
     private const int QueuePages = 4096;
@@ -41,6 +53,9 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
         BulkPut8,
         BulkPut32,
         Redirect,
+        ProbeRead,
+        ProbeWrite,
+        ProbeCas,
     }
 
     private readonly PagePool _pool;
@@ -62,6 +77,11 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
     private volatile int _workerMode = int.MinValue;
 
     private long _workerBytes; // the worker's allocated bytes when it acknowledged _workerMode
+
+    private long _probeSink; // what the probes read, kept so that their reads are not removed
+
+    /// <summary>What the last probe read, summed (kept so that its reads are not removed).</summary>
+    public long ProbeSink => _probeSink;
 
     /// <summary>Why the worker was not pinned (null when pinned or not asked).</summary>
     public string? WorkerPinError { get; private set; }
@@ -284,6 +304,11 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
                 case Mode.Redirect:
                     ReturnFrames(frames, mode);
                     break;
+                case Mode.ProbeRead:
+                case Mode.ProbeWrite:
+                case Mode.ProbeCas:
+                    PutBurstsTouchingHeads(burst, mode);
+                    break;
             }
         }
     }
@@ -343,6 +368,58 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
             }
             else if (_mode != mode)
             {
+                return;
+            }
+            else
+            {
+                spin.SpinOnce(sleep1Threshold: -1);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Worker, for the probes: <see cref="PutBursts"/> with bursts of 32, touching the first word of each page of the
+    /// burst first (all of the burst before its put, as <see cref="Xdp.ReturnFrameBulk"/> claims every frame first).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void PutBurstsTouchingHeads(NetMemRef[] burst, int mode)
+    {
+        SpscChannel ch = _toWorker;
+        PagePool pool = _pool;
+        var spin = new SpinWait();
+        long sum = 0;
+        while (true)
+        {
+            int n = 0;
+            while (n < burst.Length && ch.TryRead(out nint item))
+                burst[n++] = new NetMemRef((NetMem*)item);
+            if (n > 0)
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    long* head = (long*)burst[i].Address;
+                    if (mode == (int)Mode.ProbeRead)
+                    {
+                        sum += *head;
+                    }
+                    else if (mode == (int)Mode.ProbeWrite)
+                    {
+                        long v = *head;
+                        *head = v + 1;
+                    }
+                    else
+                    {
+                        long v = *head;
+                        // Interlocked: the probe prices the locked compare-exchange a frame claim does.
+                        sum += Interlocked.CompareExchange(ref *head, v + 1, v);
+                    }
+                }
+                pool.PutPages(burst.AsSpan(0, n));
+                spin = default;
+            }
+            else if (_mode != mode)
+            {
+                _probeSink = sum;
                 return;
             }
             else

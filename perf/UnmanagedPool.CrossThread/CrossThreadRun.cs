@@ -24,6 +24,38 @@ public sealed class CrossThreadOptions
 
     /// <summary>Pin the consumer thread to CPU 0 and the worker to CPU 1.</summary>
     public bool Pin { get; set; }
+
+    /// <summary>The methods to run, in program order (default: every one but the probes).</summary>
+    public IReadOnlyList<string> Methods { get; set; } = DefaultMethods;
+
+    /// <summary>Every method's name: the cross-thread ones (probes included), then the single-thread ones.</summary>
+    public static IReadOnlyList<string> AllMethods { get; } = [.. CrossThreadHarness.Methods, .. SingleThreadHarness.Methods];
+
+    /// <summary>The methods a run without <c>--methods</c> runs.</summary>
+    public static IReadOnlyList<string> DefaultMethods { get; } =
+        [.. CrossThreadHarness.Methods.Take(CrossThreadHarness.DefaultCount), .. SingleThreadHarness.Methods];
+
+    /// <summary>
+    /// The methods named in a comma-separated list (case-insensitive, any order, repeats ignored), in program order;
+    /// <see cref="DefaultMethods"/> for null or blank.
+    /// </summary>
+    /// <exception cref="FormatException">A name is not a method.</exception>
+    public static IReadOnlyList<string> ParseMethods(string? list)
+    {
+        if (string.IsNullOrWhiteSpace(list))
+            return DefaultMethods;
+        var named = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string part in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string? name = AllMethods.FirstOrDefault(m => string.Equals(m, part, StringComparison.OrdinalIgnoreCase));
+            if (name == null)
+                throw new FormatException($"--methods: unknown method '{part}'; the methods are {string.Join(", ", AllMethods)}.");
+            named.Add(name);
+        }
+        if (named.Count == 0)
+            throw new FormatException("--methods names no method.");
+        return AllMethods.Where(named.Contains).ToArray();
+    }
 }
 
 /// <summary>What one method measured over the rounds.</summary>
@@ -104,12 +136,16 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
             }
         }
 
-        string[] crossBaselines = ["ChannelOnly", "ConcurrentQueuePool"];
+        // Ratios only to the baselines that run.
+        string[] crossBaselines = new[] { "ChannelOnly", "ConcurrentQueuePool" }.Where(options.Methods.Contains).ToArray();
+        string[] singleBaselines = options.Methods.Contains("Floor") ? ["Floor"] : [];
         var runs = new List<Func<int, (long Ticks, long Bytes)>>();
         for (int i = 0; i < CrossThreadHarness.Methods.Length; i++)
         {
             int method = i;
             string name = CrossThreadHarness.Methods[i];
+            if (!options.Methods.Contains(name))
+                continue;
             results.Add(new MethodResult(name, "cross-thread", name.StartsWith("PagePool", StringComparison.Ordinal), crossBaselines, options.Rounds));
             runs.Add(pages =>
             {
@@ -121,7 +157,9 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
         {
             int method = i;
             string name = SingleThreadHarness.Methods[i];
-            results.Add(new MethodResult(name, "single-thread", name != "Floor", ["Floor"], options.Rounds));
+            if (!options.Methods.Contains(name))
+                continue;
+            results.Add(new MethodResult(name, "single-thread", name != "Floor", singleBaselines, options.Rounds));
             runs.Add(pages => single.Run(method, pages));
         }
 
@@ -187,13 +225,19 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
 
     private static MethodResult ByName(List<MethodResult> results, string name) => results.First(r => r.Name == name);
 
+    /// <summary>ChannelOnly's median and quartiles (the host state), or null when it did not run.</summary>
+    private static (double Median, double Q1, double Q3)? HostState(List<MethodResult> results) =>
+        results.FirstOrDefault(r => r.Name == "ChannelOnly") is { } channel ? Quartiles(channel.Samples) : null;
+
     private void WriteTable(List<MethodResult> results, string pinNote)
     {
         var ci = CultureInfo.InvariantCulture;
         output.WriteLine($"UnmanagedPool cross-thread: {options.Rounds} rounds of {options.Pages} pages per method, " +
                          $"methods interleaved in one process (order rotated each round), {options.WarmupRounds} warm-up rounds; {pinNote}.");
-        var (hostMedian, hostQ1, hostQ3) = Quartiles(ByName(results, "ChannelOnly").Samples);
-        output.WriteLine(string.Create(ci, $"host state: ChannelOnly (the hand-off alone between the two threads) median {hostMedian:0.00} ns/page, q1 {hostQ1:0.00}, q3 {hostQ3:0.00}."));
+        if (HostState(results) is var (hostMedian, hostQ1, hostQ3))
+            output.WriteLine(string.Create(ci, $"host state: ChannelOnly (the hand-off alone between the two threads) median {hostMedian:0.00} ns/page, q1 {hostQ1:0.00}, q3 {hostQ3:0.00}."));
+        else
+            output.WriteLine("host state: ChannelOnly not run.");
         output.WriteLine();
         foreach (string group in results.Select(r => r.Group).Distinct())
         {
@@ -234,11 +278,20 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
             w.WriteNumber("warmupRounds", options.WarmupRounds);
             w.WriteBoolean("pinned", pinned);
             w.WriteString("pin", pinNote);
-            var (hostMedian, hostQ1, hostQ3) = Quartiles(ByName(results, "ChannelOnly").Samples);
+            // A run with --methods lists only its methods; without ChannelOnly the host state is null.
             w.WriteStartObject("host");
-            w.WriteNumber("channelOnlyMedian", hostMedian);
-            w.WriteNumber("channelOnlyQ1", hostQ1);
-            w.WriteNumber("channelOnlyQ3", hostQ3);
+            if (HostState(results) is var (hostMedian, hostQ1, hostQ3))
+            {
+                w.WriteNumber("channelOnlyMedian", hostMedian);
+                w.WriteNumber("channelOnlyQ1", hostQ1);
+                w.WriteNumber("channelOnlyQ3", hostQ3);
+            }
+            else
+            {
+                w.WriteNull("channelOnlyMedian");
+                w.WriteNull("channelOnlyQ1");
+                w.WriteNull("channelOnlyQ3");
+            }
             w.WriteNumber("processorCount", Environment.ProcessorCount);
             w.WriteString("os", RuntimeInformation.OSDescription);
             w.WriteString("runtime", RuntimeInformation.FrameworkDescription);

@@ -21,11 +21,17 @@ public static class Program
         var pages = new Option<int>("--pages", "-p") { Description = "Pages per method per round (operations, for the single-thread methods).", DefaultValueFactory = _ => defaults.Pages };
         var warmup = new Option<int>("--warmup") { Description = "Rounds run first and not counted.", DefaultValueFactory = _ => defaults.WarmupRounds };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (methods with median, q1, q3, ratios, per-round samples; the host state) instead of the table." };
+        var methods = new Option<string?>("--methods", "-m")
+        {
+            Description = "Comma-separated methods to run (default: every method but the probes), e.g. PagePool,ChannelOnly, so that a "
+                + "profiler or perf stat sees one method alone. Ratios are taken only to baselines that run. Names: "
+                + string.Join(", ", CrossThreadOptions.AllMethods) + ".",
+        };
         var pin = new Option<bool>("--pin") { Description = "Pin the consumer thread to CPU 0 and the putting thread to CPU 1 (Linux sched_setaffinity); says so when it cannot." };
 
         var root = new RootCommand("Cross-thread recycling of UnmanagedPool's PagePool against a ConcurrentQueue pool and the hand-off alone, all methods interleaved in one process.")
         {
-            rounds, pages, warmup, json, pin,
+            rounds, pages, warmup, json, pin, methods,
         };
         int exitCode = 0;
         root.SetAction(parse =>
@@ -38,6 +44,7 @@ public static class Program
                 options.WarmupRounds = parse.GetValue(warmup);
                 options.Json = parse.GetValue(json);
                 options.Pin = parse.GetValue(pin);
+                options.Methods = CrossThreadOptions.ParseMethods(parse.GetValue(methods));
                 if (options.Rounds < 1 || options.Rounds > 1_000_000)
                     throw new FormatException("--rounds must be 1..1000000.");
                 if (options.Pages < 1)

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using UnmanagedPool.Native;
 
 namespace UnmanagedPool;
@@ -149,6 +151,7 @@ public unsafe struct XdpBuff
     /// data runs past the frame (past <see cref="DataHardEnd"/> for a buffer with fragments). The fragment list
     /// stays where it is and the frame carries the buffer's flags, so the frame owns the head and every fragment.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // the redirect hot path; the kernel's is inline too
     public readonly XdpFrame ToFrame()
     {
         int headroom = Headroom;
@@ -157,13 +160,12 @@ public unsafe struct XdpBuff
             || DataEnd > (HasFrags ? DataHardEnd : DataHardStart + FrameSize))
             return XdpFrame.Null;
         var f = (XdpFrameDescriptor*)DataHardStart;
-        f->Data = Data;
-        f->Len = (uint)Length;
-        f->Headroom = (uint)(headroom - XdpFrame.DescriptorSize);
-        f->MetaSize = (uint)metasize;
-        f->FrameSize = (uint)FrameSize;
-        f->MemType = (uint)Mem.Type;
-        f->Flags = (uint)Flags;
+        // The fields in two 16-byte stores (Data, Len, Headroom; MetaSize, FrameSize, MemType, Flags: the layout
+        // XdpFrameDescriptor pins, little-endian): the line is usually in the CPU that returned the page's last
+        // frame, and eight separate stores to a line still on its way here fill the store buffer (measured in
+        // perf/RESULTS-cross-thread.md).
+        Vector128.Create((ulong)Data, (uint)Length | ((ulong)(uint)(headroom - XdpFrame.DescriptorSize) << 32)).Store((ulong*)f);
+        Vector128.Create((uint)metasize, (uint)FrameSize, (uint)Mem.Type, (uint)Flags).Store((uint*)f + 4);
         // Volatile: the state word goes last, so a frame seen live on another thread has its fields written.
         Volatile.Write(ref f->State, XdpFrameDescriptor.Live);
         return new XdpFrame(f);

@@ -1,4 +1,5 @@
 using UnmanagedPool.Native;
+using UnmanagedPool.Tests.Pool;
 
 namespace UnmanagedPool.Tests.Frag;
 
@@ -162,5 +163,87 @@ public unsafe class XdpTests
         Assert.Equal(PagePool.BiasMax - 4, page.Value.PpRefCount);
         pool.Dispose();
         Assert.True(pool.IsFreed);
+    }
+
+    [Fact]
+    public void ReturnFrameBulk_puts_runs_longer_than_a_bulk_queue_and_alternating_pools_each_to_its_own_pool()
+    {
+        // The common case batches a run of one pool's frames without a lookup per frame: a run longer than the
+        // queue, pools alternating frame by frame, and a multi-buffer frame in a run must still all go back.
+        using var a = NewPool();
+        using var b = NewPool();
+        var ca = a.BindConsumer();
+        var cb = b.BindConsumer();
+        var frames = new List<XdpFrame>();
+        for (int i = 0; i < 3 * Xdp.BulkQueueSize + 5; i++)
+            frames.Add(Frame(ca, a));
+        for (int i = 0; i < 20; i++)
+        {
+            frames.Add(Frame(ca, a));
+            frames.Add(Frame(cb, b));
+        }
+        for (int i = 0; i < Xdp.BulkQueueSize + 3; i++)
+            frames.Add(Frame(cb, b));
+        var multi = new XdpBuff();
+        NetMemRef head = cb.AllocPage();
+        multi.Init(head.Size, XdpMemInfo.ForPagePool(b));
+        multi.Prepare(head.Address, Xdp.PacketHeadroom, 100, metaValid: false);
+        Assert.True(multi.AddFrag(cb.AllocPage(), 0, 1000, 4096));
+        Assert.True(multi.AddFrag(cb.AllocPage(), 0, 1000, 4096));
+        frames.Insert(frames.Count - 4, multi.ToFrame());
+        for (int i = 0; i < 4; i++)
+            frames.Add(Frame(cb, b));
+        XdpFrame[] all = frames.ToArray();
+        var sa = a.GetStats();
+        var sb = b.GetStats();
+
+        OtherThread.Run(() => Xdp.ReturnFrameBulk(all));
+
+        StatsAssert.Moved(sa, a.GetStats(), ("RecycleRing", 3 * Xdp.BulkQueueSize + 5 + 20));
+        StatsAssert.Moved(sb, b.GetStats(), ("RecycleRing", 20 + Xdp.BulkQueueSize + 3 + 3 + 4));
+        Assert.All(all, f => Assert.False(f.IsLive));
+        Assert.Equal(0, a.InFlight - a.GetStats().Pooled);
+        Assert.Equal(0, b.InFlight - b.GetStats().Pooled);
+    }
+
+    [Fact]
+    public void ReturnFrameBulk_refuses_a_batch_with_a_frame_returned_before_and_puts_nothing_even_in_a_long_run()
+    {
+        using var pool = NewPool();
+        var c = pool.BindConsumer();
+        // 70 frames: past the 64 whose pages the claim pass looks up, and past several bulk queues.
+        var frames = new XdpFrame[70];
+        for (int i = 0; i < frames.Length; i++)
+            frames[i] = Frame(c, pool);
+        Xdp.ReturnFrame(frames[^1]);
+        var s = pool.GetStats();
+        Assert.Throws<InvalidOperationException>(() => Xdp.ReturnFrameBulk(frames));
+        Assert.Equal(s, pool.GetStats());
+        Assert.All(frames[..^1], f => Assert.True(f.IsLive));
+        XdpFrame[] twice = [.. frames[..66], frames[2]];
+        Assert.Throws<InvalidOperationException>(() => Xdp.ReturnFrameBulk(twice));
+        Assert.Equal(s, pool.GetStats());
+        Assert.All(frames[..^1], f => Assert.True(f.IsLive));
+        Xdp.ReturnFrameBulk(frames.AsSpan(0, frames.Length - 1));
+        Assert.Equal(0, pool.InFlight - pool.GetStats().Pooled);
+    }
+
+    [Fact]
+    public void ReturnFrameBulk_sends_a_pool_frame_whose_page_is_not_a_pool_page_to_put_page()
+    {
+        // A frame marked MEM_TYPE_PAGE_POOL over a page not from a pool leaves the common case for put_page.
+        using var pool = NewPool();
+        var c = pool.BindConsumer();
+        using var provider = new PageProvider(PageConstants.MinRegionShift);
+        var foreign = provider.Take();
+        var xdp = new XdpBuff();
+        xdp.Init(4096, XdpMemInfo.ForPagePool(pool));
+        xdp.Prepare(foreign.Address, Xdp.PacketHeadroom, 64, metaValid: false);
+        var frames = new[] { Frame(c, pool), xdp.ToFrame(), Frame(c, pool) };
+        var s = pool.GetStats();
+        Xdp.ReturnFrameBulk(frames);
+        StatsAssert.Moved(s, pool.GetStats(), ("RecycleRing", 2));
+        Assert.Equal(0, provider.PagesInUse);
+        Assert.All(frames, f => Assert.False(f.IsLive));
     }
 }

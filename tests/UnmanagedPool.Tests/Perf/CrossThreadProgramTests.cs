@@ -81,6 +81,45 @@ public class CrossThreadProgramTests
         Assert.StartsWith("error: --rounds", stdout);
     }
 
+    [Fact]
+    public void Methods_runs_only_the_named_methods_and_takes_ratios_only_to_the_baselines_that_ran()
+    {
+        var (rc, stdout, stderr) = RunProgram("--rounds", "1", "--pages", "5000", "--warmup", "1", "--json",
+            "--methods", "pagepool, ChannelOnly,ProbeBulkPut32CasHead,PagePool");
+        Assert.True(rc == 0, $"exit {rc}\n{stdout}\n{stderr}");
+        using JsonDocument doc = JsonDocument.Parse(stdout);
+        var methods = doc.RootElement.GetProperty("methods").EnumerateArray().ToDictionary(m => m.GetProperty("name").GetString()!);
+        Assert.Equal(["ChannelOnly", "PagePool", "ProbeBulkPut32CasHead"], methods.Keys);
+        foreach (var (name, m) in methods)
+        {
+            JsonElement ratios = m.GetProperty("ratios");
+            Assert.True(ratios.GetProperty("ChannelOnly").GetDouble() > 0, name);
+            Assert.False(ratios.TryGetProperty("ConcurrentQueuePool", out _), name);
+        }
+        Assert.Equal(0.0, methods["ProbeBulkPut32CasHead"].GetProperty("bytesPerPage").GetDouble());
+        Assert.Equal(methods["ChannelOnly"].GetProperty("median").GetDouble(), doc.RootElement.GetProperty("host").GetProperty("channelOnlyMedian").GetDouble());
+    }
+
+    [Fact]
+    public void Methods_without_ChannelOnly_write_a_null_host_state()
+    {
+        var (rc, stdout, stderr) = RunProgram("--rounds", "1", "--pages", "5000", "--warmup", "1", "--json", "--methods", "PagePoolRedirect");
+        Assert.True(rc == 0, $"exit {rc}\n{stdout}\n{stderr}");
+        using JsonDocument doc = JsonDocument.Parse(stdout);
+        JsonElement m = Assert.Single(doc.RootElement.GetProperty("methods").EnumerateArray());
+        Assert.Equal("PagePoolRedirect", m.GetProperty("name").GetString());
+        Assert.Empty(m.GetProperty("ratios").EnumerateObject());
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("host").GetProperty("channelOnlyMedian").ValueKind);
+    }
+
+    [Fact]
+    public void An_unknown_method_is_a_usage_error_with_exit_code_2()
+    {
+        var (rc, stdout, _) = RunProgram("--methods", "PagePool,NoSuchMethod");
+        Assert.Equal(2, rc);
+        Assert.StartsWith("error: --methods: unknown method 'NoSuchMethod'", stdout);
+    }
+
     private static (int ExitCode, string Stdout, string Stderr) RunProgram(params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
