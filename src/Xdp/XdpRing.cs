@@ -118,6 +118,9 @@ public sealed unsafe class XdpProducerRing<T> where T : unmanaged
         Volatile.Write(ref *_producer, *_producer + count); // the producer index is ours alone: a plain read
     }
 
+    /// <summary>Gives back the <paramref name="count"/> newest reserved entries, unwritten and never submitted.</summary>
+    internal void Cancel(uint count) => _cachedProd -= count;
+
     /// <summary>Entries submitted and not yet consumed by the kernel.</summary>
     /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public uint Outstanding

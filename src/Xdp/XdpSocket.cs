@@ -47,6 +47,7 @@ public sealed unsafe class XdpSocket : IDisposable
     private readonly int _fd;           // _handle's descriptor, read on the hot paths without a SafeHandle reference count
     private readonly ulong[] _heldRx;   // chunks in the fill ring or the kernel's RX path: receive side only
     private readonly ulong[] _heldTx;   // chunks in the TX ring or the kernel's TX path: transmit side only
+    private readonly ulong _umemLimit; // bytes of the UMEM that hold chunks: a ring address must be below it
     private int _heldRxCount;
     private int _heldTxCount;
     private int _disposed;
@@ -75,6 +76,7 @@ public sealed unsafe class XdpSocket : IDisposable
             throw new XdpException(XdpError.QueueOutOfRange, 0,
                 $"Queue {options.QueueId} is past the {queues} receive queue(s) of {options.Interface} (a veth has one unless its channels are raised).");
 
+        _umemLimit = (ulong)_umem.ChunkCount << PageConstants.PageShift;
         _heldRx = new ulong[(_umem.ChunkCount + 63) >> 6];
         _heldTx = new ulong[(_umem.ChunkCount + 63) >> 6];
         // The socket keeps the area mapped while the kernel may write into it (until its handle is released).
@@ -126,7 +128,7 @@ public sealed unsafe class XdpSocket : IDisposable
         }
     }
 
-    /// <summary>The socket's file descriptor (what the XSKMAP holds).</summary>
+    /// <summary>The socket's file descriptor (what the XSKMAP holds); after <see cref="Dispose"/> the number is stale and may name another file.</summary>
     public int Fd => _fd;
 
     /// <summary>The UMEM's memory.</summary>
@@ -164,14 +166,25 @@ public sealed unsafe class XdpSocket : IDisposable
     /// it has room for. Receive side only.
     /// </summary>
     /// <returns>How many were handed over, from the start of the span.</returns>
+    /// <exception cref="ArgumentException">A page is not a chunk of this socket's UMEM (nothing of the batch is handed over).</exception>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public int Fill(ReadOnlySpan<NetMemRef> pages)
     {
         XdpProducerRing<ulong> ring = FillRing;
         uint n = ring.Reserve((uint)pages.Length, out uint index);
         nint area = _umem.Area;
+        ulong limit = _umemLimit;
         for (int i = 0; i < (int)n; i++)
         {
             ulong offset = (ulong)((nint)pages[i].Address - area);
+            if (offset >= limit)
+            {
+                // Nothing of the batch reaches the kernel: a reserved slot left unwritten would be published by the next Submit.
+                for (int j = 0; j < i; j++)
+                    ClearHeld(_heldRx, ref _heldRxCount, ring[index + (uint)j]);
+                ring.Cancel(n);
+                ThrowNotInUmem(nameof(pages), i);
+            }
             ring[index + (uint)i] = offset;
             SetHeld(_heldRx, ref _heldRxCount, offset);
         }
@@ -185,6 +198,7 @@ public sealed unsafe class XdpSocket : IDisposable
     /// pool page) with the frame at its offset. The chunks are the caller's from now on. Receive side only.
     /// </summary>
     /// <returns>How many frames were taken.</returns>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public int Receive(Span<UmemFrame> frames)
     {
         XdpConsumerRing<XdpDesc>? ring = RxRing;
@@ -209,6 +223,8 @@ public sealed unsafe class XdpSocket : IDisposable
     /// Transmit side only. The chunks come back through <see cref="Complete"/>.
     /// </summary>
     /// <returns>How many were queued, from the start of the span.</returns>
+    /// <exception cref="ArgumentException">A frame's page is not a chunk of this socket's UMEM (nothing of the batch is queued).</exception>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public int Transmit(ReadOnlySpan<UmemFrame> frames)
     {
         XdpProducerRing<XdpDesc>? ring = TxRing;
@@ -216,10 +232,18 @@ public sealed unsafe class XdpSocket : IDisposable
             ThrowNoRing("TX");
         uint n = ring.Reserve((uint)frames.Length, out uint index);
         nint area = _umem.Area;
+        ulong limit = _umemLimit;
         for (int i = 0; i < (int)n; i++)
         {
             ref XdpDesc d = ref ring[index + (uint)i];
             ulong chunk = (ulong)((nint)frames[i].Page.Address - area);
+            if (chunk >= limit)
+            {
+                for (int j = 0; j < i; j++)
+                    ClearHeld(_heldTx, ref _heldTxCount, ring[index + (uint)j].Addr);
+                ring.Cancel(n);
+                ThrowNotInUmem(nameof(frames), i);
+            }
             d.Addr = chunk + (ulong)frames[i].Offset;
             d.Len = (uint)frames[i].Length;
             d.Options = 0;
@@ -239,6 +263,7 @@ public sealed unsafe class XdpSocket : IDisposable
     /// Transmit side only.
     /// </summary>
     /// <returns>How many were taken.</returns>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public int Complete(Span<NetMemRef> pages)
     {
         XdpConsumerRing<ulong> ring = CompletionRing;
@@ -533,6 +558,11 @@ public sealed unsafe class XdpSocket : IDisposable
             return true;
         }
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowNotInUmem(string name, int at) =>
+        throw new ArgumentException($"Entry {at} is not a chunk of this socket's UMEM; nothing of the batch was handed to the kernel.", name);
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]
