@@ -44,7 +44,7 @@ public sealed class XdpException : IOException
     /// <summary>The errno the kernel returned (0 when the failure was found before a system call).</summary>
     public int Errno { get; }
 
-    internal static XdpException FromErrno(string what, int errno, XdpError? error = null)
+    internal static XdpException FromErrno(string what, int errno, XdpError? error = null, string? kernelMessage = null)
     {
         XdpError kind = error ?? errno switch
         {
@@ -60,6 +60,7 @@ public sealed class XdpException : IOException
             XdpError.Busy => " (another XDP program or AF_XDP socket holds it)",
             _ => "",
         };
-        return new XdpException(kind, errno, $"{what}: {Sys.Describe(errno)} (errno {errno}){hint}.");
+        string said = string.IsNullOrEmpty(kernelMessage) ? "" : $": the kernel says \"{kernelMessage}\"";
+        return new XdpException(kind, errno, $"{what}: {Sys.Describe(errno)} (errno {errno}){said}{hint}.");
     }
 }

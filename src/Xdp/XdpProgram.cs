@@ -17,13 +17,69 @@ public enum XdpAttachMode
     Native,
 }
 
+/// <summary>How an XDP program is attached to its interface: through a BPF link, or through rtnetlink.</summary>
+public enum XdpAttachMethod
+{
+    /// <summary>
+    /// A BPF link where the kernel has XDP links (Linux 5.9 and later), rtnetlink (<see cref="Netlink"/>) where
+    /// <c>BPF_LINK_CREATE</c> says it does not know them (<c>ENOSYS</c>, or <c>EINVAL</c> on a kernel older than 5.9).
+    /// </summary>
+    Auto = 0,
+
+    /// <summary>
+    /// <c>BPF_LINK_CREATE</c>: the attachment lives in the link's file descriptor, so the program goes away when
+    /// the program is disposed or the process ends in any way, a kill included.
+    /// </summary>
+    Link,
+
+    /// <summary>
+    /// <c>RTM_SETLINK</c> with <c>IFLA_XDP</c> (what <c>ip link set dev X xdp</c> does), with
+    /// <c>XDP_FLAGS_UPDATE_IF_NOEXIST</c> so that another program is never replaced. The attachment belongs to the
+    /// interface, not to the process: <see cref="XdpProgram.Dispose"/> (and the finalizer) detaches it, but a
+    /// process that is killed leaves the program attached, and the interface busy, until someone runs
+    /// <c>ip link set dev X xdp off</c> (or <c>xdpgeneric off</c> for the generic hook).
+    /// </summary>
+    Netlink,
+}
+
+/// <summary>Parameters of an <see cref="XdpProgram"/>.</summary>
+public sealed class XdpProgramOptions
+{
+    /// <summary>The interface to attach to (by name).</summary>
+    public required string Interface { get; init; }
+
+    /// <summary>The hook to attach at (driver, generic, or the kernel's choice).</summary>
+    public XdpAttachMode Mode { get; init; }
+
+    /// <summary>A BPF link, rtnetlink, or a link with rtnetlink where the kernel has no XDP links (the default).</summary>
+    public XdpAttachMethod Method { get; init; }
+
+    /// <summary>Entries in the XSKMAP: queues that can get a socket (default 64).</summary>
+    public int MaxQueues { get; init; } = 64;
+}
+
 /// <summary>
 /// The redirect program every AF_XDP receiver needs, built as eBPF bytecode in C# and loaded with raw
 /// <c>bpf(2)</c> (no libbpf, no BTF, no bpffs): an XSKMAP keyed by queue index, and a program that redirects each
 /// frame to the socket registered for its <c>rx_queue_index</c> and passes it to the stack (<c>XDP_PASS</c>) when
-/// none is. It is attached with a BPF link, which lives in a file descriptor: closing it (<see cref="Dispose"/>, or
-/// the process dying) detaches the program.
+/// none is.
 /// </summary>
+/// <remarks>
+/// <para>
+/// It is attached with a BPF link where the kernel has XDP links (5.9 and later), which lives in a file
+/// descriptor: closing it (<see cref="Dispose"/>, or the process dying, even killed) detaches the program. Older
+/// kernels, or <see cref="XdpAttachMethod.Netlink"/> asked for, attach through rtnetlink (<c>IFLA_XDP</c>): that
+/// attachment belongs to the interface and outlives a process that is killed (<c>SIGKILL</c>, the OOM killer), so
+/// the next run finds the interface busy (<see cref="XdpError.Busy"/>) until the program is removed with
+/// <c>ip link set dev X xdp off</c> (<c>xdpgeneric off</c> in generic mode). <see cref="Dispose"/> detaches it
+/// only while it is still this program's (<c>XDP_FLAGS_REPLACE</c> with <c>IFLA_XDP_EXPECTED_FD</c>): a program
+/// someone else attached since is left in place.
+/// </para>
+/// <para>
+/// The descriptors and the attachment belong to a <see cref="SafeHandle"/>: <see cref="Dispose"/> may run more
+/// than once and from any thread, and a program dropped without it is detached and freed by the finalizer.
+/// </para>
+/// </remarks>
 public sealed unsafe class XdpProgram : IDisposable
 {
     /// <summary>The license the program is loaded under (the redirect helper is GPL-only).</summary>
@@ -33,19 +89,19 @@ public sealed unsafe class XdpProgram : IDisposable
     private const int BPF_MAP_UPDATE_ELEM = 2;
     private const int BPF_MAP_DELETE_ELEM = 3;
     private const int BPF_PROG_LOAD = 5;
+    private const int BPF_OBJ_GET_INFO_BY_FD = 15;
     private const int BPF_LINK_CREATE = 28;
     private const int BPF_MAP_TYPE_XSKMAP = 17;
     private const int BPF_PROG_TYPE_XDP = 6;
     private const int BPF_XDP = 37;
-    private const uint XDP_FLAGS_SKB_MODE = 1 << 1;
-    private const uint XDP_FLAGS_DRV_MODE = 1 << 2;
     private const int AttrSize = 128;
 
-    private int _mapFd = -1;
-    private int _progFd = -1;
-    private int _linkFd = -1;
+    /// <summary>The first kernel with XDP BPF links (<c>BPF_LINK_CREATE</c> with <c>BPF_XDP</c>).</summary>
+    internal static readonly Version FirstKernelWithXdpLinks = new(5, 9);
 
-    /// <summary>Creates the XSKMAP, loads the program and attaches it to <paramref name="interfaceName"/>.</summary>
+    private readonly ProgramHandle _handle = new();
+
+    /// <summary>Creates the XSKMAP, loads the program and attaches it to <paramref name="interfaceName"/> (a BPF link where the kernel has them).</summary>
     /// <param name="interfaceName">The interface to attach to.</param>
     /// <param name="mode">The hook to attach at.</param>
     /// <param name="maxQueues">Entries in the XSKMAP: queues that can get a socket (default 64).</param>
@@ -55,20 +111,36 @@ public sealed unsafe class XdpProgram : IDisposable
     /// <see cref="XdpError.Busy"/> (another XDP program is attached), <see cref="XdpError.VerifierRejected"/>.
     /// </exception>
     public XdpProgram(string interfaceName, XdpAttachMode mode = XdpAttachMode.Auto, int maxQueues = 64)
+        : this(new XdpProgramOptions { Interface = interfaceName, Mode = mode, MaxQueues = maxQueues })
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxQueues, 1);
-        Interface = interfaceName;
-        IfIndex = XdpInterface.IndexOf(interfaceName);
-        Mode = mode;
+    }
+
+    /// <summary>Creates the XSKMAP, loads the program and attaches it as <paramref name="options"/> say.</summary>
+    /// <exception cref="XdpException">
+    /// A step failed: <see cref="XdpError.NoSuchInterface"/>, <see cref="XdpError.PermissionDenied"/>,
+    /// <see cref="XdpError.NotSupported"/> (no native XDP in <see cref="XdpAttachMode.Native"/>, or no XDP links
+    /// with <see cref="XdpAttachMethod.Link"/>), <see cref="XdpError.Busy"/> (another XDP program is attached; it
+    /// stays attached), <see cref="XdpError.VerifierRejected"/>.
+    /// </exception>
+    public XdpProgram(XdpProgramOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxQueues, 1, nameof(options.MaxQueues));
+        if (!Enum.IsDefined(options.Method))
+            throw new ArgumentOutOfRangeException(nameof(options), options.Method, "Unknown attach method.");
+        Interface = options.Interface;
+        IfIndex = XdpInterface.IndexOf(options.Interface);
+        Mode = options.Mode;
         try
         {
-            _mapFd = CreateXskMap(maxQueues);
-            _progFd = LoadProgram(BuildRedirectProgram(_mapFd));
-            _linkFd = Attach(_progFd, IfIndex, mode, interfaceName);
+            _handle.MapFd = CreateXskMap(options.MaxQueues);
+            _handle.ProgFd = LoadProgram(BuildRedirectProgram(_handle.MapFd));
+            ProgramId = IdOf(_handle.ProgFd);
+            AttachMethod = Attach(options.Method);
         }
         catch
         {
-            CloseAll();
+            _handle.Dispose();
             throw;
         }
     }
@@ -82,48 +154,95 @@ public sealed unsafe class XdpProgram : IDisposable
     /// <summary>The hook asked for.</summary>
     public XdpAttachMode Mode { get; }
 
-    /// <summary>The XSKMAP's file descriptor.</summary>
-    public int MapFd => _mapFd;
+    /// <summary>How the program was attached: <see cref="XdpAttachMethod.Link"/> or <see cref="XdpAttachMethod.Netlink"/> (never Auto).</summary>
+    public XdpAttachMethod AttachMethod { get; }
 
-    /// <summary>The program's file descriptor.</summary>
-    public int ProgramFd => _progFd;
+    /// <summary>The kernel's id of the loaded program (what <c>ip link show</c> and <c>bpftool prog</c> print).</summary>
+    public uint ProgramId { get; }
 
-    /// <summary>The BPF link's file descriptor (closing it detaches the program).</summary>
-    public int LinkFd => _linkFd;
+    /// <summary>The XSKMAP's file descriptor (-1 after <see cref="Dispose"/>).</summary>
+    public int MapFd => _handle.IsClosed ? -1 : _handle.MapFd;
+
+    /// <summary>The program's file descriptor (-1 after <see cref="Dispose"/>).</summary>
+    public int ProgramFd => _handle.IsClosed ? -1 : _handle.ProgFd;
+
+    /// <summary>The BPF link's file descriptor (closing it detaches the program); -1 when attached through netlink or after <see cref="Dispose"/>.</summary>
+    public int LinkFd => _handle.IsClosed ? -1 : _handle.LinkFd;
 
     /// <summary>Whether the program is attached (until <see cref="Dispose"/>).</summary>
-    public bool IsAttached => _linkFd >= 0;
+    public bool IsAttached => !_handle.IsClosed;
 
     /// <summary>Sends frames of queue <paramref name="queueId"/> to <paramref name="socket"/> (<c>BPF_MAP_UPDATE_ELEM</c>).</summary>
     /// <exception cref="XdpException">The map refused the socket (a queue past the map, a socket not bound).</exception>
+    /// <exception cref="ObjectDisposedException">The program or the socket has been disposed (its descriptor number may name another file by now).</exception>
     public void Register(int queueId, XdpSocket socket)
     {
         ArgumentNullException.ThrowIfNull(socket);
-        uint key = (uint)queueId;
-        uint value = (uint)socket.Fd;
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)attr = (uint)_mapFd;
-        *(ulong*)(attr + 8) = (ulong)&key;
-        *(ulong*)(attr + 16) = (ulong)&value;
-        if (Sys.Bpf(BPF_MAP_UPDATE_ELEM, attr, AttrSize) < 0)
-            throw XdpException.FromErrno($"bpf(BPF_MAP_UPDATE_ELEM) of the socket for queue {queueId}", Marshal.GetLastPInvokeError());
+        // Both descriptors stay open for the call, even if another thread disposes their owners meanwhile.
+        bool programRef = false, socketRef = false;
+        try
+        {
+            AddRef(_handle, ref programRef, this);
+            AddRef(socket.Handle, ref socketRef, socket);
+            uint key = (uint)queueId;
+            uint value = (uint)socket.Fd;
+            byte* attr = stackalloc byte[AttrSize];
+            new Span<byte>(attr, AttrSize).Clear();
+            *(uint*)attr = (uint)_handle.MapFd;
+            *(ulong*)(attr + 8) = (ulong)&key;
+            *(ulong*)(attr + 16) = (ulong)&value;
+            if (Sys.Bpf(BPF_MAP_UPDATE_ELEM, attr, AttrSize) < 0)
+                throw XdpException.FromErrno($"bpf(BPF_MAP_UPDATE_ELEM) of the socket for queue {queueId}", Marshal.GetLastPInvokeError());
+        }
+        finally
+        {
+            if (socketRef)
+                socket.Handle.DangerousRelease();
+            if (programRef)
+                _handle.DangerousRelease();
+        }
     }
 
     /// <summary>Stops sending frames of queue <paramref name="queueId"/> to a socket (they pass to the stack).</summary>
     /// <returns>False when no socket was registered for it.</returns>
+    /// <exception cref="ObjectDisposedException">The program has been disposed.</exception>
     public bool Unregister(int queueId)
     {
-        uint key = (uint)queueId;
-        byte* attr = stackalloc byte[AttrSize];
-        new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)attr = (uint)_mapFd;
-        *(ulong*)(attr + 8) = (ulong)&key;
-        return Sys.Bpf(BPF_MAP_DELETE_ELEM, attr, AttrSize) == 0;
+        bool programRef = false;
+        try
+        {
+            AddRef(_handle, ref programRef, this);
+            uint key = (uint)queueId;
+            byte* attr = stackalloc byte[AttrSize];
+            new Span<byte>(attr, AttrSize).Clear();
+            *(uint*)attr = (uint)_handle.MapFd;
+            *(ulong*)(attr + 8) = (ulong)&key;
+            return Sys.Bpf(BPF_MAP_DELETE_ELEM, attr, AttrSize) == 0;
+        }
+        finally
+        {
+            if (programRef)
+                _handle.DangerousRelease();
+        }
     }
 
-    /// <summary>Detaches the program (closes the link) and frees the program and the map.</summary>
-    public void Dispose() => CloseAll();
+    /// <summary>
+    /// Detaches the program (closes the link, or, when attached through netlink, removes it from the interface if it
+    /// is still this program) and frees the program and the map. Safe to call more than once, from any thread.
+    /// </summary>
+    public void Dispose() => _handle.Dispose();
+
+    private static void AddRef(SafeHandle handle, ref bool added, object owner)
+    {
+        try
+        {
+            handle.DangerousAddRef(ref added);
+        }
+        catch (ObjectDisposedException)
+        {
+            throw new ObjectDisposedException(owner.GetType().FullName);
+        }
+    }
 
     /// <summary>
     /// The redirect program as eBPF instructions (8 bytes each; the 64-bit load of the map takes two):
@@ -212,48 +331,162 @@ public sealed unsafe class XdpProgram : IDisposable
         return Sys.Bpf(BPF_PROG_LOAD, attr, AttrSize);
     }
 
-    private static int Attach(int progFd, int ifIndex, XdpAttachMode mode, string name)
+    private static uint ModeFlags(XdpAttachMode mode) => mode switch
+    {
+        XdpAttachMode.Generic => XdpNetlink.XDP_FLAGS_SKB_MODE,
+        XdpAttachMode.Native => XdpNetlink.XDP_FLAGS_DRV_MODE,
+        _ => 0u,
+    };
+
+    /// <summary>
+    /// Whether <c>BPF_LINK_CREATE</c> failing with <paramref name="errno"/> on a kernel of version
+    /// <paramref name="kernel"/> means the kernel has no XDP links (so that rtnetlink is the way): <c>ENOSYS</c>
+    /// (no such command), or <c>EINVAL</c> before 5.9 (older kernels answer <c>EINVAL</c> to a command, or, from
+    /// 5.7, to a link attach type, they do not know). On 5.9 and later <c>EINVAL</c> is a real refusal, and
+    /// <c>EOPNOTSUPP</c> means the driver has no hook in the mode asked for, which netlink would answer as well.
+    /// </summary>
+    internal static bool LinksMissing(int errno, Version kernel) =>
+        errno == Sys.ENOSYS || (errno == Sys.EINVAL && kernel < FirstKernelWithXdpLinks);
+
+    private XdpAttachMethod Attach(XdpAttachMethod method)
+    {
+        if (method == XdpAttachMethod.Netlink)
+        {
+            AttachNetlink(null);
+            return XdpAttachMethod.Netlink;
+        }
+        int errno = TryAttachLink(out int linkFd);
+        if (errno == 0)
+        {
+            _handle.LinkFd = linkFd;
+            return XdpAttachMethod.Link;
+        }
+        if (method == XdpAttachMethod.Auto && LinksMissing(errno, Environment.OSVersion.Version))
+        {
+            AttachNetlink($"bpf(BPF_LINK_CREATE) failed with {Sys.Describe(errno)} (errno {errno}): this kernel has no XDP links; ");
+            return XdpAttachMethod.Netlink;
+        }
+        throw LinkError(errno);
+    }
+
+    private int TryAttachLink(out int linkFd)
     {
         byte* attr = stackalloc byte[AttrSize];
         new Span<byte>(attr, AttrSize).Clear();
-        *(uint*)attr = (uint)progFd;
-        *(uint*)(attr + 4) = (uint)ifIndex;
+        *(uint*)attr = (uint)_handle.ProgFd;
+        *(uint*)(attr + 4) = (uint)IfIndex;
         *(uint*)(attr + 8) = BPF_XDP;
-        *(uint*)(attr + 12) = mode switch
-        {
-            XdpAttachMode.Generic => XDP_FLAGS_SKB_MODE,
-            XdpAttachMode.Native => XDP_FLAGS_DRV_MODE,
-            _ => 0u,
-        };
-        int fd = Sys.Bpf(BPF_LINK_CREATE, attr, AttrSize);
-        if (fd >= 0)
-            return fd;
-        int errno = Marshal.GetLastPInvokeError();
-        string what = $"bpf(BPF_LINK_CREATE) attaching XDP to {name} ({mode} mode)";
+        *(uint*)(attr + 12) = ModeFlags(Mode);
+        linkFd = Sys.Bpf(BPF_LINK_CREATE, attr, AttrSize);
+        return linkFd >= 0 ? 0 : Marshal.GetLastPInvokeError();
+    }
+
+    private XdpException LinkError(int errno)
+    {
+        string what = $"bpf(BPF_LINK_CREATE) attaching XDP to {Interface} ({Mode} mode)";
         XdpError? kind = errno switch
         {
             Sys.EOPNOTSUPP => XdpError.NotSupported,
             Sys.EBUSY or Sys.EEXIST => XdpError.Busy,
-            Sys.EINVAL when mode == XdpAttachMode.Native => XdpError.NotSupported,
+            Sys.EINVAL when Mode == XdpAttachMode.Native => XdpError.NotSupported,
             _ => null,
         };
         if (kind == XdpError.NotSupported)
-            throw new XdpException(XdpError.NotSupported, errno,
+        {
+            return new XdpException(XdpError.NotSupported, errno,
                 $"{what}: {Sys.Describe(errno)} (errno {errno}): the interface has no native XDP; use generic mode.");
-        throw XdpException.FromErrno(what, errno, kind);
+        }
+        return XdpException.FromErrno(what, errno, kind);
     }
 
-    private void CloseAll()
+    /// <summary>
+    /// <c>RTM_SETLINK</c> with <c>IFLA_XDP { fd, XDP_FLAGS_UPDATE_IF_NOEXIST | mode }</c>; once the kernel acks it,
+    /// the handle records the attachment, so that disposal (or the finalizer) detaches it.
+    /// </summary>
+    private void AttachNetlink(string? why)
     {
-        // The link first: the program stops running on the interface before the map it reads goes away.
-        if (_linkFd >= 0)
-            Sys.Close(_linkFd);
-        _linkFd = -1;
-        if (_progFd >= 0)
-            Sys.Close(_progFd);
-        _progFd = -1;
-        if (_mapFd >= 0)
-            Sys.Close(_mapFd);
-        _mapFd = -1;
+        uint flags = XdpNetlink.XDP_FLAGS_UPDATE_IF_NOEXIST | ModeFlags(Mode);
+        int errno = XdpNetlink.SetXdp(IfIndex, _handle.ProgFd, flags, -1, out string? said);
+        if (errno == 0)
+        {
+            _handle.NetlinkIfIndex = IfIndex;
+            _handle.NetlinkModeFlags = ModeFlags(Mode);
+            return;
+        }
+        string what = $"{why}netlink RTM_SETLINK IFLA_XDP attaching XDP to {Interface} ({Mode} mode)";
+        XdpError? kind = errno switch
+        {
+            Sys.EBUSY or Sys.EEXIST => XdpError.Busy,
+            Sys.EOPNOTSUPP => XdpError.NotSupported,
+            Sys.EINVAL when Mode == XdpAttachMode.Native => XdpError.NotSupported,
+            _ => null,
+        };
+        throw XdpException.FromErrno(what, errno, kind, said);
+    }
+
+    /// <summary><c>BPF_OBJ_GET_INFO_BY_FD</c>: the program's id (<c>struct bpf_prog_info.id</c>); 0 where the kernel does not say.</summary>
+    private static uint IdOf(int progFd)
+    {
+        byte* info = stackalloc byte[64];
+        new Span<byte>(info, 64).Clear();
+        byte* attr = stackalloc byte[AttrSize];
+        new Span<byte>(attr, AttrSize).Clear();
+        *(uint*)attr = (uint)progFd;
+        *(uint*)(attr + 4) = 64;
+        *(ulong*)(attr + 8) = (ulong)info;
+        return Sys.Bpf(BPF_OBJ_GET_INFO_BY_FD, attr, AttrSize) == 0 ? *(uint*)(info + 4) : 0;
+    }
+
+    /// <summary>
+    /// The map, program and link descriptors and the netlink attachment, given back once: on <see cref="Dispose"/>
+    /// (any number of calls, any thread), on a failed construction, or in the finalizer of a program never disposed.
+    /// </summary>
+    private sealed class ProgramHandle : SafeHandle
+    {
+        public ProgramHandle()
+            : base(invalidHandleValue: -1, ownsHandle: true)
+        {
+            SetHandle(0);
+        }
+
+        public int MapFd = -1;
+        public int ProgFd = -1;
+        public int LinkFd = -1;
+        public int NetlinkIfIndex;       // > 0 while attached through netlink
+        public uint NetlinkModeFlags;
+
+        public override bool IsInvalid => false;
+
+        protected override bool ReleaseHandle()
+        {
+            // The program leaves the interface before the map it reads goes away.
+            if (LinkFd >= 0)
+                Sys.Close(LinkFd);
+            if (NetlinkIfIndex > 0)
+                DetachNetlink();
+            if (ProgFd >= 0)
+                Sys.Close(ProgFd);
+            if (MapFd >= 0)
+                Sys.Close(MapFd);
+            LinkFd = ProgFd = MapFd = -1;
+            NetlinkIfIndex = 0;
+            return true;
+        }
+
+        /// <summary>
+        /// Removes the program from the interface only if it is still ours (<c>XDP_FLAGS_REPLACE</c> with
+        /// <c>IFLA_XDP_EXPECTED_FD</c>, Linux 5.7 and later). A kernel without <c>XDP_FLAGS_REPLACE</c> answers
+        /// EINVAL: there the attached program's id is compared with ours first, and removed when they match.
+        /// Nothing is thrown: a program someone else attached meanwhile stays where it is.
+        /// </summary>
+        private void DetachNetlink()
+        {
+            int errno = XdpNetlink.SetXdp(NetlinkIfIndex, -1, XdpNetlink.XDP_FLAGS_REPLACE | NetlinkModeFlags, ProgFd, out _);
+            if (errno != Sys.EINVAL)
+                return;
+            uint ours = IdOf(ProgFd);
+            if (ours != 0 && XdpNetlink.QueryProgram(NetlinkIfIndex, out uint attached, out _) == 0 && attached == ours)
+                XdpNetlink.SetXdp(NetlinkIfIndex, -1, NetlinkModeFlags, -1, out _);
+        }
     }
 }

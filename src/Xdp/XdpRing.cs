@@ -7,6 +7,11 @@ namespace UnmanagedPool.AfXdp;
 /// ring shared with the kernel, whose indexes run freely and are masked on access (<c>net/xdp/xsk_queue.h</c>).
 /// One thread at a time: the ring has one producer.
 /// </summary>
+/// <remarks>
+/// After the socket's <see cref="XdpSocket.Dispose"/> every member but the indexer throws
+/// <see cref="ObjectDisposedException"/> (one field read per batch call); see <see cref="XdpSocket"/> for the rule
+/// on disposing while a ring is in use.
+/// </remarks>
 /// <typeparam name="T"><see cref="ulong"/> (a UMEM address) for the fill ring, <see cref="XdpDesc"/> for TX.</typeparam>
 public sealed unsafe class XdpProducerRing<T> where T : unmanaged
 {
@@ -15,11 +20,14 @@ public sealed unsafe class XdpProducerRing<T> where T : unmanaged
     private readonly uint* _flags;
     private readonly T* _ring;
     private readonly uint _mask;
+    private readonly RingMemory _memory; // keeps the ring's address range mapped while this object is reachable
     private uint _cachedProd;  // producer thread only: the next entry to write
     private uint _cachedCons;  // producer thread only: the consumer index seen last, plus Size
+    private bool _closed;      // set once, by the socket's Dispose
 
-    internal XdpProducerRing(byte* map, in Interop.Sys.RingOffset off, uint size)
+    internal XdpProducerRing(byte* map, in Interop.Sys.RingOffset off, uint size, RingMemory memory)
     {
+        _memory = memory;
         _producer = (uint*)(map + off.Producer);
         _consumer = (uint*)(map + off.Consumer);
         _flags = (uint*)(map + off.Flags);
@@ -34,17 +42,38 @@ public sealed unsafe class XdpProducerRing<T> where T : unmanaged
     /// <summary>Entries in the ring (a power of two).</summary>
     public uint Size { get; }
 
+    /// <summary>Whether the socket has been disposed (every call but the indexer then throws).</summary>
+    // Volatile: written once by Dispose, on whichever thread ran it.
+    public bool IsClosed => Volatile.Read(ref _closed);
+
+    /// <summary>Called by the socket's Dispose before the rings' memory goes.</summary>
+    internal void MarkClosed() => Volatile.Write(ref _closed, true); // Volatile: pairs with ThrowIfClosed on the ring's thread
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ThrowIfClosed()
+    {
+        // Volatile: the one load per batch call that a Dispose run before it (on any thread) is seen by.
+        if (Volatile.Read(ref _closed))
+            RingMemory.ThrowClosed(this);
+    }
+
     /// <summary>Whether the kernel asks to be woken (<c>XDP_RING_NEED_WAKEUP</c>, with <c>XDP_USE_NEED_WAKEUP</c>).</summary>
     public bool NeedsWakeup
     {
         // Volatile: the kernel sets and clears the flag from its own context at any time.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => (Volatile.Read(ref *_flags) & Interop.Sys.XDP_RING_NEED_WAKEUP) != 0;
+        get
+        {
+            ThrowIfClosed();
+            return (Volatile.Read(ref *_flags) & Interop.Sys.XDP_RING_NEED_WAKEUP) != 0;
+        }
     }
 
     /// <summary>Entries free for the producer now (refreshes the consumer index when the cached view is short).</summary>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public uint Free(uint wanted)
     {
+        ThrowIfClosed();
         uint free = _cachedCons - _cachedProd;
         if (free >= wanted)
             return free;
@@ -59,6 +88,7 @@ public sealed unsafe class XdpProducerRing<T> where T : unmanaged
     /// <see cref="this[uint]"/>. Reserved entries must be written and then <see cref="Submit"/>ted.
     /// </summary>
     /// <returns>How many were reserved (0 when the ring is full).</returns>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint Reserve(uint count, out uint index)
     {
@@ -78,23 +108,41 @@ public sealed unsafe class XdpProducerRing<T> where T : unmanaged
     }
 
     /// <summary>Publishes the <paramref name="count"/> oldest reserved entries to the kernel.</summary>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Submit(uint count)
     {
+        ThrowIfClosed();
         // Volatile (release): the entries written above must be visible before the kernel sees the new producer
         // index (xskq "A": the kernel reads the producer with acquire, then the entries).
         Volatile.Write(ref *_producer, *_producer + count); // the producer index is ours alone: a plain read
     }
 
+    /// <summary>Gives back the <paramref name="count"/> newest reserved entries, unwritten and never submitted.</summary>
+    internal void Cancel(uint count) => _cachedProd -= count;
+
     /// <summary>Entries submitted and not yet consumed by the kernel.</summary>
-    // Volatile: both indexes move under us (the consumer by the kernel).
-    public uint Outstanding => Volatile.Read(ref *_producer) - Volatile.Read(ref *_consumer);
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
+    public uint Outstanding
+    {
+        get
+        {
+            ThrowIfClosed();
+            // Volatile: both indexes move under us (the consumer by the kernel).
+            return Volatile.Read(ref *_producer) - Volatile.Read(ref *_consumer);
+        }
+    }
 }
 
 /// <summary>
 /// The user side of an AF_XDP ring the kernel produces into (the RX and completion rings). One thread at a time:
 /// the ring has one consumer.
 /// </summary>
+/// <remarks>
+/// After the socket's <see cref="XdpSocket.Dispose"/> every member but the indexer throws
+/// <see cref="ObjectDisposedException"/> (one field read per batch call); see <see cref="XdpSocket"/> for the rule
+/// on disposing while a ring is in use.
+/// </remarks>
 /// <typeparam name="T"><see cref="XdpDesc"/> for RX, <see cref="ulong"/> (a UMEM address) for the completion ring.</typeparam>
 public sealed unsafe class XdpConsumerRing<T> where T : unmanaged
 {
@@ -103,11 +151,14 @@ public sealed unsafe class XdpConsumerRing<T> where T : unmanaged
     private readonly uint* _flags;
     private readonly T* _ring;
     private readonly uint _mask;
+    private readonly RingMemory _memory; // keeps the ring's address range mapped while this object is reachable
     private uint _cachedProd;  // consumer thread only: the producer index seen last
     private uint _cachedCons;  // consumer thread only: the next entry to read
+    private bool _closed;      // set once, by the socket's Dispose
 
-    internal XdpConsumerRing(byte* map, in Interop.Sys.RingOffset off, uint size)
+    internal XdpConsumerRing(byte* map, in Interop.Sys.RingOffset off, uint size, RingMemory memory)
     {
+        _memory = memory;
         _producer = (uint*)(map + off.Producer);
         _consumer = (uint*)(map + off.Consumer);
         _flags = (uint*)(map + off.Flags);
@@ -122,11 +173,30 @@ public sealed unsafe class XdpConsumerRing<T> where T : unmanaged
     /// <summary>Entries in the ring (a power of two).</summary>
     public uint Size { get; }
 
+    /// <summary>Whether the socket has been disposed (every call but the indexer then throws).</summary>
+    // Volatile: written once by Dispose, on whichever thread ran it.
+    public bool IsClosed => Volatile.Read(ref _closed);
+
+    /// <summary>Called by the socket's Dispose before the rings' memory goes.</summary>
+    internal void MarkClosed() => Volatile.Write(ref _closed, true); // Volatile: pairs with ThrowIfClosed on the ring's thread
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ThrowIfClosed()
+    {
+        // Volatile: the one load per batch call that a Dispose run before it (on any thread) is seen by.
+        if (Volatile.Read(ref _closed))
+            RingMemory.ThrowClosed(this);
+    }
+
     /// <summary>Whether the kernel asks to be woken (<c>XDP_RING_NEED_WAKEUP</c>).</summary>
     public bool NeedsWakeup
     {
         // Volatile: the kernel changes the flag at any time.
-        get => (Volatile.Read(ref *_flags) & Interop.Sys.XDP_RING_NEED_WAKEUP) != 0;
+        get
+        {
+            ThrowIfClosed();
+            return (Volatile.Read(ref *_flags) & Interop.Sys.XDP_RING_NEED_WAKEUP) != 0;
+        }
     }
 
     /// <summary>
@@ -134,9 +204,11 @@ public sealed unsafe class XdpConsumerRing<T> where T : unmanaged
     /// They stay the application's until <see cref="Release"/>.
     /// </summary>
     /// <returns>How many are ready (0 when the ring is empty).</returns>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint Peek(uint count, out uint index)
     {
+        ThrowIfClosed();
         uint ready = _cachedProd - _cachedCons;
         if (ready == 0)
         {
@@ -160,11 +232,74 @@ public sealed unsafe class XdpConsumerRing<T> where T : unmanaged
     }
 
     /// <summary>Hands the <paramref name="count"/> oldest peeked entries back to the kernel.</summary>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Release(uint count)
     {
+        ThrowIfClosed();
         // Volatile (release): every read of the entries above completes before the kernel may overwrite them
         // (xskq "B": the kernel reads the consumer with acquire before writing).
         Volatile.Write(ref *_consumer, *_consumer + count); // the consumer index is ours alone: a plain read
     }
+}
+
+/// <summary>
+/// The address ranges of one socket's four rings. While the socket is open they are the kernel's ring mappings.
+/// Its <see cref="XdpSocket.Dispose"/> swaps each for private anonymous memory of the same size at the same
+/// address (<c>mmap MAP_FIXED</c>: the socket's mapping, and with it the kernel's hold on the socket, goes at once),
+/// and this object's finalizer unmaps those only when no ring (and no socket) can reach them any more: a ring used
+/// after, or during, the socket's disposal touches memory of its own, never unmapped or reused addresses.
+/// </summary>
+internal sealed unsafe class RingMemory
+{
+    private int _placeholders; // 1 once Dispose swapped the mappings
+
+    /// <summary>The fill, completion, RX and TX ring ranges (slots 0..3), set as each is mapped.</summary>
+    public (nint Address, nuint Length)[] Maps { get; } = new (nint, nuint)[4];
+
+    /// <summary>The socket's handle: a reachable ring keeps the socket's descriptor and mappings from its finalizer.</summary>
+    public object? Owner { get; set; }
+
+    /// <summary>Swaps every mapping for anonymous memory (unmapping the one that cannot be swapped).</summary>
+    public void ReplaceWithPlaceholders()
+    {
+        for (int i = 0; i < Maps.Length; i++)
+        {
+            (nint address, nuint length) = Maps[i];
+            if (address == 0)
+                continue;
+            nint got = Interop.Sys.MMap(address, length, Interop.Sys.PROT_READ | Interop.Sys.PROT_WRITE,
+                Interop.Sys.MAP_PRIVATE | Interop.Sys.MAP_ANONYMOUS | Interop.Sys.MAP_FIXED | Interop.Sys.MAP_NORESERVE, -1, 0);
+            if (got != address)
+            {
+                Interop.Sys.MUnmap(address, length);
+                Maps[i] = default;
+            }
+        }
+        // Volatile: the finalizer thread reads it.
+        Volatile.Write(ref _placeholders, 1);
+    }
+
+    /// <summary>Unmaps every range (the kernel's mappings on the finalizer path, the placeholders later).</summary>
+    public void Unmap()
+    {
+        for (int i = 0; i < Maps.Length; i++)
+        {
+            if (Maps[i].Address != 0)
+                Interop.Sys.MUnmap(Maps[i].Address, Maps[i].Length);
+            Maps[i] = default;
+        }
+    }
+
+    ~RingMemory()
+    {
+        // Volatile: set by Dispose on another thread. Without placeholders, the socket's handle unmaps (or has).
+        if (Volatile.Read(ref _placeholders) != 0)
+            Unmap();
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void ThrowClosed(object ring) =>
+        throw new ObjectDisposedException(ring.GetType().Name, "The AF_XDP socket that owns this ring has been disposed.");
 }

@@ -24,6 +24,15 @@ namespace UnmanagedPool.AfXdp;
 /// bitmap (fill → RX on the receive side, TX → completion on the transmit side), so the tracking needs no atomics.
 /// </para>
 /// <para>
+/// Lifetime: <see cref="Dispose"/> belongs after the threads that use the socket and its rings have stopped (joined,
+/// or told to stop and seen to). After it every call on the socket and on its rings, raw ones included, throws
+/// <see cref="ObjectDisposedException"/> (one field read per batch call: <c>Reserve</c>, <c>Peek</c>,
+/// <c>Submit</c>, <c>Release</c>, ...), whoever still holds a ring object. A Dispose that races a call in
+/// progress is a bug of the caller, but not a crash: the rings' address ranges stay mapped (as private memory of
+/// their own, no longer the kernel's) until no ring object is reachable, so the call in progress reads and writes
+/// memory that is still there; what it returns for that one batch is unspecified, and the next call throws.
+/// </para>
+/// <para>
 /// The file descriptor, the ring mappings and the socket's hold on the UMEM belong to a <see cref="SafeHandle"/>:
 /// a socket that is dropped without <see cref="Dispose"/> is closed by the finalizer (the kernel then unbinds it
 /// and removes it from any XSKMAP), so its descriptor and the UMEM are not leaked for the life of the process.
@@ -34,9 +43,11 @@ public sealed unsafe class XdpSocket : IDisposable
 {
     private readonly UmemProvider _umem;
     private readonly SocketHandle _handle;
+    private readonly RingMemory _memory;  // the rings' address ranges, kept valid while a ring is reachable
     private readonly int _fd;           // _handle's descriptor, read on the hot paths without a SafeHandle reference count
     private readonly ulong[] _heldRx;   // chunks in the fill ring or the kernel's RX path: receive side only
     private readonly ulong[] _heldTx;   // chunks in the TX ring or the kernel's TX path: transmit side only
+    private readonly ulong _umemLimit; // bytes of the UMEM that hold chunks: a ring address must be below it
     private int _heldRxCount;
     private int _heldTxCount;
     private int _disposed;
@@ -45,6 +56,7 @@ public sealed unsafe class XdpSocket : IDisposable
     /// <param name="umem">The UMEM's memory (ignored when <see cref="XdpSocketOptions.SharedUmem"/> is set: that socket's is used).</param>
     /// <param name="options">The interface, queue, ring sizes and mode.</param>
     /// <exception cref="XdpException">A step failed; <see cref="XdpException.Error"/> says why.</exception>
+    /// <exception cref="ObjectDisposedException">The UMEM's provider, or the <see cref="XdpSocketOptions.SharedUmem"/> socket, has been disposed.</exception>
     public XdpSocket(UmemProvider? umem, XdpSocketOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -64,11 +76,13 @@ public sealed unsafe class XdpSocket : IDisposable
             throw new XdpException(XdpError.QueueOutOfRange, 0,
                 $"Queue {options.QueueId} is past the {queues} receive queue(s) of {options.Interface} (a veth has one unless its channels are raised).");
 
+        _umemLimit = (ulong)_umem.ChunkCount << PageConstants.PageShift;
         _heldRx = new ulong[(_umem.ChunkCount + 63) >> 6];
         _heldTx = new ulong[(_umem.ChunkCount + 63) >> 6];
         // The socket keeps the area mapped while the kernel may write into it (until its handle is released).
         _umem.AddUser();
-        _handle = new SocketHandle(_umem);
+        _memory = new RingMemory();
+        _handle = new SocketHandle(_umem, _memory);
         _fd = Sys.Socket(Sys.AF_XDP, Sys.SOCK_RAW | Sys.SOCK_CLOEXEC, 0);
         if (_fd < 0)
         {
@@ -94,13 +108,13 @@ public sealed unsafe class XdpSocket : IDisposable
                 throw XdpException.FromErrno("getsockopt(XDP_MMAP_OFFSETS)", Marshal.GetLastPInvokeError());
 
             byte* fill = Map(0, Sys.XDP_UMEM_PGOFF_FILL_RING, off.Fill, options.FillSize, sizeof(ulong));
-            FillRing = new XdpProducerRing<ulong>(fill, off.Fill, (uint)options.FillSize);
+            FillRing = new XdpProducerRing<ulong>(fill, off.Fill, (uint)options.FillSize, _memory);
             byte* comp = Map(1, Sys.XDP_UMEM_PGOFF_COMPLETION_RING, off.Completion, options.CompletionSize, sizeof(ulong));
-            CompletionRing = new XdpConsumerRing<ulong>(comp, off.Completion, (uint)options.CompletionSize);
+            CompletionRing = new XdpConsumerRing<ulong>(comp, off.Completion, (uint)options.CompletionSize, _memory);
             if (options.RxSize > 0)
-                RxRing = new XdpConsumerRing<XdpDesc>(Map(2, Sys.XDP_PGOFF_RX_RING, off.Rx, options.RxSize, sizeof(XdpDesc)), off.Rx, (uint)options.RxSize);
+                RxRing = new XdpConsumerRing<XdpDesc>(Map(2, Sys.XDP_PGOFF_RX_RING, off.Rx, options.RxSize, sizeof(XdpDesc)), off.Rx, (uint)options.RxSize, _memory);
             if (options.TxSize > 0)
-                TxRing = new XdpProducerRing<XdpDesc>(Map(3, Sys.XDP_PGOFF_TX_RING, off.Tx, options.TxSize, sizeof(XdpDesc)), off.Tx, (uint)options.TxSize);
+                TxRing = new XdpProducerRing<XdpDesc>(Map(3, Sys.XDP_PGOFF_TX_RING, off.Tx, options.TxSize, sizeof(XdpDesc)), off.Tx, (uint)options.TxSize, _memory);
 
             Bind(options);
             uint opts = 0;
@@ -114,7 +128,7 @@ public sealed unsafe class XdpSocket : IDisposable
         }
     }
 
-    /// <summary>The socket's file descriptor (what the XSKMAP holds).</summary>
+    /// <summary>The socket's file descriptor (what the XSKMAP holds); after <see cref="Dispose"/> the number is stale and may name another file.</summary>
     public int Fd => _fd;
 
     /// <summary>The UMEM's memory.</summary>
@@ -152,14 +166,25 @@ public sealed unsafe class XdpSocket : IDisposable
     /// it has room for. Receive side only.
     /// </summary>
     /// <returns>How many were handed over, from the start of the span.</returns>
+    /// <exception cref="ArgumentException">A page is not a chunk of this socket's UMEM (nothing of the batch is handed over).</exception>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public int Fill(ReadOnlySpan<NetMemRef> pages)
     {
         XdpProducerRing<ulong> ring = FillRing;
         uint n = ring.Reserve((uint)pages.Length, out uint index);
         nint area = _umem.Area;
+        ulong limit = _umemLimit;
         for (int i = 0; i < (int)n; i++)
         {
             ulong offset = (ulong)((nint)pages[i].Address - area);
+            if (offset >= limit)
+            {
+                // Nothing of the batch reaches the kernel: a reserved slot left unwritten would be published by the next Submit.
+                for (int j = 0; j < i; j++)
+                    ClearHeld(_heldRx, ref _heldRxCount, ring[index + (uint)j]);
+                ring.Cancel(n);
+                ThrowNotInUmem(nameof(pages), i);
+            }
             ring[index + (uint)i] = offset;
             SetHeld(_heldRx, ref _heldRxCount, offset);
         }
@@ -173,6 +198,7 @@ public sealed unsafe class XdpSocket : IDisposable
     /// pool page) with the frame at its offset. The chunks are the caller's from now on. Receive side only.
     /// </summary>
     /// <returns>How many frames were taken.</returns>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public int Receive(Span<UmemFrame> frames)
     {
         XdpConsumerRing<XdpDesc>? ring = RxRing;
@@ -197,6 +223,8 @@ public sealed unsafe class XdpSocket : IDisposable
     /// Transmit side only. The chunks come back through <see cref="Complete"/>.
     /// </summary>
     /// <returns>How many were queued, from the start of the span.</returns>
+    /// <exception cref="ArgumentException">A frame's page is not a chunk of this socket's UMEM (nothing of the batch is queued).</exception>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public int Transmit(ReadOnlySpan<UmemFrame> frames)
     {
         XdpProducerRing<XdpDesc>? ring = TxRing;
@@ -204,10 +232,18 @@ public sealed unsafe class XdpSocket : IDisposable
             ThrowNoRing("TX");
         uint n = ring.Reserve((uint)frames.Length, out uint index);
         nint area = _umem.Area;
+        ulong limit = _umemLimit;
         for (int i = 0; i < (int)n; i++)
         {
             ref XdpDesc d = ref ring[index + (uint)i];
             ulong chunk = (ulong)((nint)frames[i].Page.Address - area);
+            if (chunk >= limit)
+            {
+                for (int j = 0; j < i; j++)
+                    ClearHeld(_heldTx, ref _heldTxCount, ring[index + (uint)j].Addr);
+                ring.Cancel(n);
+                ThrowNotInUmem(nameof(frames), i);
+            }
             d.Addr = chunk + (ulong)frames[i].Offset;
             d.Len = (uint)frames[i].Length;
             d.Options = 0;
@@ -227,6 +263,7 @@ public sealed unsafe class XdpSocket : IDisposable
     /// Transmit side only.
     /// </summary>
     /// <returns>How many were taken.</returns>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public int Complete(Span<NetMemRef> pages)
     {
         XdpConsumerRing<ulong> ring = CompletionRing;
@@ -243,8 +280,10 @@ public sealed unsafe class XdpSocket : IDisposable
     }
 
     /// <summary>Kicks the kernel to send what the TX ring holds (<c>sendto</c> with no data).</summary>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public void WakeupTx()
     {
+        ThrowIfDisposed();
         nint r = Sys.SendTo(_fd, null, 0, Sys.MSG_DONTWAIT, null, 0);
         if (r < 0)
         {
@@ -256,22 +295,28 @@ public sealed unsafe class XdpSocket : IDisposable
     }
 
     /// <summary>Kicks the kernel to take fill ring entries (zero-copy drivers that set the need-wakeup flag).</summary>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public void WakeupRx()
     {
+        ThrowIfDisposed();
         Sys.RecvFrom(_fd, null, 0, Sys.MSG_DONTWAIT, null, null);
     }
 
     /// <summary>Waits up to <paramref name="timeoutMs"/> for a received frame (<c>poll</c>).</summary>
     /// <returns>True when the RX ring has something to read.</returns>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public bool WaitReceive(int timeoutMs)
     {
+        ThrowIfDisposed();
         var pfd = new Sys.PollFd { Fd = _fd, Events = Sys.POLLIN };
         return Sys.Poll(&pfd, 1, timeoutMs) > 0;
     }
 
     /// <summary>The kernel's <c>XDP_STATISTICS</c> for this socket.</summary>
+    /// <exception cref="ObjectDisposedException">The socket has been disposed.</exception>
     public XdpStatistics GetStatistics()
     {
+        ThrowIfDisposed();
         ulong* s = stackalloc ulong[6];
         new Span<ulong>(s, 6).Clear();
         uint len = 6 * sizeof(ulong);
@@ -303,17 +348,43 @@ public sealed unsafe class XdpSocket : IDisposable
         return n + Reclaim(_heldTx, ref _heldTxCount, pages[n..]);
     }
 
-    /// <summary>Closes the socket and unmaps its rings; the UMEM stays mapped while its provider or a pool holds it.</summary>
+    /// <summary>
+    /// Closes the socket and takes its rings from the kernel: every later call on the socket (but
+    /// <see cref="ReclaimHeld"/>) or on one of its rings throws <see cref="ObjectDisposedException"/>. The UMEM stays
+    /// mapped while its provider or a pool holds it. Must not run while another thread is in a call on the socket
+    /// or its rings (see the remarks on <see cref="XdpSocket"/>).
+    /// </summary>
     public void Dispose()
     {
         // Interlocked: one closer only (an exit path and a finally may both dispose).
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
+        // The rings refuse every call from now on, before their memory stops being the kernel's.
+        FillRing.MarkClosed();
+        CompletionRing.MarkClosed();
+        RxRing?.MarkClosed();
+        TxRing?.MarkClosed();
+        _handle.Disposing = true;
         _handle.Dispose();
     }
 
     /// <summary>Whether <paramref name="socket"/>'s descriptor has been closed (by <see cref="Dispose"/> or by the finalizer).</summary>
     internal static bool IsClosed(XdpSocket socket) => socket._handle.IsClosed;
+
+    /// <summary>The handle that owns the descriptor: a caller that passes <see cref="Fd"/> to the kernel holds a reference on it for the call.</summary>
+    internal SafeHandle Handle => _handle;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ThrowIfDisposed()
+    {
+        // Volatile: Dispose may have run on another thread before this call (see the threading rule).
+        if (Volatile.Read(ref _disposed) != 0)
+            ThrowDisposed();
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowDisposed() => throw new ObjectDisposedException(nameof(XdpSocket));
 
     private int Reclaim(ulong[] held, ref int count, Span<NetMemRef> pages)
     {
@@ -381,7 +452,7 @@ public sealed unsafe class XdpSocket : IDisposable
         nint address = Sys.MMap(0, length, Sys.PROT_READ | Sys.PROT_WRITE, Sys.MAP_SHARED | Sys.MAP_POPULATE, _fd, pgoff);
         if (address == Sys.MAP_FAILED)
             throw XdpException.FromErrno($"mmap of ring at 0x{pgoff:x}", Marshal.GetLastPInvokeError());
-        _handle.Maps[slot] = (address, length);
+        _memory.Maps[slot] = (address, length);
         return (byte*)address;
     }
 
@@ -407,9 +478,33 @@ public sealed unsafe class XdpSocket : IDisposable
         {
             sa.Flags = flags;
         }
-        if (Sys.Bind(_fd, &sa, (uint)sizeof(Sys.SockaddrXdp)) == 0)
+        // The owner's descriptor stays open through the bind even if another thread disposes the owner meanwhile.
+        bool ownerRef = false;
+        int result;
+        int errno;
+        try
+        {
+            if (options.SharedUmem is { } o)
+            {
+                try
+                {
+                    o._handle.DangerousAddRef(ref ownerRef);
+                }
+                catch (ObjectDisposedException)
+                {
+                    throw new ObjectDisposedException(nameof(XdpSocket), "The socket whose UMEM this one would share (SharedUmem) has been disposed.");
+                }
+            }
+            result = Sys.Bind(_fd, &sa, (uint)sizeof(Sys.SockaddrXdp));
+            errno = Marshal.GetLastPInvokeError();
+        }
+        finally
+        {
+            if (ownerRef)
+                options.SharedUmem!._handle.DangerousRelease();
+        }
+        if (result == 0)
             return;
-        int errno = Marshal.GetLastPInvokeError();
         string what = $"bind AF_XDP socket to {options.Interface} queue {options.QueueId} ({options.Mode} mode)";
         XdpError? kind = errno switch
         {
@@ -429,15 +524,18 @@ public sealed unsafe class XdpSocket : IDisposable
     private sealed class SocketHandle : SafeHandle
     {
         private readonly UmemProvider _umem;
+        private readonly RingMemory _memory;
 
-        public SocketHandle(UmemProvider umem)
+        public SocketHandle(UmemProvider umem, RingMemory memory)
             : base(invalidHandleValue: -1, ownsHandle: true)
         {
             _umem = umem;
+            _memory = memory;
+            memory.Owner = this;
         }
 
-        /// <summary>The fill, completion, RX and TX ring mappings (slots 0..3), set as each is mapped.</summary>
-        public (nint Address, nuint Length)[] Maps { get; } = new (nint, nuint)[4];
+        /// <summary>Set by <see cref="XdpSocket.Dispose"/>: the rings may still be reachable, so their ranges get placeholders.</summary>
+        public bool Disposing { get; set; }
 
         public override bool IsInvalid => false;
 
@@ -445,12 +543,13 @@ public sealed unsafe class XdpSocket : IDisposable
 
         protected override bool ReleaseHandle()
         {
-            for (int i = 0; i < Maps.Length; i++)
-            {
-                if (Maps[i].Address != 0)
-                    Sys.MUnmap(Maps[i].Address, Maps[i].Length);
-                Maps[i] = default;
-            }
+            // On Dispose a ring object may outlive the socket: its range gets anonymous memory that RingMemory frees
+            // once no ring can reach it. On a failed construction or in the finalizer no ring is reachable (a ring
+            // keeps this handle alive): the ranges go now.
+            if (Disposing)
+                _memory.ReplaceWithPlaceholders();
+            else
+                _memory.Unmap();
             int fd = (int)handle;
             if (fd >= 0)
                 Sys.Close(fd);
@@ -459,6 +558,11 @@ public sealed unsafe class XdpSocket : IDisposable
             return true;
         }
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowNotInUmem(string name, int at) =>
+        throw new ArgumentException($"Entry {at} is not a chunk of this socket's UMEM; nothing of the batch was handed to the kernel.", name);
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]

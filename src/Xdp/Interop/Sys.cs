@@ -41,6 +41,10 @@ internal static unsafe partial class Sys
     public const int PROT_WRITE = 2;
     public const int MAP_SHARED = 1;
     public const int MAP_POPULATE = 0x8000;
+    public const int MAP_PRIVATE = 2;
+    public const int MAP_FIXED = 0x10;
+    public const int MAP_ANONYMOUS = 0x20;
+    public const int MAP_NORESERVE = 0x4000;
     public static readonly nint MAP_FAILED = -1;
 
     public const int MSG_DONTWAIT = 0x40;
@@ -62,6 +66,24 @@ internal static unsafe partial class Sys
     public const int EAFNOSUPPORT = 97;
     public const int EOPNOTSUPP = 95;
     public const int ENETDOWN = 100;
+    public const int ENOSYS = 38;
+    public const int EBADF = 9;
+
+    // Netlink (include/uapi/linux/netlink.h, rtnetlink.h, if_link.h).
+    public const int AF_NETLINK = 16;
+    public const int NETLINK_ROUTE = 0;
+    public const int SOL_NETLINK = 270;
+    public const int NETLINK_CAP_ACK = 10;
+    public const int NETLINK_EXT_ACK = 11;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct SockaddrNl
+    {
+        public ushort Family;
+        public ushort Pad;
+        public uint Pid;
+        public uint Groups;
+    }
 
     [StructLayout(LayoutKind.Sequential)]
     public struct SockaddrXdp
