@@ -39,6 +39,7 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         if (ringSize < RefillBatch || (ringSize & (ringSize - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(ringSize), ringSize, $"The ring is a power of two, at least {RefillBatch}.");
         _ring = new RxBuf[ringSize];
+        RingSize = ringSize;
         _mask = ringSize - 1;
         _program = program;
         _ctx = new XdpContext { IngressQueue = index, QueueCount = queueCount };
@@ -51,6 +52,8 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
     {
         _queues = queues;
         _ops.Attach(this);
+        if (Pool is { } warm)
+            TouchPoolThreadState(warm);
         if (Mtu > 0)
         {
             if (Pool is not { } pool)
@@ -64,6 +67,9 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         RefillRing();
     }
 
+    // Fully optimized from the first call: the loop runs for the whole measured window, and neither an on-stack
+    // replacement nor a tier-up of this frame may happen (and allocate) inside it.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run(QueueBase[] queues, Func<bool> stop, Barrier phases, CountdownEvent ready)
     {
         Start(queues);
