@@ -132,7 +132,7 @@ public class ProcessorMultiBufferTests
     [InlineData(67, BufferPoolKind.PagePool, DriverKind.Synthetic, true, "--mtu must be")]
     [InlineData(9001, BufferPoolKind.PagePool, DriverKind.Synthetic, true, "--mtu must be")]
     [InlineData(9000, BufferPoolKind.ArrayPool, DriverKind.Synthetic, true, "--pool pagepool")]
-    [InlineData(9000, BufferPoolKind.PagePool, DriverKind.AfPacket, true, "synthetic")]
+    [InlineData(9000, BufferPoolKind.PagePool, DriverKind.AfXdp, true, "synthetic and afpacket")]
     [InlineData(9000, BufferPoolKind.PagePool, DriverKind.Synthetic, false, "--xdp-frames")]
     public void The_options_refuse_an_mtu_the_queues_cannot_honour(int mtu, BufferPoolKind pool, DriverKind driver, bool xdpFrames, string message)
     {

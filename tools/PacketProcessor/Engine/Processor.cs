@@ -30,6 +30,10 @@ public sealed class Processor : IDisposable
         if (options.Validate() is { } error)
             throw new ArgumentException(error, nameof(options));
         _options = options;
+        if (options.Driver == DriverKind.AfPacket && options.Mtu is int mtu
+            && LinuxNet.ReadMtu(options.Interface!) is int interfaceMtu && mtu > interfaceMtu)
+            throw new DriverException(DriverException.Usage,
+                $"--mtu {mtu} is above the MTU of {options.Interface} ({interfaceMtu}): raise it with `ip link set {options.Interface} mtu {mtu}`.");
         _queues = new QueueBase[options.Queues];
         var nics = new List<NicQueue>();
         try

@@ -33,6 +33,7 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
     private RxBuf[]? _stage;        // multi-buffer: the descriptors of one poll, copied across the ring's wrap
     private XdpMemInfo _mem;        // multi-buffer: the pool, as the XdpBuffs name it (the kernel's rxq->mem)
     private int _maxFrame;          // multi-buffer: Mtu + 18
+    private bool _nicReorders;      // multi-buffer: the NIC may reorder the posted buffers
 
     public RxQueue(int index, int queueCount, int ringSize, NicQueue nic, TProgram program) : base(index, queueCount, nic)
     {
@@ -61,6 +62,7 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
             _mem = XdpMemInfo.ForPagePool(pool);
             _maxFrame = Mtu + FrameBuilder.MtuOverhead;
             _stage = new RxBuf[RefillBatch];
+            _nicReorders = Nic.ReordersPosted;
             if (_ops.BufferSize - RxBuf.Headroom - XdpBuff.SharedInfoSize < SyntheticNic.HeaderBytes)
                 throw new InvalidOperationException($"A {_ops.BufferSize}-byte buffer has no room for a multi-buffer head.");
         }
@@ -241,6 +243,12 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
         int bufferSize = _ops.BufferSize;
         int capacity = bufferSize - RxBuf.Headroom;
         int done = n == 0 ? 0 : Nic.ReceiveMultiBuffer(stage.AsSpan(0, n), capacity, capacity - XdpBuff.SharedInfoSize, _maxFrame);
+        if (_nicReorders)
+        {
+            // The buffers the NIC did not use stay posted, now after the completed ones.
+            for (int k = done; k < n; k++)
+                _ring[(_head + k) & _mask] = stage[k];
+        }
         if (done == 0)
         {
             // Too few posted for the next frame: refill whatever is free, even short of a batch (a ring of one
