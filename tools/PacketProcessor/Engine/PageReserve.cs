@@ -20,7 +20,10 @@ namespace PacketProcessor.Engine;
 internal sealed unsafe class PageReserve : IMemoryProvider
 {
     private readonly PageProvider _regions = new();
-    private readonly Lock _lock = new();
+    // A spin lock, not a Lock: a contended Lock creates its wait event on first contention, an allocation on
+    // whichever thread meets it first (the queue refilling while the worker overflows the ring), mid-run. Both
+    // sides hold it for a few loads and stores.
+    private SpinLock _lock = new(enableThreadOwnerTracking: false);
     private readonly nint[] _free;   // descriptors of the pages kept, RefCount 1 each
     private int _count;
 
@@ -48,8 +51,17 @@ internal sealed unsafe class PageReserve : IMemoryProvider
     {
         get
         {
-            lock (_lock)
+            bool taken = false;
+            try
+            {
+                _lock.Enter(ref taken);
                 return _count;
+            }
+            finally
+            {
+                if (taken)
+                    _lock.Exit(useMemoryBarrier: false);
+            }
         }
     }
 
@@ -67,8 +79,10 @@ internal sealed unsafe class PageReserve : IMemoryProvider
     public int AllocBulk(Span<NetMemRef> pages, int order, int nid)
     {
         int n;
-        lock (_lock)
+        bool taken = false;
+        try
         {
+            _lock.Enter(ref taken);
             n = Math.Min(pages.Length, _count);
             for (int i = 0; i < n; i++)
             {
@@ -83,6 +97,11 @@ internal sealed unsafe class PageReserve : IMemoryProvider
                 pages[i] = new NetMemRef(d);
             }
         }
+        finally
+        {
+            if (taken)
+                _lock.Exit(useMemoryBarrier: false);
+        }
         return n == pages.Length ? n : n + _regions.TakeBulk(pages[n..], order, nid);
     }
 
@@ -95,28 +114,33 @@ internal sealed unsafe class PageReserve : IMemoryProvider
         NetMem* d = page.Descriptor;
         if (Volatile.Read(ref d->RefCount) != 1) // Volatile: another holder may drop its reference on its own thread
             return true;
-        lock (_lock)
+        bool taken = false;
+        try
         {
+            _lock.Enter(ref taken);
             if (_count == _free.Length)
                 return true;
             _free[_count++] = (nint)d;
+            return false;
         }
-        return false;
+        finally
+        {
+            if (taken)
+                _lock.Exit(useMemoryBarrier: false);
+        }
     }
 
     /// <summary>The pool is freed: every kept page goes back to the provider, which frees its regions.</summary>
     public void Destroy(in MemoryProviderBinding pool)
     {
+        // The pool is freed: nothing allocates or releases any more, so the list is this thread's alone.
         Span<NetMemRef> batch = stackalloc NetMemRef[64];
-        lock (_lock)
+        while (_count > 0)
         {
-            while (_count > 0)
-            {
-                int n = Math.Min(batch.Length, _count);
-                for (int i = 0; i < n; i++)
-                    batch[i] = new NetMemRef((NetMem*)_free[--_count]);
-                _regions.GiveBulk(batch[..n]);
-            }
+            int n = Math.Min(batch.Length, _count);
+            for (int i = 0; i < n; i++)
+                batch[i] = new NetMemRef((NetMem*)_free[--_count]);
+            _regions.GiveBulk(batch[..n]);
         }
         _regions.Dispose();
     }

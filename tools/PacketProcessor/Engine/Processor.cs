@@ -132,6 +132,8 @@ public sealed class Processor : IDisposable
         var errors = new List<Exception>();
         Func<bool> stop = () => _stop;
         var threads = new Thread[n + 1];
+        var gate = new StartGate();
+        var workerReady = new CountdownEvent(1);
         for (int i = 0; i < n; i++)
         {
             QueueBase q = _queues[i];
@@ -153,10 +155,18 @@ public sealed class Processor : IDisposable
             })
             { Name = $"rx{i}", IsBackground = true };
         }
-        threads[n] = new Thread(() => Worker(phases, ready)) { Name = "stack", IsBackground = true };
+        threads[n] = new Thread(() => Worker(phases, ready, workerReady, gate)) { Name = "stack", IsBackground = true };
+        foreach (QueueBase q in _queues)
+            q.Gate = gate;
         foreach (Thread t in threads)
             t.Start();
         ready.Wait();
+        workerReady.Wait();
+        // Before any thread's measured window: a blocking collection hands back the unused part of every thread's
+        // allocation context (and accounts for it). A thread that then allocates nothing keeps an empty context,
+        // which a background collection during the run cannot count as allocated bytes of that thread.
+        GC.Collect(0, GCCollectionMode.Forced, blocking: true);
+        gate.Open();
         _started.Set();
 
         int gen0Before = GC.CollectionCount(0);
@@ -239,6 +249,7 @@ public sealed class Processor : IDisposable
                 KernelDrops = q.Nic.KernelDrops,
                 ArraysRented = q.ArraysRented,
                 ArraysReturned = q.ArraysReturnedHere + q.ArraysReturnedElsewhere,
+                AllocatedBytes = q.AllocatedBytes,
             };
         }
         return new ProcessorResult
@@ -247,6 +258,7 @@ public sealed class Processor : IDisposable
             Elapsed = elapsed,
             Interrupted = cancellationToken.IsCancellationRequested,
             AllocatedBytes = allocated,
+            WorkerAllocatedBytes = _workerAllocatedBytes,
             Gen0Collections = gen0,
             Queues = results,
         };
@@ -257,7 +269,7 @@ public sealed class Processor : IDisposable
 
     // Fully optimized from the first call, as RxQueue.Run: no on-stack replacement inside the measured window.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private void Worker(Barrier phases, CountdownEvent ready)
+    private void Worker(Barrier phases, CountdownEvent ready, CountdownEvent workerReady, StartGate gate)
     {
         int idle = 0;
         // Every queue has created its pool: this thread's first puts into them happen now, not while measured.
@@ -266,6 +278,8 @@ public sealed class Processor : IDisposable
             foreach (QueueBase q in _queues)
                 if (q.Pool is { } pool)
                     QueueBase.TouchPoolThreadState(pool);
+        workerReady.Signal();
+        gate.Wait();
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         while (!_stop)
         {

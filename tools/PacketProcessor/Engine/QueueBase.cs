@@ -113,6 +113,12 @@ internal abstract class QueueBase
             pool.PutPage(page);
     }
 
+    /// <summary>
+    /// Opened by the processor once every queue is ready and a blocking collection has emptied every thread's
+    /// allocation context; the queue's measured window starts after it. Null: no wait (tests driving a queue).
+    /// </summary>
+    public StartGate? Gate { get; set; }
+
     /// <summary>The queue's thread: polls until <paramref name="stop"/>, then shuts down in step with the others.</summary>
     public abstract void Run(QueueBase[] queues, Func<bool> stop, Barrier phases, CountdownEvent ready);
 

@@ -76,6 +76,7 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
     {
         Start(queues);
         ready.Signal();
+        Gate?.Wait();
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         NicQueue nic = Nic;
         bool waits = nic.WaitsWhenIdle;
