@@ -63,8 +63,7 @@ public class ProcessorMultiBufferTests
         int pieces = rx.PiecesPerPage();
         double expected = (1 + Segments(4096 / pieces, 9000)) / 2.0 / pieces;
         Assert.InRange(r.PagesPerFrame, expected - 0.1, expected + 0.25);
-        if (program == ProgramKind.Drop)
-            Assert.Equal(0, r.AllocatedBytes);
+        Assert.Equal(0, r.AllocatedBytes);
     }
 
     [Fact]
