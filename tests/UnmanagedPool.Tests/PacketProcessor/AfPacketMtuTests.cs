@@ -83,6 +83,7 @@ public class AfPacketMtuTests
         // Count checks each frame's IP length against its whole length (xdp_get_buff_len): every frame arrived whole.
         Assert.True(q.RxBytes >= (long)Jumbo * 9000 + (long)Small * 64, $"{q.RxBytes} bytes");
         Assert.Equal(0, r.InFlight);
+        Assert.Equal(0, r.AllocatedBytes);
         Assert.Equal(q.Pool!.Value.Hold, q.Pool.Value.Release);
         // A 9000-byte frame spans three page buffers.
         Assert.True(r.PagesPerFrame > 1, $"{r.PagesPerFrame} pages per frame");

@@ -247,6 +247,17 @@ internal sealed unsafe class AfPacketNic : NicQueue
                 _pins[i].Free();
     }
 
+    public override void Prepare()
+    {
+        // Each call does nothing: no message asked for or sent, no wait.
+        RecvMMsg(_fd, _msgs, 0, MSG_DONTWAIT, null);
+        SendMMsg(_fd, _msgs, 0, MSG_DONTWAIT);
+        var pfd = new PollFd { Fd = _fd, Events = POLLIN };
+        Poll(&pfd, 1, 0);
+        ReadDrops();
+        _ = Marshal.GetLastPInvokeError();
+    }
+
     public override void WaitForTraffic(int timeoutMs)
     {
         var pfd = new PollFd { Fd = _fd, Events = POLLIN };

@@ -51,6 +51,14 @@ internal abstract class NicQueue : IDisposable
     /// <summary>Frames the kernel dropped before the program saw them (socket statistics), readable at any time.</summary>
     public virtual long KernelDrops => 0;
 
+    /// <summary>
+    /// On the queue's thread before its measured window: the driver's first calls into the system happen now (the
+    /// first call of each native entry point binds it, which allocates), so that none happens while measured.
+    /// </summary>
+    public virtual void Prepare()
+    {
+    }
+
     /// <summary>On the queue's thread once its pool exists, before the first poll.</summary>
     public virtual void AttachPool(PagePool pool)
     {

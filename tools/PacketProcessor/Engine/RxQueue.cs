@@ -75,6 +75,7 @@ internal sealed class RxQueue<TOps, TProgram> : QueueBase
     public override void Run(QueueBase[] queues, Func<bool> stop, Barrier phases, CountdownEvent ready)
     {
         Start(queues);
+        Nic.Prepare();
         ready.Signal();
         Gate?.Wait();
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
