@@ -16,6 +16,7 @@ public class AfPacketMtuTests
 {
     private const int Jumbo = 300;
     private const int Small = 300;
+    private const int Middle = 100;     // 3600 bytes: past the head's room (3520), within one buffer (3840)
     private const ushort Port = 47_124;
 
     [RootNetnsFact]
@@ -57,16 +58,16 @@ public class AfPacketMtuTests
         {
             Assert.True(processor.Started.WaitOne(TimeSpan.FromSeconds(10)), "The processor did not start.");
             byte[] header = Convert.FromHexString(veth.HostMac.Replace(":", "", StringComparison.Ordinal));
-            foreach (int length in new[] { 9000, 64 })
+            foreach (int length in new[] { 9000, 3600, 64 })
             {
-                NetnsSender.SendRaw(veth.Namespace, veth.Peer, length == 9000 ? Jumbo : Small, length, (i, frame) =>
+                NetnsSender.SendRaw(veth.Namespace, veth.Peer, length switch { 9000 => Jumbo, 3600 => Middle, _ => Small }, length, (i, frame) =>
                 {
                     FrameBuilder.WriteUdp(frame, length, 0, 0x02_00_00_00_00_01, 0x0a000002, 0x0a000001, 40_000, Port);
                     header.CopyTo(frame, 0);
                 });
             }
             var wait = Stopwatch.StartNew();
-            while (processor.Matched < Jumbo + Small && wait.Elapsed < TimeSpan.FromSeconds(10))
+            while (processor.Matched < Jumbo + Middle + Small && wait.Elapsed < TimeSpan.FromSeconds(10))
                 Thread.Sleep(20);
         }
         finally
@@ -77,11 +78,11 @@ public class AfPacketMtuTests
         Assert.Null(failure);
         ProcessorResult r = Assert.IsType<ProcessorResult>(result);
         QueueResult q = Assert.Single(r.Queues);
-        Assert.Equal(Jumbo + Small, r.Matched);
+        Assert.Equal(Jumbo + Middle + Small, r.Matched);
         Assert.Equal(0, q.Aborted);
         Assert.Equal(0, q.KernelDrops);
         // Count checks each frame's IP length against its whole length (xdp_get_buff_len): every frame arrived whole.
-        Assert.True(q.RxBytes >= (long)Jumbo * 9000 + (long)Small * 64, $"{q.RxBytes} bytes");
+        Assert.True(q.RxBytes >= (long)Jumbo * 9000 + (long)Middle * 3600 + (long)Small * 64, $"{q.RxBytes} bytes");
         Assert.Equal(0, r.InFlight);
         Assert.Equal(0, r.AllocatedBytes);
         Assert.Equal(q.Pool!.Value.Hold, q.Pool.Value.Release);
