@@ -71,7 +71,7 @@ public static class Program
         var dmaMap = new Option<bool>("--dma-map") { Description = "Pools map their pages for the device (identity mapper); each received frame is synced for the CPU (SyncForCpu)." };
         var mtu = new Option<int?>("--mtu")
         {
-            Description = "IP MTU, 68..9000 (synthetic driver, page-pool buffers): frames up to MTU + 18 bytes are received, those longer than one RX buffer as multi-buffer XDP frames (a head and page fragments); longer frames count as aborted. Default: no MTU, a frame must fit one buffer.",
+            Description = "IP MTU, 68..9000 (synthetic or afpacket driver, page-pool buffers): frames up to MTU + 18 bytes are received, those longer than one RX buffer as multi-buffer XDP frames (a head and page fragments); longer frames count as aborted. With afpacket it may not exceed the interface's MTU (ip link set IF mtu N). Default: no MTU, a frame must fit one buffer.",
         };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
         var quiet = new Option<bool>("--quiet") { Description = "No progress line." };

@@ -18,6 +18,7 @@ internal sealed unsafe class AfPacketNic : NicQueue
     private readonly MMsgHdr* _msgs;
     private readonly IoVec* _iov;
     private readonly GCHandle[] _pins = new GCHandle[Batch];
+    private readonly RxBuf[] _scratch = new RxBuf[Batch];   // multi-buffer: the offered buffers while they are laid out
 
     private AfPacketNic(int fd)
     {
@@ -116,6 +117,93 @@ internal sealed unsafe class AfPacketNic : NicQueue
         return r;
     }
 
+    public override bool ReordersPosted => true;
+
+    /// <summary>
+    /// Multi-buffer receive with one <c>recvmmsg</c>: each message scatters into as many posted buffers as a frame of
+    /// <paramref name="maxFrame"/> bytes needs (the head's room first, then whole buffers, as a NIC posts its RX
+    /// descriptors), and the completed frames are then laid out in the posted order the queue reads: each frame's
+    /// buffers in a row, the buffers no frame used after them. A frame short enough for one buffer is moved whole
+    /// into its head (the few bytes past the head's room), as a NIC writes it into one descriptor.
+    /// </summary>
+    public override int ReceiveMultiBuffer(Span<RxBuf> posted, int capacity, int headCapacity, int maxFrame)
+    {
+        int per = maxFrame <= capacity ? 1 : 1 + (maxFrame - headCapacity + capacity - 1) / capacity;
+        int messages = Math.Min(Math.Min(posted.Length, Batch) / per, Batch);
+        if (messages == 0)
+            return 0;
+        int offered = messages * per;
+        for (int m = 0; m < messages; m++)
+        {
+            for (int k = 0; k < per; k++)
+            {
+                int i = m * per + k;
+                _iov[i].Base = posted[i].Ptr + RxBuf.Headroom;
+                _iov[i].Len = (nuint)(per == 1 ? capacity : k == 0 ? headCapacity : capacity);
+            }
+            _msgs[m].Hdr = new MsgHdr { Iov = &_iov[m * per], IovLen = (nuint)per };
+            _msgs[m].Len = 0;
+        }
+        int r = RecvMMsg(_fd, _msgs, (uint)messages, MSG_DONTWAIT, null);
+        if (r <= 0)
+        {
+            if (r < 0 && Marshal.GetLastPInvokeError() is not (EAGAIN or EINTR))
+                ReceiveErrors++;
+            return 0;
+        }
+        // Completed frames to the front in message order, then every buffer left unused.
+        Span<RxBuf> offeredBufs = posted[..offered];
+        offeredBufs.CopyTo(_scratch);
+        int done = 0;
+        for (int m = 0; m < r; m++)
+        {
+            ref RxBuf head = ref _scratch[m * per];
+            int len = (int)_msgs[m].Len;
+            int segs;
+            if ((_msgs[m].Hdr.Flags & MSG_TRUNC) != 0 || len > maxFrame)
+            {
+                segs = 1;
+                head.Len = -1;
+            }
+            else if (per == 1 || len <= headCapacity)
+            {
+                segs = 1;
+                head.Len = len;
+            }
+            else if (len <= capacity)
+            {
+                // One buffer holds it: the bytes past the head's room come back from the second buffer.
+                Buffer.MemoryCopy(_scratch[m * per + 1].Ptr + RxBuf.Headroom, head.Ptr + RxBuf.Headroom + headCapacity, capacity - headCapacity, len - headCapacity);
+                segs = 1;
+                head.Len = len;
+            }
+            else
+            {
+                segs = 1 + (len - headCapacity + capacity - 1) / capacity;
+                head.Len = headCapacity;
+                int left = len - headCapacity;
+                for (int k = 1; k < segs; k++)
+                {
+                    ref RxBuf f = ref _scratch[m * per + k];
+                    f.Len = Math.Min(left, capacity);
+                    f.Segs = 0;
+                    left -= f.Len;
+                }
+            }
+            head.Segs = segs;
+            for (int k = 0; k < segs; k++)
+                posted[done++] = _scratch[m * per + k];
+        }
+        int next = done;
+        for (int m = 0; m < messages; m++)
+        {
+            int used = m < r ? _scratch[m * per].Segs : 0;
+            for (int k = used; k < per; k++)
+                posted[next++] = _scratch[m * per + k];
+        }
+        return done;
+    }
+
     public override int Transmit(ReadOnlySpan<RxBuf> frames)
     {
         int sent = 0;
@@ -157,6 +245,17 @@ internal sealed unsafe class AfPacketNic : NicQueue
         for (int i = 0; i < n; i++)
             if (_pins[i].IsAllocated)
                 _pins[i].Free();
+    }
+
+    public override void Prepare()
+    {
+        // Each call does nothing: no message asked for or sent, no wait.
+        RecvMMsg(_fd, _msgs, 0, MSG_DONTWAIT, null);
+        SendMMsg(_fd, _msgs, 0, MSG_DONTWAIT);
+        var pfd = new PollFd { Fd = _fd, Events = POLLIN };
+        Poll(&pfd, 1, 0);
+        ReadDrops();
+        _ = Marshal.GetLastPInvokeError();
     }
 
     public override void WaitForTraffic(int timeoutMs)

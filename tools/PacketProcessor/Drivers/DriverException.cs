@@ -10,6 +10,9 @@ public sealed class DriverException(int exitCode, string message) : Exception(me
     /// </summary>
     public int ExitCode { get; } = exitCode;
 
+    /// <summary>Exit code of a usage error the driver finds (an option the interface cannot honour).</summary>
+    public const int Usage = 2;
+
     /// <summary>Exit code when the interface does not exist.</summary>
     public const int NoInterface = 1;
 

@@ -79,6 +79,22 @@ internal static unsafe partial class LinuxNet
         public short REvents;
     }
 
+    /// <summary>The interface's MTU (<c>/sys/class/net/NAME/mtu</c>), or null when it cannot be read (no such interface).</summary>
+    public static int? ReadMtu(string interfaceName)
+    {
+        if (interfaceName.Contains('/') || interfaceName is "." or "..")
+            return null;
+        try
+        {
+            string text = File.ReadAllText($"/sys/class/net/{interfaceName}/mtu").Trim();
+            return int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int mtu) ? mtu : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
     public static ushort Htons(ushort v) => BitConverter.IsLittleEndian ? (ushort)((v << 8) | (v >> 8)) : v;
 
     [LibraryImport(Lib, EntryPoint = "socket", SetLastError = true)]

@@ -27,6 +27,13 @@ internal abstract class NicQueue : IDisposable
     public virtual int ReceiveMultiBuffer(Span<RxBuf> posted, int capacity, int headCapacity, int maxFrame) =>
         throw new NotSupportedException($"{GetType().Name} has no multi-buffer receive.");
 
+    /// <summary>
+    /// Whether <see cref="ReceiveMultiBuffer"/> may reorder the posted buffers: a NIC that offers each frame the
+    /// most buffers a frame can take completes it into the first of them and leaves the rest posted after the
+    /// completed ones. The queue then re-posts the span in its new order.
+    /// </summary>
+    public virtual bool ReordersPosted => false;
+
     /// <summary>Transmits the frames (completion is synchronous: the buffers are free once this returns). Returns how many left.</summary>
     public abstract int Transmit(ReadOnlySpan<RxBuf> frames);
 
@@ -43,6 +50,14 @@ internal abstract class NicQueue : IDisposable
 
     /// <summary>Frames the kernel dropped before the program saw them (socket statistics), readable at any time.</summary>
     public virtual long KernelDrops => 0;
+
+    /// <summary>
+    /// On the queue's thread before its measured window: the driver's first calls into the system happen now (the
+    /// first call of each native entry point binds it, which allocates), so that none happens while measured.
+    /// </summary>
+    public virtual void Prepare()
+    {
+    }
 
     /// <summary>On the queue's thread once its pool exists, before the first poll.</summary>
     public virtual void AttachPool(PagePool pool)

@@ -54,7 +54,7 @@ internal unsafe struct PagePoolBuffers : IBufferOps
             Name = $"rx{queue.Index}",
             PoolSize = QueueBase.PoolRingSize,
             QueueIndex = queue.Index,
-            MemoryProvider = queue.Nic.MemoryProvider,
+            MemoryProvider = queue.Nic.MemoryProvider ?? new PageReserve(ReservePages(queue, _pieceSize)),
             Flags = _dmaMap ? PagePoolFlags.DmaMap : PagePoolFlags.None,
             DmaMapper = _dmaMap ? queue.DmaMapper ?? IdentityDmaMapper.Instance : null,
         });
@@ -69,6 +69,35 @@ internal unsafe struct PagePoolBuffers : IBufferOps
             _freePackets[i] = new Packet();
         _freeCount = _freePackets.Length;
     }
+
+    /// <summary>
+    /// The most pages of the queue's pool out of its provider at once: the descriptors posted and about to be
+    /// transmitted, every frame the pass backlog and the other queues' inboxes can hold at its most pages, and the
+    /// pool's own ring and caches full. The queue's <see cref="PageReserve"/> takes them all before the queue runs.
+    /// </summary>
+    internal static int ReservePages(QueueBase queue, int bufferSize)
+    {
+        int pieces = PageConstants.PageSize / bufferSize;
+        int descriptors = 1;
+        if (queue.Mtu > 0)
+        {
+            // As the NIC spreads a frame of Mtu + 18 bytes: the head holds less (the fragment list follows it).
+            int capacity = bufferSize - RxBuf.Headroom;
+            int head = capacity - XdpBuff.SharedInfoSize;
+            int maxFrame = queue.Mtu + Frames.FrameBuilder.MtuOverhead;
+            descriptors = maxFrame <= capacity ? 1 : 1 + (maxFrame - head + capacity - 1) / capacity;
+        }
+        // Pieces of split pages: a frame's descriptors lie on consecutive pieces, so on at most one page more than
+        // they fill (each of those pages held until its last piece comes back).
+        int pagesPerFrame = pieces == 1 ? descriptors : Math.Min(descriptors, (descriptors + pieces - 1) / pieces + 1);
+        long frames = (long)queue.PassRing.Capacity + (long)queue.Inboxes.Length * QueueBase.RedirectInbox;
+        long pages = queue.RingSize + QueueBase.RefillBatch + frames * pagesPerFrame
+            + QueueBase.PoolRingSize + PagePool.AllocCacheSize + (long)Environment.ProcessorCount * PerCpuCacheSlots;
+        return (int)Math.Min(pages, int.MaxValue);
+    }
+
+    /// <summary>Pages a pool's per-CPU cache holds (the pool's PerCpuCache.Capacity).</summary>
+    private const int PerCpuCacheSlots = 64;
 
     public int Refill(Span<RxBuf> slots)
     {

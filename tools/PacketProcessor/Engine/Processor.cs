@@ -30,6 +30,10 @@ public sealed class Processor : IDisposable
         if (options.Validate() is { } error)
             throw new ArgumentException(error, nameof(options));
         _options = options;
+        if (options.Driver == DriverKind.AfPacket && options.Mtu is int mtu
+            && LinuxNet.ReadMtu(options.Interface!) is int interfaceMtu && mtu > interfaceMtu)
+            throw new DriverException(DriverException.Usage,
+                $"--mtu {mtu} is above the MTU of {options.Interface} ({interfaceMtu}): raise it with `ip link set {options.Interface} mtu {mtu}`.");
         _queues = new QueueBase[options.Queues];
         var nics = new List<NicQueue>();
         try
@@ -128,6 +132,8 @@ public sealed class Processor : IDisposable
         var errors = new List<Exception>();
         Func<bool> stop = () => _stop;
         var threads = new Thread[n + 1];
+        var gate = new StartGate();
+        var workerReady = new CountdownEvent(1);
         for (int i = 0; i < n; i++)
         {
             QueueBase q = _queues[i];
@@ -149,10 +155,18 @@ public sealed class Processor : IDisposable
             })
             { Name = $"rx{i}", IsBackground = true };
         }
-        threads[n] = new Thread(() => Worker(phases)) { Name = "stack", IsBackground = true };
+        threads[n] = new Thread(() => Worker(phases, ready, workerReady, gate)) { Name = "stack", IsBackground = true };
+        foreach (QueueBase q in _queues)
+            q.Gate = gate;
         foreach (Thread t in threads)
             t.Start();
         ready.Wait();
+        workerReady.Wait();
+        // Before any thread's measured window: a blocking collection hands back the unused part of every thread's
+        // allocation context (and accounts for it). A thread that then allocates nothing keeps an empty context,
+        // which a background collection during the run cannot count as allocated bytes of that thread.
+        GC.Collect(0, GCCollectionMode.Forced, blocking: true);
+        gate.Open();
         _started.Set();
 
         int gen0Before = GC.CollectionCount(0);
@@ -235,6 +249,7 @@ public sealed class Processor : IDisposable
                 KernelDrops = q.Nic.KernelDrops,
                 ArraysRented = q.ArraysRented,
                 ArraysReturned = q.ArraysReturnedHere + q.ArraysReturnedElsewhere,
+                AllocatedBytes = q.AllocatedBytes,
             };
         }
         return new ProcessorResult
@@ -243,6 +258,7 @@ public sealed class Processor : IDisposable
             Elapsed = elapsed,
             Interrupted = cancellationToken.IsCancellationRequested,
             AllocatedBytes = allocated,
+            WorkerAllocatedBytes = _workerAllocatedBytes,
             Gen0Collections = gen0,
             Queues = results,
         };
@@ -251,9 +267,19 @@ public sealed class Processor : IDisposable
     /// <summary>Asks a running <see cref="Run"/> to stop (as the token does).</summary>
     public void Stop() => _stop = true;
 
-    private void Worker(Barrier phases)
+    // Fully optimized from the first call, as RxQueue.Run: no on-stack replacement inside the measured window.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private void Worker(Barrier phases, CountdownEvent ready, CountdownEvent workerReady, StartGate gate)
     {
         int idle = 0;
+        // Every queue has created its pool: this thread's first puts into them happen now, not while measured.
+        ready.Wait();
+        if (!_stop)
+            foreach (QueueBase q in _queues)
+                if (q.Pool is { } pool)
+                    QueueBase.TouchPoolThreadState(pool);
+        workerReady.Signal();
+        gate.Wait();
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         while (!_stop)
         {

@@ -106,8 +106,8 @@ public sealed class ProcessorOptions
     /// <summary>
     /// The IP MTU (68..9000), or null for none: with an MTU, frames up to <c>Mtu + 18</c> bytes are received, those
     /// longer than one RX buffer as multi-buffer XDP buffers (a head plus page fragments, the kernel's XDP
-    /// multi-buffer as mvneta receives it), and longer frames count as aborted. Synthetic driver and page-pool
-    /// buffers only.
+    /// multi-buffer as mvneta receives it), and longer frames count as aborted. Synthetic and afpacket drivers
+    /// (afpacket: at most the interface's MTU), page-pool buffers only.
     /// </summary>
     public int? Mtu { get; set; }
 
@@ -163,8 +163,8 @@ public sealed class ProcessorOptions
                 return $"--mtu must be {MinMtu}..{MaxMtu} (got {mtu}).";
             if (Pool != BufferPoolKind.PagePool)
                 return "--mtu needs --pool pagepool: multi-buffer frames carry page fragments.";
-            if (Driver != DriverKind.Synthetic)
-                return "--mtu is supported with --driver synthetic only.";
+            if (Driver == DriverKind.AfXdp)
+                return "--mtu is supported with --driver synthetic and afpacket (an AF_XDP frame is one UMEM chunk).";
             if (!XdpFrames)
                 return "--mtu needs --xdp-frames true: a multi-buffer frame travels as an XdpFrame carrying its fragments.";
         }

@@ -35,6 +35,9 @@ public sealed class QueueResult
     public long ArraysRented { get; init; }
     /// <summary>Arrays returned (array buffers).</summary>
     public long ArraysReturned { get; init; }
+
+    /// <summary>Managed bytes this queue's thread allocated while it received (part of <see cref="ProcessorResult.AllocatedBytes"/>).</summary>
+    public long AllocatedBytes { get; init; }
 }
 
 /// <summary>What a run measured.</summary>
@@ -48,6 +51,9 @@ public sealed class ProcessorResult
     /// counted exactly on its own thread.
     /// </summary>
     public long AllocatedBytes { get; init; }
+
+    /// <summary>Of <see cref="AllocatedBytes"/>, the worker thread's (the stack freeing passed packets).</summary>
+    public long WorkerAllocatedBytes { get; init; }
     /// <summary>Gen-0 garbage collections while the queues ran.</summary>
     public int Gen0Collections { get; init; }
     public required IReadOnlyList<QueueResult> Queues { get; init; }

@@ -1,6 +1,7 @@
 using System.Buffers;
 using PacketProcessor.Drivers;
 using UnmanagedPool;
+using UnmanagedPool.Native;
 
 namespace PacketProcessor.Engine;
 
@@ -29,6 +30,9 @@ internal abstract class QueueBase
     }
 
     public int Index { get; }
+
+    /// <summary>RX descriptors in the queue's ring.</summary>
+    public int RingSize { get; protected init; }
 
     /// <summary>Whether redirected page-pool frames travel as <see cref="UnmanagedPool.XdpFrame"/>s (else as bare pages).</summary>
     public bool RedirectAsXdpFrames { get; init; } = true;
@@ -96,6 +100,24 @@ internal abstract class QueueBase
     /// <summary>Buffers taken and not given back: the pool's inflight, or rented minus returned arrays.</summary>
     public long InFlight => Pool is { } pool ? pool.InFlight
         : ArraysRented - ArraysReturnedHere - Volatile.Read(ref ArraysReturnedElsewhere);
+
+    /// <summary>
+    /// Before a thread's measured window: the one-time state the pool keeps for each thread that uses it (created
+    /// on the thread's first alloc or put through the pool, the kernel's per-CPU variables having no such first
+    /// use) is created now, by one page taken and put back.
+    /// </summary>
+    public static void TouchPoolThreadState(PagePool pool)
+    {
+        NetMemRef page = pool.AllocPage();
+        if (!page.IsNull)
+            pool.PutPage(page);
+    }
+
+    /// <summary>
+    /// Opened by the processor once every queue is ready and a blocking collection has emptied every thread's
+    /// allocation context; the queue's measured window starts after it. Null: no wait (tests driving a queue).
+    /// </summary>
+    public StartGate? Gate { get; set; }
 
     /// <summary>The queue's thread: polls until <paramref name="stop"/>, then shuts down in step with the others.</summary>
     public abstract void Run(QueueBase[] queues, Func<bool> stop, Barrier phases, CountdownEvent ready);
