@@ -19,16 +19,16 @@ public unsafe class SurplusFragPutTests
         /// <summary><see cref="PagePool.FreeVa"/> on the consumer thread.</summary>
         FreeVa,
 
-        /// <summary><see cref="PagePool.PutPage(byte*, int, bool)"/> on the consumer thread.</summary>
+        /// <summary><see cref="PagePoolPointerExtensions.PutPage(PagePool, byte*, int, bool)"/> on the consumer thread.</summary>
         PutPageAddress,
 
-        /// <summary>The consumer handle's <see cref="PagePoolConsumer.PutPage(byte*, int, bool)"/>.</summary>
+        /// <summary>The consumer handle's <see cref="PagePoolPointerExtensions.PutPage(PagePoolConsumer, byte*, int, bool)"/>.</summary>
         ConsumerPutPageAddress,
 
         /// <summary>The consumer handle's <see cref="PagePoolConsumer.FreeVa"/>.</summary>
         ConsumerFreeVa,
 
-        /// <summary><see cref="PagePool.PutPage(byte*, int, bool)"/> from a thread other than the consumer.</summary>
+        /// <summary><see cref="PagePoolPointerExtensions.PutPage(PagePool, byte*, int, bool)"/> from a thread other than the consumer.</summary>
         OtherThreadPutPageAddress,
 
         /// <summary><see cref="PagePool.FreeVa"/> from a thread other than the consumer.</summary>
