@@ -9,7 +9,7 @@ namespace UnmanagedPool.Internal;
 /// </summary>
 internal static class RaceHooks
 {
-    /// <summary>In <c>UnrefSlow</c>, right after the atomic drop of references (any thread): another thread may now free the page.</summary>
+    /// <summary>In <c>UnrefSlow</c> and in <c>UnrefPage</c>'s inline drop, right after the atomic drop of references (any thread): another thread may now free the page.</summary>
     public const int AfterUnrefSlow = 1;
 
     /// <summary>In <see cref="PagePool.AllocPages"/> from a thread other than the consumer, after each page taken.</summary>
