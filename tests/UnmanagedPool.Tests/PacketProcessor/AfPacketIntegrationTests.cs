@@ -76,21 +76,7 @@ public class AfPacketIntegrationTests
                 Duration = TimeSpan.FromSeconds(20),
             };
             using var processor = new Processor(options);
-            ProcessorResult? result = null;
-            Exception? failure = null;
-            var runner = new Thread(() =>
-            {
-                try
-                {
-                    result = processor.Run();
-                }
-                catch (Exception e)
-                {
-                    failure = e;
-                }
-            });
-            runner.Start();
-            Assert.True(processor.Started.WaitOne(TimeSpan.FromSeconds(10)), "The processor did not start.");
+            var run = BackgroundProcessor.Start(processor);
 
             // A small paced sender inside the namespace: the veth queue and the socket buffers take the burst without loss.
             NetnsSender.SendUdp(ns, hostIp, Port, Count);
@@ -98,11 +84,9 @@ public class AfPacketIntegrationTests
             var wait = Stopwatch.StartNew();
             while (processor.Matched < Count && wait.Elapsed < TimeSpan.FromSeconds(15))
                 Thread.Sleep(20);
-            processor.Stop();
-            Assert.True(runner.Join(TimeSpan.FromSeconds(30)), "The processor did not stop.");
-            Assert.Null(failure);
-            Assert.NotNull(result);
-            Assert.Equal(Count, result!.Matched);
+            run.Stop();
+            ProcessorResult result = run.Result;
+            Assert.Equal(Count, result.Matched);
             Assert.Equal(0, result.InFlight);
             Assert.All(result.Queues, q =>
             {

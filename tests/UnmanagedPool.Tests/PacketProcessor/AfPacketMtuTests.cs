@@ -40,23 +40,9 @@ public class AfPacketMtuTests
         AfPacketIntegrationTests.Ip($"link set {veth.Host} mtu 9000");
         AfPacketIntegrationTests.Ip($"netns exec {veth.Namespace} ip link set {veth.Peer} mtu 9000");
         using var processor = new Processor(options);
-        ProcessorResult? result = null;
-        Exception? failure = null;
-        var runner = new Thread(() =>
-        {
-            try
-            {
-                result = processor.Run();
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
-        });
-        runner.Start();
+        var run = BackgroundProcessor.Start(processor);
         try
         {
-            Assert.True(processor.Started.WaitOne(TimeSpan.FromSeconds(10)), "The processor did not start.");
             byte[] header = Convert.FromHexString(veth.HostMac.Replace(":", "", StringComparison.Ordinal));
             foreach (int length in new[] { 9000, 3600, 64 })
             {
@@ -72,11 +58,9 @@ public class AfPacketMtuTests
         }
         finally
         {
-            processor.Stop();
-            Assert.True(runner.Join(TimeSpan.FromSeconds(30)), "The processor did not stop.");
+            run.Stop();
         }
-        Assert.Null(failure);
-        ProcessorResult r = Assert.IsType<ProcessorResult>(result);
+        ProcessorResult r = run.Result;
         QueueResult q = Assert.Single(r.Queues);
         Assert.Equal(Jumbo + Middle + Small, r.Matched);
         Assert.Equal(0, q.Aborted);

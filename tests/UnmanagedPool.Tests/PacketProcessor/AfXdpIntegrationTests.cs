@@ -129,41 +129,25 @@ public class AfXdpIntegrationTests
     private static ProcessorResult RunWhileSending(IsolatedVeth veth, ProgramKind program, int queues, Func<Processor, bool> done, out string? note,
         UdpSender sender, out UdpSender used)
     {
-        ProcessorResult? result = null;
-        Exception? failure = null;
+        BackgroundProcessor run;
         var processor = new Processor(Options(veth.Host, program, queues));
         try
         {
             note = processor.DriverNote;
-            var runner = new Thread(() =>
-            {
-                try
-                {
-                    result = processor.Run();
-                }
-                catch (Exception e)
-                {
-                    failure = e;
-                }
-            });
-            runner.Start();
-            Assert.True(processor.Started.WaitOne(TimeSpan.FromSeconds(10)), "The processor did not start.");
+            run = BackgroundProcessor.Start(processor);
             Task<UdpSender> sending = veth.SendUdpAsync(Count, Port, sender);
             Assert.True(sending.Wait(TimeSpan.FromSeconds(30)), "The sender did not finish.");
             used = sending.GetAwaiter().GetResult();
             var wait = Stopwatch.StartNew();
             while (!done(processor) && wait.Elapsed < TimeSpan.FromSeconds(10))
                 Thread.Sleep(20);
-            processor.Stop();
-            Assert.True(runner.Join(TimeSpan.FromSeconds(30)), "The processor did not stop.");
+            run.Stop();
         }
         finally
         {
             processor.Dispose();
         }
-        Assert.Null(failure);
-        Assert.NotNull(result);
-        return result!;
+        return run.Result;
     }
 
     private static void AssertEverythingBack(ProcessorResult result)
