@@ -23,7 +23,6 @@ public sealed unsafe class XdpProducerRing<T> where T : unmanaged
     private readonly RingMemory _memory; // keeps the ring's address range mapped while this object is reachable
     private uint _cachedProd;  // producer thread only: the next entry to write
     private uint _cachedCons;  // producer thread only: the consumer index seen last, plus Size
-    private bool _closed;      // set once, by the socket's Dispose
 
     internal XdpProducerRing(byte* map, in Interop.Sys.RingOffset off, uint size, RingMemory memory)
     {
@@ -43,19 +42,10 @@ public sealed unsafe class XdpProducerRing<T> where T : unmanaged
     public uint Size { get; }
 
     /// <summary>Whether the socket has been disposed (every call but the indexer then throws).</summary>
-    // Volatile: written once by Dispose, on whichever thread ran it.
-    public bool IsClosed => Volatile.Read(ref _closed);
-
-    /// <summary>Called by the socket's Dispose before the rings' memory goes.</summary>
-    internal void MarkClosed() => Volatile.Write(ref _closed, true); // Volatile: pairs with ThrowIfClosed on the ring's thread
+    public bool IsClosed => _memory.IsClosed;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void ThrowIfClosed()
-    {
-        // Volatile: the one load per batch call that a Dispose run before it (on any thread) is seen by.
-        if (Volatile.Read(ref _closed))
-            RingMemory.ThrowClosed(this);
-    }
+    private void ThrowIfClosed() => _memory.ThrowIfClosed(this);
 
     /// <summary>Whether the kernel asks to be woken (<c>XDP_RING_NEED_WAKEUP</c>, with <c>XDP_USE_NEED_WAKEUP</c>).</summary>
     public bool NeedsWakeup
@@ -154,7 +144,6 @@ public sealed unsafe class XdpConsumerRing<T> where T : unmanaged
     private readonly RingMemory _memory; // keeps the ring's address range mapped while this object is reachable
     private uint _cachedProd;  // consumer thread only: the producer index seen last
     private uint _cachedCons;  // consumer thread only: the next entry to read
-    private bool _closed;      // set once, by the socket's Dispose
 
     internal XdpConsumerRing(byte* map, in Interop.Sys.RingOffset off, uint size, RingMemory memory)
     {
@@ -174,19 +163,10 @@ public sealed unsafe class XdpConsumerRing<T> where T : unmanaged
     public uint Size { get; }
 
     /// <summary>Whether the socket has been disposed (every call but the indexer then throws).</summary>
-    // Volatile: written once by Dispose, on whichever thread ran it.
-    public bool IsClosed => Volatile.Read(ref _closed);
-
-    /// <summary>Called by the socket's Dispose before the rings' memory goes.</summary>
-    internal void MarkClosed() => Volatile.Write(ref _closed, true); // Volatile: pairs with ThrowIfClosed on the ring's thread
+    public bool IsClosed => _memory.IsClosed;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void ThrowIfClosed()
-    {
-        // Volatile: the one load per batch call that a Dispose run before it (on any thread) is seen by.
-        if (Volatile.Read(ref _closed))
-            RingMemory.ThrowClosed(this);
-    }
+    private void ThrowIfClosed() => _memory.ThrowIfClosed(this);
 
     /// <summary>Whether the kernel asks to be woken (<c>XDP_RING_NEED_WAKEUP</c>).</summary>
     public bool NeedsWakeup
@@ -253,6 +233,23 @@ public sealed unsafe class XdpConsumerRing<T> where T : unmanaged
 internal sealed unsafe class RingMemory
 {
     private int _placeholders; // 1 once Dispose swapped the mappings
+    private bool _closed;      // set once, by the socket's Dispose: every ring of the socket refuses calls from then on
+
+    /// <summary>Whether the socket's Dispose has begun.</summary>
+    // Volatile: written once by Dispose, on whichever thread ran it.
+    public bool IsClosed => Volatile.Read(ref _closed);
+
+    /// <summary>Called by the socket's Dispose before the rings' memory stops being the kernel's.</summary>
+    public void MarkClosed() => Volatile.Write(ref _closed, true); // Volatile: pairs with ThrowIfClosed on the rings' thread
+
+    /// <summary>Throws <see cref="ObjectDisposedException"/> naming <paramref name="ring"/> once the socket is disposed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void ThrowIfClosed(object ring)
+    {
+        // Volatile: the one load per batch call that a Dispose run before it (on any thread) is seen by.
+        if (Volatile.Read(ref _closed))
+            ThrowClosed(ring);
+    }
 
     /// <summary>The fill, completion, RX and TX ring ranges (slots 0..3), set as each is mapped.</summary>
     public (nint Address, nuint Length)[] Maps { get; } = new (nint, nuint)[4];
@@ -300,6 +297,6 @@ internal sealed unsafe class RingMemory
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public static void ThrowClosed(object ring) =>
+    private static void ThrowClosed(object ring) =>
         throw new ObjectDisposedException(ring.GetType().Name, "The AF_XDP socket that owns this ring has been disposed.");
 }

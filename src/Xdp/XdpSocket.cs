@@ -360,10 +360,7 @@ public sealed unsafe class XdpSocket : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         // The rings refuse every call from now on, before their memory stops being the kernel's.
-        FillRing.MarkClosed();
-        CompletionRing.MarkClosed();
-        RxRing?.MarkClosed();
-        TxRing?.MarkClosed();
+        _memory.MarkClosed();
         _handle.Disposing = true;
         _handle.Dispose();
     }
