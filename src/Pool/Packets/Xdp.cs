@@ -91,8 +91,9 @@ public static unsafe class Xdp
     /// <remarks>
     /// A plain read and write of each state word, not a compare-exchange: the caller owns the frames it returns (a
     /// TX completion owns what it sent), so the claim has a race to lose only when two threads return the same
-    /// frame at once, a use after free that the pool's own bulk put does not catch either. A return after a return
-    /// is refused as before. The locked compare-exchange cost about a sixth of the bulk return on one thread
+    /// frame at once. Both may then pass it and put the page: it lands in its pool twice, and the hand-out check
+    /// (a page is handed out only from pp_ref_count 0) drops the second entry, so it is still never handed out
+    /// twice. A return after a return is refused as before. The locked compare-exchange cost about a sixth of the bulk return on one thread
     /// (perf/RESULTS-cross-thread.md), and across threads it makes the frames' cache-line misses wait one after
     /// the other.
     /// </remarks>
