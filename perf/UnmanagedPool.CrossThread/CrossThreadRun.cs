@@ -19,6 +19,17 @@ public sealed class CrossThreadOptions
     /// <summary>Rounds run first and not counted, so that the pool's methods are compiled at their final tier and the pools have grown.</summary>
     public int WarmupRounds { get; set; } = 2;
 
+    /// <summary>
+    /// Least time the warm-up lasts, in seconds, when <see cref="WarmupRounds"/> is not 0: warm-up rounds go on until
+    /// both are reached. The runtime moves a method to its optimized code in the background after a delay that each
+    /// newly compiled method restarts; the pool's slow calls (the refill, the flush to the ring) reach it only then,
+    /// and a short group (the single-thread methods alone) would otherwise measure its first rounds on the first tier.
+    /// </summary>
+    public double WarmupSeconds { get; set; } = 1.0;
+
+    /// <summary>Warm-up rounds the last run took (at least <see cref="WarmupRounds"/>; more when <see cref="WarmupSeconds"/> asked for them).</summary>
+    public int WarmupRoundsRun { get; internal set; }
+
     /// <summary>Print one JSON object instead of the table.</summary>
     public bool Json { get; set; }
 
@@ -163,9 +174,15 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
             runs.Add(pages => single.Run(method, pages));
         }
 
-        for (int w = 0; w < options.WarmupRounds; w++)
+        var warmup = Stopwatch.StartNew();
+        int warmed = 0;
+        while (warmed < options.WarmupRounds || (options.WarmupRounds > 0 && warmup.Elapsed.TotalSeconds < options.WarmupSeconds))
+        {
             for (int m = 0; m < runs.Count; m++)
                 runs[m](options.Pages);
+            warmed++;
+        }
+        options.WarmupRoundsRun = warmed;
 
         double nsPerTick = 1e9 / Stopwatch.Frequency;
         for (int r = 0; r < options.Rounds; r++)
@@ -233,7 +250,7 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
     {
         var ci = CultureInfo.InvariantCulture;
         output.WriteLine($"UnmanagedPool cross-thread: {options.Rounds} rounds of {options.Pages} pages per method, " +
-                         $"methods interleaved in one process (order rotated each round), {options.WarmupRounds} warm-up rounds; {pinNote}.");
+                         $"methods interleaved in one process (order rotated each round), {options.WarmupRoundsRun} warm-up rounds (at least {options.WarmupRounds} and {options.WarmupSeconds:0.#} s); {pinNote}.");
         if (HostState(results) is var (hostMedian, hostQ1, hostQ3))
             output.WriteLine(string.Create(ci, $"host state: ChannelOnly (the hand-off alone between the two threads) median {hostMedian:0.00} ns/page, q1 {hostQ1:0.00}, q3 {hostQ3:0.00}."));
         else
@@ -276,6 +293,8 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
             w.WriteNumber("rounds", options.Rounds);
             w.WriteNumber("pages", options.Pages);
             w.WriteNumber("warmupRounds", options.WarmupRounds);
+            w.WriteNumber("warmupSeconds", options.WarmupSeconds);
+            w.WriteNumber("warmupRoundsRun", options.WarmupRoundsRun);
             w.WriteBoolean("pinned", pinned);
             w.WriteString("pin", pinNote);
             // A run with --methods lists only its methods; without ChannelOnly the host state is null.

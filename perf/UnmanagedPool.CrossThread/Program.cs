@@ -20,6 +20,11 @@ public static class Program
         var rounds = new Option<int>("--rounds", "-r") { Description = "Measured rounds; each runs every method once, in an order rotated each round.", DefaultValueFactory = _ => defaults.Rounds };
         var pages = new Option<int>("--pages", "-p") { Description = "Pages per method per round (operations, for the single-thread methods).", DefaultValueFactory = _ => defaults.Pages };
         var warmup = new Option<int>("--warmup") { Description = "Rounds run first and not counted.", DefaultValueFactory = _ => defaults.WarmupRounds };
+        var warmupSeconds = new Option<double>("--warmup-seconds")
+        {
+            Description = "Least time the warm-up lasts when --warmup is not 0: rounds go on until both are reached, so that the runtime has moved the pool's methods to their optimized code.",
+            DefaultValueFactory = _ => defaults.WarmupSeconds,
+        };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (methods with median, q1, q3, ratios, per-round samples; the host state) instead of the table." };
         var methods = new Option<string?>("--methods", "-m")
         {
@@ -31,7 +36,7 @@ public static class Program
 
         var root = new RootCommand("Cross-thread recycling of UnmanagedPool's PagePool against a ConcurrentQueue pool and the hand-off alone, all methods interleaved in one process.")
         {
-            rounds, pages, warmup, json, pin, methods,
+            rounds, pages, warmup, warmupSeconds, json, pin, methods,
         };
         int exitCode = 0;
         root.SetAction(parse =>
@@ -42,6 +47,7 @@ public static class Program
                 options.Rounds = parse.GetValue(rounds);
                 options.Pages = parse.GetValue(pages);
                 options.WarmupRounds = parse.GetValue(warmup);
+                options.WarmupSeconds = parse.GetValue(warmupSeconds);
                 options.Json = parse.GetValue(json);
                 options.Pin = parse.GetValue(pin);
                 options.Methods = CrossThreadOptions.ParseMethods(parse.GetValue(methods));
@@ -51,6 +57,8 @@ public static class Program
                     throw new FormatException("--pages must be positive.");
                 if (options.WarmupRounds < 0)
                     throw new FormatException("--warmup must not be negative.");
+                if (!(options.WarmupSeconds >= 0 && options.WarmupSeconds <= 3600))
+                    throw new FormatException("--warmup-seconds must be 0..3600.");
             }
             catch (FormatException e)
             {

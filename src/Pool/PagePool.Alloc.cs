@@ -123,7 +123,7 @@ public sealed unsafe partial class PagePool
         NetMem* d = page.Descriptor;
         int count = _hot.PutCount;
         // _recycleLimit is 0 in debug mode, with DMA sync and after Dispose: the checked path handles those.
-        if (count < PerCpuCache.Capacity - 1 && _recycleLimit != 0 && IsOrdinaryLastReference(d))
+        if (count < PutBufferSize - 1 && _recycleLimit != 0 && IsOrdinaryLastReference(d))
         {
             d->PpRefCount = 0;
             _putBufferData[count] = (nint)d;

@@ -53,7 +53,7 @@ public sealed unsafe partial class PagePool
     /// </summary>
     private void SizeDmaTable(int ringSize)
     {
-        int size = 2 * (ringSize + AllocCacheSize + PerCpuCache.Capacity);
+        int size = 2 * (ringSize + AllocCacheSize + PutBufferSize);
         _dmaSlots = new nint[size];
         _dmaFree = new int[size];
     }

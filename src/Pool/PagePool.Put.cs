@@ -174,7 +174,7 @@ public sealed unsafe partial class PagePool
     {
         int count = _hot.PutCount;
         int n = pages.Length;
-        if (n >= PerCpuCache.Capacity - count)
+        if (n >= PutBufferSize - count)
             return false;
         CopyShort(pages, ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_putBuffer), count));
         _hot.Stats.Ring += n;

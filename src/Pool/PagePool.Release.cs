@@ -254,7 +254,7 @@ public sealed unsafe partial class PagePool
         Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_putBuffer), count) = (nint)d;
         _hot.Stats.Ring++;
         _hot.PutCount = ++count;
-        if (count == PerCpuCache.Capacity)
+        if (count == PutBufferSize)
             FlushToRing(_putBuffer, ref _hot.PutCount, ref _hot.Stats);
     }
 
@@ -394,12 +394,12 @@ public sealed unsafe partial class PagePool
     [SkipLocalsInit] // the stack buffer is written before it is read
     private void FlushToRing(Span<nint> items, ref int count, ref PoolCounters stats)
     {
-        int n = PerCpuCache.Batch;
+        int n = items.Length / 2;
         Debug.Assert(count >= n && count <= items.Length, "flush of a cache that is not full enough");
         int enq = _ring.EnqueueBurst(items[..n]);
         Debug.Assert((uint)enq <= (uint)n, "ring took more than offered");
         int rejected = n - enq;
-        Span<nint> refused = stackalloc nint[PerCpuCache.Batch];
+        Span<nint> refused = stackalloc nint[PutBufferSize / 2];
         items.Slice(enq, rejected).CopyTo(refused);
         // The items and the count are right before any page is released: a release that throws (a DMA mapper's
         // unmap) leaves no page both in the ring and in the cache.

@@ -150,7 +150,7 @@ public sealed unsafe partial class PagePool
         // The put buffer is the ring's front: its pages go first; then the oldest entries, at the bottom of the
         // cache (the rest slide down). Both are right before any release, so a release that throws leaves no
         // released page in them; a page whose release threw stays in flight and is not counted as trimmed.
-        Span<nint> trimmed = stackalloc nint[PerCpuCache.Capacity + AllocCacheSize];
+        Span<nint> trimmed = stackalloc nint[PutBufferSize + AllocCacheSize];
         trimmed = TakeConsumerCachedAbove(_consumerKeep, trimmed);
         FirstException failed = default;
         int released = ReleaseEach(trimmed, ref failed);

@@ -56,6 +56,12 @@ public sealed unsafe partial class PagePool : IDisposable
     /// <summary>Pages moved per refill from the ring or the provider (the kernel's <c>PP_ALLOC_CACHE_REFILL</c>).</summary>
     public const int AllocCacheRefill = 64;
 
+    /// <summary>
+    /// Entries of the consumer's put buffer (its per-CPU cache): twice <see cref="AllocCacheRefill"/>, so that a
+    /// flush moves the oldest half, one refill's worth, to the ring in one batch.
+    /// </summary>
+    internal const int PutBufferSize = 2 * AllocCacheRefill;
+
     /// <summary>Interval between release retries after <see cref="Dispose"/> with pages in flight (the kernel's HZ).</summary>
     internal static TimeSpan ReleaseRetryInterval { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -75,7 +81,7 @@ public sealed unsafe partial class PagePool : IDisposable
     private readonly bool _debug;
     // The consumer's own front of the ring for puts without allowDirect: filled with plain stores, flushed to
     // the ring in batches (one CAS per batch). Consumer thread only.
-    private readonly nint[] _putBuffer = GC.AllocateArray<nint>(PerCpuCache.Capacity, pinned: true);
+    private readonly nint[] _putBuffer = GC.AllocateArray<nint>(PutBufferSize, pinned: true);
     private readonly nint* _putBufferData;
     // The put buffer's fast path, other threads' per-CPU put fast path and the fragment recycle run only while this
     // is nonzero: 0 in debug mode, with DMA sync and after Dispose. The alloc cache's fast paths are blocked in the
@@ -426,9 +432,9 @@ public sealed unsafe partial class PagePool : IDisposable
     private void SpillToRing(Span<nint> items, ref int count)
     {
         int n = count;
-        Debug.Assert(n <= PerCpuCache.Capacity);
+        Debug.Assert(n <= PutBufferSize);
         int enq = _ring.EnqueueBurst(items[..n]);
-        Span<nint> refused = stackalloc nint[PerCpuCache.Capacity];
+        Span<nint> refused = stackalloc nint[PutBufferSize];
         refused = refused[..(n - enq)];
         items.Slice(enq, n - enq).CopyTo(refused);
         count = 0;

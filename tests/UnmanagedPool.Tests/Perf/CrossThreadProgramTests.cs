@@ -113,6 +113,30 @@ public class CrossThreadProgramTests
     }
 
     [Fact]
+    public void Warmup_lasts_at_least_the_warmup_seconds_and_reports_the_rounds_it_took()
+    {
+        // One Floor round of 2000 operations takes microseconds: 0.3 s of warm-up is many rounds, not the one asked for.
+        var (rc, stdout, stderr) = RunProgram("--rounds", "1", "--pages", "2000", "--warmup", "1", "--warmup-seconds", "0.3", "--json", "--methods", "Floor");
+        Assert.True(rc == 0, $"exit {rc}\n{stdout}\n{stderr}");
+        using (JsonDocument doc = JsonDocument.Parse(stdout))
+        {
+            Assert.Equal(1, doc.RootElement.GetProperty("warmupRounds").GetInt32());
+            Assert.Equal(0.3, doc.RootElement.GetProperty("warmupSeconds").GetDouble());
+            Assert.True(doc.RootElement.GetProperty("warmupRoundsRun").GetInt32() > 1, stdout);
+        }
+
+        // --warmup 0 runs no warm-up at all, whatever the seconds say.
+        (rc, stdout, stderr) = RunProgram("--rounds", "1", "--pages", "2000", "--warmup", "0", "--warmup-seconds", "5", "--json", "--methods", "Floor");
+        Assert.True(rc == 0, $"exit {rc}\n{stdout}\n{stderr}");
+        using (JsonDocument doc = JsonDocument.Parse(stdout))
+            Assert.Equal(0, doc.RootElement.GetProperty("warmupRoundsRun").GetInt32());
+
+        (rc, stdout, _) = RunProgram("--warmup-seconds", "-1");
+        Assert.Equal(2, rc);
+        Assert.StartsWith("error: --warmup-seconds", stdout);
+    }
+
+    [Fact]
     public void An_unknown_method_is_a_usage_error_with_exit_code_2()
     {
         var (rc, stdout, _) = RunProgram("--methods", "PagePool,NoSuchMethod");

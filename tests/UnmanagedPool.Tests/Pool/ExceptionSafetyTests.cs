@@ -120,10 +120,10 @@ public unsafe class ExceptionSafetyTests
     public void A_bulk_put_on_the_consumer_whose_flush_throws_still_puts_the_rest_of_the_batch()
     {
         var (pool, provider, mapper) = NewPool(ringSize: 16);
-        var held = new NetMemRef[100];
-        Assert.Equal(100, pool.AllocPages(held));
+        var held = new NetMemRef[PagePool.PutBufferSize + 36];
+        Assert.Equal(held.Length, pool.AllocPages(held));
         mapper.ThrowOnNextUnmap();
-        // On the consumer: the 64th page fills the put buffer, its flush finds 16 ring slots for 32 pages, and the
+        // On the consumer: the 128th page fills the put buffer, its flush finds 16 ring slots for 64 pages, and the
         // first release throws; the 36 pages after it must not be dropped.
         Assert.Throws<InvalidOperationException>(() => pool.PutPages(held));
         Assert.Equal(1, mapper.Thrown);
