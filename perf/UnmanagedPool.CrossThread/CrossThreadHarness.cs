@@ -20,16 +20,21 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
     /// <see cref="DefaultCount"/> run by default, the probes only when named (<c>--methods</c>).
     /// </summary>
     public static readonly string[] Methods =
-        ["ChannelOnly", "ConcurrentQueuePool", "PagePool", "PagePoolBulkPut8", "PagePoolBulkPut32", "PagePoolRedirect",
-         "ProbeBulkPut32ReadHead", "ProbeBulkPut32WriteHead", "ProbeBulkPut32CasHead"];
+        ["ChannelOnly", "ChannelDescriptor", "ConcurrentQueuePool", "PagePool", "PagePoolBulkPut8", "PagePoolBulkPut32", "PagePoolRedirect",
+         "ProbeBulkPut32ReadHead", "ProbeBulkPut32WriteHead", "ProbeBulkPut32CasHead", "ProbeChannelDescriptorRead",
+         "ProbeChannelDescriptorUntouched"];
 
     /// <summary>
     /// Methods run when <c>--methods</c> is not given. The probes after them are PagePoolBulkPut32 with the worker
     /// also touching the first cache line of each page (the line the consumer wrote, where a redirected frame keeps
     /// its descriptor) before the put: a plain read, a read and a plain write, a compare-exchange. Their differences
-    /// to PagePoolBulkPut32 price the line's transfer to the worker and back, as PagePoolRedirect pays it.
+    /// to PagePoolBulkPut32 price the line's transfer to the worker and back, as PagePoolRedirect pays it. The last,
+    /// ProbeChannelDescriptorRead, is ChannelDescriptor with a worker that only reads the descriptor word: the floor
+    /// of a pool whose put would check a page without marking it; ProbeChannelDescriptorUntouched has a worker that
+    /// drops the page without touching its descriptor: the floor of a pool whose put would not look at the page at
+    /// all (no identity check, no double-put check).
     /// </summary>
-    public const int DefaultCount = 6;
+    public const int DefaultCount = 7;
 
     /// <summary>Pages the ConcurrentQueue pool owns (as many as the PagePool's ring holds).</summary>
     private const int QueuePages = 4096;
@@ -48,6 +53,7 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
         Stop = -1,
         Idle = 0,
         ChannelOnly = 1,
+        ChannelDescriptor,
         Queue,
         PagePool,
         BulkPut8,
@@ -56,6 +62,8 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
         ProbeRead,
         ProbeWrite,
         ProbeCas,
+        ProbeDescriptorRead,
+        ProbeDescriptorUntouched,
     }
 
     private readonly PagePool _pool;
@@ -79,6 +87,8 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
     private long _workerBytes; // the worker's allocated bytes when it acknowledged _workerMode
 
     private long _probeSink; // what the probes read, kept so that their reads are not removed
+
+    private int _descriptorNext; // ChannelDescriptor's next page, consumer thread only
 
     /// <summary>What the last probe read, summed (kept so that its reads are not removed).</summary>
     public long ProbeSink => _probeSink;
@@ -132,6 +142,11 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
             case Mode.ChannelOnly:
                 ChannelOnly(pages);
                 break;
+            case Mode.ChannelDescriptor:
+            case Mode.ProbeDescriptorRead:
+            case Mode.ProbeDescriptorUntouched:
+                ChannelDescriptor(pages);
+                break;
             case Mode.Queue:
                 ConcurrentQueuePool(pages);
                 break;
@@ -164,6 +179,35 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
                 spin.SpinOnce(sleep1Threshold: -1);
             spin = default;
         }
+    }
+
+    /// <summary>
+    /// The hand-off plus what any pool that checks the pages put back must move, with no pool: the consumer takes
+    /// the next of the ConcurrentQueue pool's 4096 pages in turn (as many as cycle through the PagePool), writes it,
+    /// writes the <c>pp_ref_count</c> word of its 64-byte descriptor (the hand-out) and hands it over; the worker
+    /// reads that word and writes it back to 0 (the put's check and mark). Each page's descriptor line goes to the
+    /// worker and back, and each page's first line is as cold as in the pool methods: the physical floor of a
+    /// checking pool in this shape, against which a pool method's own cost shows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void ChannelDescriptor(int pages)
+    {
+        SpscChannel ch = _toWorker;
+        byte* block = _queueBlock;
+        byte* descriptors = _queueDescriptors;
+        int next = _descriptorNext;
+        var spin = new SpinWait();
+        for (int i = 0; i < pages; i++)
+        {
+            byte* p = block + (nint)next * PageConstants.PageSize;
+            *(long*)p = i;
+            ((NetMem*)(descriptors + (nint)next * sizeof(NetMem)))->PpRefCount = 1;
+            next = (next + 1) & (QueuePages - 1);
+            while (!ch.TryWrite((nint)p))
+                spin.SpinOnce(sleep1Threshold: -1);
+            spin = default;
+        }
+        _descriptorNext = next;
     }
 
     /// <summary>
@@ -291,6 +335,9 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
                     _wake.Wait();
                     break;
                 case Mode.ChannelOnly:
+                case Mode.ChannelDescriptor:
+                case Mode.ProbeDescriptorRead:
+                case Mode.ProbeDescriptorUntouched:
                 case Mode.Queue:
                 case Mode.PagePool:
                     PutEach((Mode)mode);
@@ -330,6 +377,19 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
                 if (mode == Mode.PagePool)
                 {
                     pool.PutPage(new NetMemRef((NetMem*)item));
+                }
+                else if (mode == Mode.ChannelDescriptor)
+                {
+                    NetMem* d = (NetMem*)(descriptors + (((byte*)item - block) >> PageConstants.PageShift) * sizeof(NetMem));
+                    if (d->PpRefCount != 1)
+                        throw new InvalidOperationException("ChannelDescriptor: a page came back twice");
+                    d->PpRefCount = 0;
+                }
+                else if (mode == Mode.ProbeDescriptorRead)
+                {
+                    NetMem* d = (NetMem*)(descriptors + (((byte*)item - block) >> PageConstants.PageShift) * sizeof(NetMem));
+                    if (d->PpRefCount != 1)
+                        throw new InvalidOperationException("ProbeChannelDescriptorRead: a page came back twice");
                 }
                 else if (mode == Mode.Queue)
                 {

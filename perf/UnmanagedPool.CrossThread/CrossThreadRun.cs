@@ -148,7 +148,7 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
         }
 
         // Ratios only to the baselines that run.
-        string[] crossBaselines = new[] { "ChannelOnly", "ConcurrentQueuePool" }.Where(options.Methods.Contains).ToArray();
+        string[] crossBaselines = new[] { "ChannelOnly", "ChannelDescriptor", "ConcurrentQueuePool" }.Where(options.Methods.Contains).ToArray();
         string[] singleBaselines = options.Methods.Contains("Floor") ? ["Floor"] : [];
         var runs = new List<Func<int, (long Ticks, long Bytes)>>();
         for (int i = 0; i < CrossThreadHarness.Methods.Length; i++)
@@ -260,7 +260,8 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
         {
             List<MethodResult> rows = results.Where(r => r.Group == group).ToList();
             string[] baselines = rows[0].Baselines;
-            var header = new StringBuilder($"{group,-22} {"median",8} {"q1",8} {"q3",8}");
+            int width = Math.Max(22, rows.Max(r => r.Name.Length));
+            var header = new StringBuilder($"{group.PadRight(width)} {"median",8} {"q1",8} {"q3",8}");
             foreach (string b in baselines)
                 header.Append(' ').Append(("x " + b).PadLeft(24));
             header.Append($" {"B/page",8}");
@@ -268,7 +269,7 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
             foreach (MethodResult m in rows)
             {
                 var (median, q1, q3) = Quartiles(m.Samples);
-                var line = new StringBuilder(string.Create(ci, $"{m.Name,-22} {median,8:0.00} {q1,8:0.00} {q3,8:0.00}"));
+                var line = new StringBuilder(string.Create(ci, $"{m.Name.PadRight(width)} {median,8:0.00} {q1,8:0.00} {q3,8:0.00}"));
                 foreach (string b in baselines)
                 {
                     var (ratio, rq1, rq3) = Ratio(m, ByName(results, b));

@@ -12,7 +12,7 @@ namespace UnmanagedPool.Tests.Perf;
 public class CrossThreadProgramTests
 {
     private static readonly string[] CrossThreadMethods =
-        ["ChannelOnly", "ConcurrentQueuePool", "PagePool", "PagePoolBulkPut8", "PagePoolBulkPut32", "PagePoolRedirect"];
+        ["ChannelOnly", "ChannelDescriptor", "ConcurrentQueuePool", "PagePool", "PagePoolBulkPut8", "PagePoolBulkPut32", "PagePoolRedirect"];
 
     private static readonly string[] SingleThreadMethods = ["Floor", "FastPath", "RingPath"];
 
@@ -42,7 +42,7 @@ public class CrossThreadProgramTests
             foreach (JsonElement s in m.GetProperty("samples").EnumerateArray())
                 Assert.True(s.GetDouble() > 0, $"{name}: sample {s}");
             JsonElement ratios = m.GetProperty("ratios");
-            string[] baselines = CrossThreadMethods.Contains(name) ? ["ChannelOnly", "ConcurrentQueuePool"] : ["Floor"];
+            string[] baselines = CrossThreadMethods.Contains(name) ? ["ChannelOnly", "ChannelDescriptor", "ConcurrentQueuePool"] : ["Floor"];
             foreach (string b in baselines)
                 Assert.True(ratios.GetProperty(b).GetDouble() > 0, $"{name}: ratio to {b}");
             if (PoolMethods.Contains(name))
@@ -53,6 +53,7 @@ public class CrossThreadProgramTests
         }
         Assert.Equal(1.0, methods["ChannelOnly"].GetProperty("ratios").GetProperty("ChannelOnly").GetDouble());
         Assert.Equal(1.0, methods["ConcurrentQueuePool"].GetProperty("ratios").GetProperty("ConcurrentQueuePool").GetDouble());
+        Assert.Equal(1.0, methods["ChannelDescriptor"].GetProperty("ratios").GetProperty("ChannelDescriptor").GetDouble());
         Assert.Equal(1.0, methods["Floor"].GetProperty("ratios").GetProperty("Floor").GetDouble());
         Assert.Equal(methods["ChannelOnly"].GetProperty("median").GetDouble(), root.GetProperty("host").GetProperty("channelOnlyMedian").GetDouble());
     }
