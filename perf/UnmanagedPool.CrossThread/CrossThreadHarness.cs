@@ -182,12 +182,14 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
     }
 
     /// <summary>
-    /// The hand-off plus what any pool that checks the pages put back must move, with no pool: the consumer takes
-    /// the next of the ConcurrentQueue pool's 4096 pages in turn (as many as cycle through the PagePool), writes it,
-    /// writes the <c>pp_ref_count</c> word of its 64-byte descriptor (the hand-out) and hands it over; the worker
-    /// reads that word and writes it back to 0 (the put's check and mark). Each page's descriptor line goes to the
-    /// worker and back, and each page's first line is as cold as in the pool methods: the physical floor of a
-    /// checking pool in this shape, against which a pool method's own cost shows.
+    /// The hand-off plus what any pool that checks and marks the pages put back must move, with no pool: the consumer
+    /// takes the next of the ConcurrentQueue pool's 4096 pages in turn (as many as cycle through the PagePool),
+    /// writes it, writes the <c>pp_ref_count</c> word of its 64-byte descriptor (the hand-out) and hands it over; the
+    /// worker reads that word and writes it back to 0 (the put's check and mark). Each page's descriptor line goes to
+    /// the worker and back, one page at a time, and each page's first line is as cold as in the pool methods. Not a
+    /// hard floor (the pool's refill takes 64 descriptor lines for writing in one pass, which this does not), but
+    /// the traffic a checking pool cannot avoid, with none of a pool's own work: a pool method near 1 x this is
+    /// spending its time on that traffic.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ChannelDescriptor(int pages)

@@ -48,8 +48,10 @@ internal static class CrossThreadSection
         md.AppendLine("One thread allocates and writes each page, another returns it, through the same single-producer single-consumer");
         md.AppendLine("hand-off for every method; every method runs once per round, in an order rotated each round, so all see the same");
         md.AppendLine("host state. ns/page: median (q1–q3) over the rounds. × B: the median of the per-round ratios to method B.");
-        md.AppendLine("ChannelOnly is the hand-off alone (the floor of this shape), ConcurrentQueuePool a ConcurrentQueue of pages writing the");
-        md.AppendLine("same descriptor line on each side; the single-thread group is PagePoolBenchmarks' Floor, FastPath and RingPath.");
+        md.AppendLine("ChannelOnly is the hand-off alone (the floor of this shape); ChannelDescriptor adds, with no pool, each page's descriptor");
+        md.AppendLine("line going to the putting thread and back (the traffic of a pool that checks and marks each page put back);");
+        md.AppendLine("ConcurrentQueuePool is a ConcurrentQueue of pages writing the same descriptor line on each side; the single-thread");
+        md.AppendLine("group is PagePoolBenchmarks' Floor, FastPath and RingPath.");
         md.AppendLine();
         JsonElement host = root.GetProperty("host");
         md.AppendLine(string.Create(ci, $"{root.GetProperty("rounds").GetInt32()} rounds of {root.GetProperty("pages").GetInt32()} pages per method; " +

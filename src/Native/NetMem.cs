@@ -46,7 +46,10 @@ public struct NetMem
     /// <summary>The kernel's <c>pp_ref_count</c> (formerly <c>pp_frag_count</c>): references held on a pool page.</summary>
     [FieldOffset(40)] public long PpRefCount;
 
-    /// <summary>The kernel's <c>_mapcount</c>; kept at -1 as the kernel does for unmapped pages.</summary>
+    /// <summary>
+    /// The kernel's <c>_mapcount</c>; kept at -1 as the kernel does for unmapped pages. A page pool writes -1 here when it
+    /// takes a page back for reuse (to take the line for writing in one transfer), so a provider must keep it at -1.
+    /// </summary>
     [FieldOffset(48)] public int MapCount;
 
     /// <summary>The kernel's <c>_refcount</c>: page references; the page goes back to its provider when it drops to zero.</summary>
