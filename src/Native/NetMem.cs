@@ -31,7 +31,11 @@ public struct NetMem
     /// </summary>
     [FieldOffset(0)] public ulong Flags;
 
-    /// <summary>The kernel's <c>pp_magic</c>: <see cref="NetMemRef.PpSignature"/> while a page pool owns the page.</summary>
+    /// <summary>
+    /// The kernel's <c>pp_magic</c>: <see cref="NetMemRef.PpSignature"/> while a page pool owns the page, compared under
+    /// <see cref="NetMemRef.PpMagicMask"/>; bit 1 is set while page references (<see cref="NetMemRef.GetPage"/>) may
+    /// be held besides the pool's, until the pool recycles the page with none left.
+    /// </summary>
     [FieldOffset(8)] public ulong PpMagic;
 
     /// <summary>The kernel's <c>pp</c>: an opaque handle naming the owning pool, zero when none.</summary>

@@ -17,6 +17,14 @@ public readonly unsafe struct NetMemRef : IEquatable<NetMemRef>
     /// <summary>The kernel's <c>PP_MAGIC_MASK</c> for the bits of pp_magic compared with the signature.</summary>
     public const ulong PpMagicMask = ~0x3UL;
 
+    /// <summary>
+    /// A bit of pp_magic outside <see cref="PpMagicMask"/>: <see cref="GetPage"/> sets it on a page-pool page before
+    /// it takes the reference, so the pool's fast recycle paths, which compare pp_magic exactly, see that someone else
+    /// may hold the page without reading <see cref="NetMem.RefCount"/> on every put. The pool's checked path clears
+    /// it when it recycles the page with no page reference left.
+    /// </summary>
+    internal const ulong PpPageRefsTaken = 0x2UL;
+
     private readonly NetMem* _desc;
 
     /// <summary>Wraps a descriptor pointer. The pointer must be a descriptor inside a live region, or null.</summary>
@@ -128,12 +136,22 @@ public readonly unsafe struct NetMemRef : IEquatable<NetMemRef>
     public static NetMemRef FromAddress(nint address) => FromAddress((void*)address);
 
     /// <summary>The kernel's <c>get_page</c>: takes one more page reference (<see cref="NetMem.RefCount"/>).</summary>
+    /// <remarks>
+    /// On a page-pool page it first sets bit 1 of <see cref="NetMem.PpMagic"/> (outside <see cref="PpMagicMask"/>),
+    /// so the page's next put takes the pool's checked path, which reads the count; the pool clears the bit when it
+    /// recycles the page with no page reference left.
+    /// </remarks>
     /// <returns>The new reference count.</returns>
     /// <exception cref="InvalidOperationException">The page is null, not handed out, or its last reference is gone.</exception>
     public int GetPage()
     {
         if (_desc == null || _desc->State != (byte)PageState.InUse)
             ThrowHelper.ThrowNotHandedOut(this);
+        // A page pool's page: marked before the reference exists, so a pool that sees the count above 1 sees the
+        // mark too (see PpPageRefsTaken). Interlocked: the pool writes pp_magic on its own (releasing the page clears
+        // it); an OR never brings the signature back to a page the pool has let go.
+        if (IsPagePool)
+            Interlocked.Or(ref _desc->PpMagic, PpPageRefsTaken);
         // Volatile: the starting value of the compare-exchange loop; a stale one only costs a retry.
         int count = Volatile.Read(ref _desc->RefCount);
         while (true)

@@ -161,6 +161,11 @@ public sealed unsafe partial class PagePool
             ReleaseUnrecyclable(d);
             return false;
         }
+        // Page references were taken and are all dropped (the count is 1, and this caller dropped the last pool
+        // reference, so no one else can take one now): the page goes back with the exact signature, which the fast
+        // paths compare (see IsOrdinaryLastReference).
+        if (d->PpMagic != NetMemRef.PpSignature)
+            d->PpMagic = NetMemRef.PpSignature;
         if (_dmaSync)
             SyncForDeviceOrRelease(d, dmaSyncSize);
         if (_debug)
