@@ -327,6 +327,8 @@ public class XdpSocketTests
             program.Register(0, socket);
             Assert.True(veth.HostHasXdp());
 
+            // The fill ring gets its buffers before the first frame can arrive: a frame that finds it empty is dropped.
+            receiver.Refill();
             Task sender = veth.SendAsync(Count);
             receiver.Run(TimeSpan.FromSeconds(30));
             Assert.True(sender.Wait(TimeSpan.FromSeconds(30)), "The sender did not finish.");
@@ -377,11 +379,13 @@ public class XdpSocketTests
             Assert.Same(umem, b.Umem);
             progA.Register(0, a);
             progB.Register(0, b);
+            // Both fill rings get their buffers before the first frame can arrive: a frame that finds its socket's
+            // fill ring empty is dropped (under load the senders' first burst could otherwise come first).
+            recvA.Refill();
+            recvB.Refill();
             Task sendA = vethA.SendAsync(Count);
             Task sendB = vethB.SendAsync(Count, tag: 1_000_000);
             var clock = Stopwatch.StartNew();
-            recvA.Refill();
-            recvB.Refill();
             // One thread owns both pools and both sockets' receive sides here; alternate short runs.
             while ((recvA.Matched < Count || recvB.Matched < Count) && clock.Elapsed < TimeSpan.FromSeconds(40))
             {
