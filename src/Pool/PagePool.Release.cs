@@ -155,10 +155,14 @@ public sealed unsafe partial class PagePool
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool CanRecycle(NetMem* d, int dmaSyncSize)
     {
+        // Volatile: other holders drop page references from any thread. Read once: the count that decided the release
+        // is the one the statistics give (released_refcnt), as the kernel's single page_ref_count read; a second read
+        // could find the other holder gone and count a release for no reason.
+        bool referenced = Volatile.Read(ref d->RefCount) != 1;
         // Volatile: _state flips once, from any thread, in Dispose; a late put must see it and release.
-        if (d->RefCount != 1 || Volatile.Read(ref _state) != StateAlive)
+        if (referenced || Volatile.Read(ref _state) != StateAlive)
         {
-            ReleaseUnrecyclable(d);
+            ReleaseUnrecyclable(d, referenced);
             return false;
         }
         // Page references were taken and are all dropped (the count is 1, and this caller dropped the last pool
@@ -192,9 +196,9 @@ public sealed unsafe partial class PagePool
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void ReleaseUnrecyclable(NetMem* d)
+    private void ReleaseUnrecyclable(NetMem* d, bool referenced)
     {
-        if (d->RefCount != 1)
+        if (referenced)
             Interlocked.Increment(ref _shared.ReleasedRefcnt);
         ReturnPage(d);
     }

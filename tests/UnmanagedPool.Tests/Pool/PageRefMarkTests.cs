@@ -124,3 +124,90 @@ public unsafe class PageRefMarkTests
         Assert.True(page.PutPage());
     }
 }
+
+/// <summary>
+/// The page-reference mark under concurrency: two other threads drop the page references they were given while the
+/// consumer recycles the page. Whichever comes first, the page is recycled only with no page reference left (then
+/// with the exact signature again) and released otherwise (freed by the last holder), never both, never lost.
+/// </summary>
+public unsafe class PageRefMarkRaceTests
+{
+    [Fact]
+    public void Holders_dropping_page_references_while_the_consumer_recycles_never_leave_a_referenced_page_in_the_pool()
+    {
+        const int Rounds = 1000;
+        var pool = new PagePool(new PagePoolOptions());
+        PagePoolConsumer consumer = pool.BindConsumer();
+        NetMemRef shared = default;
+        using var start = new Barrier(3);
+        using var done = new Barrier(3);
+        Exception? failure = null;
+        void Holder()
+        {
+            try
+            {
+                for (int r = 0; r < Rounds; r++)
+                {
+                    start.SignalAndWait();
+                    shared.PutPage(); // the reference the consumer took for this thread
+                    done.SignalAndWait();
+                }
+            }
+            catch (Exception e)
+            {
+                // The consumer stops at its next round; these let it pass the barriers of this one.
+                failure ??= e;
+                start.RemoveParticipant();
+                done.RemoveParticipant();
+            }
+        }
+        var b = new Thread(Holder);
+        var c = new Thread(Holder);
+        b.Start();
+        c.Start();
+        long recycled = 0, released = 0;
+        var wrong = new List<string>(); // checked after the holders are joined: a throw here would strand them
+        for (int r = 0; r < Rounds && failure == null; r++)
+        {
+            NetMemRef page = consumer.AllocPage();
+            page.GetPage();
+            page.GetPage();
+            shared = page;
+            long releasedBefore = pool.GetStats().RecycleReleasedRefcnt;
+            start.SignalAndWait();
+            consumer.RecycleDirect(page); // races the two PutPage calls
+            // Recycled while a holder still had the page would hand it out again under that holder: the count read
+            // now, with the holders possibly still running, must already be the pool's alone.
+            bool recycled_ = page.IsPagePool;
+            int countNow = page.Value.RefCount;
+            bool counted = pool.GetStats().RecycleReleasedRefcnt == releasedBefore + 1;
+            done.SignalAndWait();
+            if (recycled_)
+            {
+                // Recycled: both references were gone first; the page is the pool's, unmarked, with only its reference.
+                recycled++;
+                if (countNow != 1 || counted || page.Value.PpMagic != NetMemRef.PpSignature || page.Value.RefCount != 1 || page.Value.PpRefCount != 0)
+                    wrong.Add($"round {r}: recycled with count {countNow} then {page.Value.RefCount}, magic {page.Value.PpMagic:x}, released_refcnt counted {counted}");
+            }
+            else
+            {
+                // Released while a holder still had it (counted once as released_refcnt): the last holder's PutPage
+                // gave it to the provider.
+                released++;
+                if (!counted || page.State != PageState.Free)
+                    wrong.Add($"round {r}: released, released_refcnt counted {counted}, state {page.State}");
+            }
+        }
+        b.Join();
+        c.Join();
+        Assert.Null(failure);
+        Assert.Empty(wrong);
+        Assert.Equal(Rounds, recycled + released);
+        // Every page the pool still holds is in its caches: no user, no holder has one.
+        PagePoolStats st = pool.GetStats();
+        Assert.Equal(st.Pooled, st.Hold - st.Release);
+        Assert.Equal(released, st.RecycleReleasedRefcnt);
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+    }
+}
