@@ -98,7 +98,7 @@ public sealed unsafe partial class PagePool
     /// The kernel's <c>page_ref_count == 1</c> (no page reference besides the pool's) is the same compare: the only
     /// way to take one, <see cref="NetMemRef.GetPage"/>, sets <see cref="NetMemRef.PpPageRefsTaken"/> in pp_magic
     /// first, and only <see cref="CanRecycle"/>, with the count back at 1, clears it. Not reading
-    /// <see cref="NetMem.RefCount"/> here measured FastPath 1.28 -> 1.16 x Floor in the cross-thread program.
+    /// <see cref="NetMem.RefCount"/> here measured FastPath 1.27 -> 1.15 x Floor in the cross-thread program.
     /// </para>
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -259,10 +259,10 @@ public sealed unsafe partial class PagePool
         // Pull the descriptors' lines in for writing while the cache is used from its top: most often they come from
         // another core's cache, where the threads that put the pages wrote them, and each hand-out writes its page's
         // count. A store, not a prefetch: .NET has no PREFETCHW, and a read prefetch brings a shared copy that the
-        // hand-out's write must then take exclusive in a second transfer. The store writes the value the field always
-        // holds (NetMem.MapCount: -1, the kernel's _mapcount of a page in no page table; no code writes anything
-        // else, nothing reads it on any path), so it is harmless even for an entry whose page is not in this pool any
-        // more (a duplicate of a page put twice). Measured, cross-thread program, PagePoolBulkPut32, five pairs of runs
+        // hand-out's write must then take exclusive in a second transfer. The store writes the value the field holds
+        // for every page of a live region (NetMem.MapCount: -1, the kernel's _mapcount of a page in no page table; no
+        // code writes anything else, nothing reads it on any path), so it is harmless even for an entry whose page is
+        // not in this pool any more (a duplicate of a page put twice). Measured, cross-thread program, PagePoolBulkPut32, five pairs of runs
         // alternating with Sse.Prefetch0 in its place: 0.41-0.52 x ConcurrentQueuePool (median 0.46) against 0.49-0.60
         // (median 0.54), better in four pairs of five.
         for (int k = 0; k < n; k++)

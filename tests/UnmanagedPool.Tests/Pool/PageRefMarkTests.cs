@@ -114,6 +114,29 @@ public unsafe class PageRefMarkTests
     }
 
     [Fact]
+    public void In_debug_mode_a_marked_page_is_released_while_referenced_and_recycled_unmarked_after()
+    {
+        var pool = new PagePool(new PagePoolOptions { DebugMode = true });
+        PagePoolConsumer consumer = pool.BindConsumer();
+        NetMemRef held = consumer.AllocPage();
+        held.GetPage();
+        PagePoolStats before = pool.GetStats();
+        consumer.RecycleDirect(held);
+        Assert.Equal(1, pool.GetStats().RecycleReleasedRefcnt - before.RecycleReleasedRefcnt);
+        Assert.True(held.PutPage());
+
+        NetMemRef page = consumer.AllocPage();
+        page.GetPage();
+        Assert.False(page.PutPage());
+        consumer.RecycleDirect(page);
+        Assert.True(page.IsPagePool);
+        Assert.Equal(NetMemRef.PpSignature, page.Value.PpMagic);
+        Assert.Equal(0, page.Value.PpRefCount);
+        pool.Dispose();
+        Assert.True(pool.IsFreed);
+    }
+
+    [Fact]
     public void GetPage_on_a_page_that_is_not_a_pool_page_leaves_pp_magic_alone()
     {
         using var provider = new PageProvider();
