@@ -39,7 +39,6 @@ internal sealed unsafe class SingleThreadHarness : IDisposable
             _floor.Return((NetMem*)_floorProvider.Take().Descriptor);
         _pool = new PagePool(new PagePoolOptions { Name = "crossthread-single" });
         _consumer = _pool.BindConsumer();
-
     }
 
     /// <summary>
