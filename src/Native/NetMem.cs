@@ -59,6 +59,19 @@ public struct NetMem
     /// <summary>The kernel's <c>_refcount</c>: page references; the page goes back to its provider when it drops to zero.</summary>
     [FieldOffset(52)] public int RefCount;
 
+    /// <summary>
+    /// Zeroes the page-pool fields (<see cref="PpRefCount"/>, <see cref="PpMagic"/>, <see cref="Pp"/>,
+    /// <see cref="DmaAddr"/>): what a memory provider does as a page leaves it or comes back (see
+    /// <see cref="IMemoryProvider"/>), besides setting <see cref="RefCount"/>.
+    /// </summary>
+    public void ClearPoolFields()
+    {
+        PpRefCount = 0;
+        PpMagic = 0;
+        Pp = 0;
+        DmaAddr = 0;
+    }
+
     /// <summary>Allocation order: the run is 2^Order contiguous pages, described by the head descriptor.</summary>
     [FieldOffset(56)] public byte Order;
 

@@ -147,10 +147,7 @@ public sealed unsafe class PageProvider : IMemoryProvider, IDisposable
                     NetMem* d = slab.Region.Descriptors + block;
                     d->State = (byte)PageState.InUse;
                     d->RefCount = 1;
-                    d->PpRefCount = 0;
-                    d->PpMagic = 0;
-                    d->Pp = 0;
-                    d->DmaAddr = 0;
+                    d->ClearPoolFields();
                     d->Flags = 0;
                     pages[taken++] = new NetMemRef(d);
                     if (injector != null && taken < pages.Length && slab.FreeCount > 0 && injector.ShouldFail(order))
@@ -277,10 +274,7 @@ public sealed unsafe class PageProvider : IMemoryProvider, IDisposable
         Slab slab = (Slab)RegionRegistry.Find(page.RegionBase)!.OwnerState!;
         d->State = (byte)PageState.Free;
         d->RefCount = 0;
-        d->PpRefCount = 0;
-        d->PpMagic = 0;
-        d->Pp = 0;
-        d->DmaAddr = 0;
+        d->ClearPoolFields();
         slab.Free[slab.FreeCount++] = (int)(d - slab.Region.Descriptors);
         _pagesInUse -= 1L << slab.Order;
         if (slab.FreeCount == 1)

@@ -169,9 +169,7 @@ public sealed unsafe class UmemProvider : IMemoryProvider, IDisposable
                 NetMem* d = table + chunk;
                 d->State = (byte)PageState.InUse;
                 d->RefCount = 1;
-                d->PpRefCount = 0;
-                d->PpMagic = 0;
-                d->Pp = 0;
+                d->ClearPoolFields();
                 d->DmaAddr = (ulong)chunk << PageConstants.PageShift;
                 pages[i] = new NetMemRef(d);
             }
@@ -224,10 +222,7 @@ public sealed unsafe class UmemProvider : IMemoryProvider, IDisposable
                 ThrowHelper.ThrowForeignPage((nint)page.Address, "is not handed out (double give)");
             d->State = (byte)PageState.Free;
             d->RefCount = 0;
-            d->PpRefCount = 0;
-            d->PpMagic = 0;
-            d->Pp = 0;
-            d->DmaAddr = 0;
+            d->ClearPoolFields();
             _free[_freeCount++] = (int)chunk;
             ReleaseIfUnusedLocked();
         }

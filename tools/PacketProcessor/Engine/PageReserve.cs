@@ -89,10 +89,7 @@ internal sealed unsafe class PageReserve : IMemoryProvider
                 var d = (NetMem*)_free[--_count];
                 // As the provider hands a page out: one reference (the one kept), no pool fields.
                 d->RefCount = 1;
-                d->PpRefCount = 0;
-                d->PpMagic = 0;
-                d->Pp = 0;
-                d->DmaAddr = 0;
+                d->ClearPoolFields();
                 d->Flags = 0;
                 pages[i] = new NetMemRef(d);
             }
