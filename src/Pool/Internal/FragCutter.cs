@@ -145,13 +145,9 @@ internal unsafe struct FragCutter
     /// </exception>
     public NetMem* Drain()
     {
-        NetMem* d = (NetMem*)_page;
+        NetMem* d = Detach(out long drain);
         if (d == null)
             return null;
-        long drain = BiasMax - _users;
-        // Volatile: the page leaves the cutter before its bias drops, so a putter that sees the dropped count also
-        // sees it detached (see OverReleased).
-        Volatile.Write(ref _page, 0);
         // Volatile: putters on other threads decrement the count; equal means every piece came back. The move to 0
         // is atomic all the same: a surplus put (a piece put twice) landing in between must not be overwritten, or
         // the drain below could no longer see it.
@@ -162,14 +158,9 @@ internal unsafe struct FragCutter
             if (Interlocked.CompareExchange(ref d->PpRefCount, 0, drain) == drain)
                 return d;
         }
-        // Interlocked: pieces still out are being put concurrently; exactly one side sees zero.
-        long left = Interlocked.Add(ref d->PpRefCount, -drain);
+        long left = DropBias(d, drain);
         if (left < 0)
-        {
-            // Interlocked: as above; the count goes back to what the putters left.
-            Interlocked.Add(ref d->PpRefCount, drain);
             FragThrowHelper.ThrowFragOverRelease(new NetMemRef(d));
-        }
         return left == 0 ? d : null;
     }
 
@@ -180,21 +171,43 @@ internal unsafe struct FragCutter
     /// <returns>The page when nobody holds a piece (the caller returns it); null otherwise.</returns>
     public NetMem* Free()
     {
-        NetMem* d = (NetMem*)_page;
+        NetMem* d = Detach(out long drain);
         if (d == null)
             return null;
-        long drain = BiasMax - _users;
-        // Volatile: as in Drain, detach before dropping the bias.
-        Volatile.Write(ref _page, 0);
-        // Interlocked: pieces may still be put concurrently.
+        return DropBias(d, drain) == 0 ? d : null;
+    }
+
+    /// <summary>
+    /// Detaches the page being cut (null when there is none) and gives the bias the pool holds on it, BiasMax less
+    /// the pieces handed out, for <see cref="Drain"/> and <see cref="Free"/> to drop.
+    /// </summary>
+    private NetMem* Detach(out long drain)
+    {
+        NetMem* d = (NetMem*)_page;
+        drain = BiasMax - _users;
+        if (d != null)
+        {
+            // Volatile: the page leaves the cutter before its bias drops, so a putter that sees the dropped count
+            // also sees it detached (see OverReleased).
+            Volatile.Write(ref _page, 0);
+        }
+        return d;
+    }
+
+    /// <summary>
+    /// Drops the pool's bias from a detached page's count: the pieces still out are left. A negative result means
+    /// more puts than pieces; the count is restored to what the putters left and the page stays out of the pool.
+    /// </summary>
+    private static long DropBias(NetMem* d, long drain)
+    {
+        // Interlocked: pieces still out are being put concurrently; exactly one side sees zero.
         long left = Interlocked.Add(ref d->PpRefCount, -drain);
         if (left < 0)
         {
-            // Interlocked: as above.
+            // Interlocked: as above; the count goes back to what the putters left.
             Interlocked.Add(ref d->PpRefCount, drain);
-            return null;
         }
-        return left == 0 ? d : null;
+        return left;
     }
 
     /// <summary>
