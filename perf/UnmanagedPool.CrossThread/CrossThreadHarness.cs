@@ -203,7 +203,7 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
         {
             byte* p = block + (nint)next * PageConstants.PageSize;
             *(long*)p = i;
-            ((NetMem*)(descriptors + (nint)next * sizeof(NetMem)))->PpRefCount = 1;
+            ((NetMem*)descriptors + next)->PpRefCount = 1;
             next = (next + 1) & (QueuePages - 1);
             while (!ch.TryWrite((nint)p))
                 spin.SpinOnce(sleep1Threshold: -1);
@@ -230,7 +230,7 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
             while (!q.TryDequeue(out p))
                 spin.SpinOnce(sleep1Threshold: -1);
             *(long*)p = i;
-            *(long*)(descriptors + (((byte*)p - block) >> PageConstants.PageShift) * sizeof(NetMem)) = 1;
+            *(long*)QueueDescriptor(descriptors, block, p) = 1;
             while (!ch.TryWrite(p))
                 spin.SpinOnce(sleep1Threshold: -1);
             spin = default;
@@ -284,6 +284,11 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
             spin = default;
         }
     }
+
+    /// <summary>The descriptor of a page of the ConcurrentQueue pool's block, in the table beside it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static NetMem* QueueDescriptor(byte* descriptors, byte* block, nint page) =>
+        (NetMem*)descriptors + (((byte*)page - block) >> PageConstants.PageShift);
 
     /// <summary>Publishes what the consumer has written and waits until the worker has taken it all.</summary>
     private void Drain()
@@ -380,22 +385,18 @@ internal sealed unsafe class CrossThreadHarness : IDisposable
                 {
                     pool.PutPage(new NetMemRef((NetMem*)item));
                 }
-                else if (mode == Mode.ChannelDescriptor)
+                else if (mode is Mode.ChannelDescriptor or Mode.ProbeDescriptorRead)
                 {
-                    NetMem* d = (NetMem*)(descriptors + (((byte*)item - block) >> PageConstants.PageShift) * sizeof(NetMem));
+                    // The put's check; ChannelDescriptor also marks the page returned, the probe only reads.
+                    NetMem* d = QueueDescriptor(descriptors, block, item);
                     if (d->PpRefCount != 1)
-                        throw new InvalidOperationException("ChannelDescriptor: a page came back twice");
-                    d->PpRefCount = 0;
-                }
-                else if (mode == Mode.ProbeDescriptorRead)
-                {
-                    NetMem* d = (NetMem*)(descriptors + (((byte*)item - block) >> PageConstants.PageShift) * sizeof(NetMem));
-                    if (d->PpRefCount != 1)
-                        throw new InvalidOperationException("ProbeChannelDescriptorRead: a page came back twice");
+                        throw new InvalidOperationException($"{Methods[(int)mode - 1]}: a page came back twice");
+                    if (mode == Mode.ChannelDescriptor)
+                        d->PpRefCount = 0;
                 }
                 else if (mode == Mode.Queue)
                 {
-                    *(long*)(descriptors + (((byte*)item - block) >> PageConstants.PageShift) * sizeof(NetMem)) = 0;
+                    *(long*)QueueDescriptor(descriptors, block, item) = 0;
                     q.Enqueue(item);
                 }
                 spin = default;
