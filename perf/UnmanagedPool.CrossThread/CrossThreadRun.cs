@@ -27,9 +27,6 @@ public sealed class CrossThreadOptions
     /// </summary>
     public double WarmupSeconds { get; set; } = 1.0;
 
-    /// <summary>Warm-up rounds the last run took (at least <see cref="WarmupRounds"/>; more when <see cref="WarmupSeconds"/> asked for them).</summary>
-    public int WarmupRoundsRun { get; internal set; }
-
     /// <summary>Print one JSON object instead of the table.</summary>
     public bool Json { get; set; }
 
@@ -104,6 +101,9 @@ internal sealed class MethodResult(string name, string group, bool isPool, strin
 /// </summary>
 internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter output)
 {
+    // Warm-up rounds this run took: at least options.WarmupRounds, more when options.WarmupSeconds asked for them.
+    private int _warmupRoundsRun;
+
     /// <summary>
     /// Runs the rounds and writes the table or the JSON object. Returns the exit code: 0, or 1 when a pool method
     /// allocated managed memory in a measured round (the figures are written all the same).
@@ -182,7 +182,7 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
                 runs[m](options.Pages);
             warmed++;
         }
-        options.WarmupRoundsRun = warmed;
+        _warmupRoundsRun = warmed;
 
         double nsPerTick = 1e9 / Stopwatch.Frequency;
         for (int r = 0; r < options.Rounds; r++)
@@ -250,7 +250,7 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
     {
         var ci = CultureInfo.InvariantCulture;
         output.WriteLine($"UnmanagedPool cross-thread: {options.Rounds} rounds of {options.Pages} pages per method, " +
-                         $"methods interleaved in one process (order rotated each round), {options.WarmupRoundsRun} warm-up rounds (at least {options.WarmupRounds} and {options.WarmupSeconds:0.#} s); {pinNote}.");
+                         $"methods interleaved in one process (order rotated each round), {_warmupRoundsRun} warm-up rounds (at least {options.WarmupRounds} and {options.WarmupSeconds:0.#} s); {pinNote}.");
         if (HostState(results) is var (hostMedian, hostQ1, hostQ3))
             output.WriteLine(string.Create(ci, $"host state: ChannelOnly (the hand-off alone between the two threads) median {hostMedian:0.00} ns/page, q1 {hostQ1:0.00}, q3 {hostQ3:0.00}."));
         else
@@ -295,7 +295,7 @@ internal sealed class CrossThreadRun(CrossThreadOptions options, TextWriter outp
             w.WriteNumber("pages", options.Pages);
             w.WriteNumber("warmupRounds", options.WarmupRounds);
             w.WriteNumber("warmupSeconds", options.WarmupSeconds);
-            w.WriteNumber("warmupRoundsRun", options.WarmupRoundsRun);
+            w.WriteNumber("warmupRoundsRun", _warmupRoundsRun);
             w.WriteBoolean("pinned", pinned);
             w.WriteString("pin", pinNote);
             // A run with --methods lists only its methods; without ChannelOnly the host state is null.
