@@ -34,7 +34,8 @@ public sealed unsafe partial class PagePool
         return d;
     }
 
-    private static NetMemRef ResolveAddress(byte* address)
+    /// <summary>The page that holds <paramref name="address"/>; throws when it lies in no live page of a region.</summary>
+    internal static NetMemRef ResolveAddress(byte* address)
     {
         NetMemRef page = NetMemRef.FromAddress(address);
         if (page.IsNull)

@@ -51,7 +51,7 @@ public static unsafe class PagePoolPointerExtensions
     public static void FragmentPage(this PagePool pool, byte* address, long nr)
     {
         ArgumentNullException.ThrowIfNull(pool);
-        pool.FragmentPage(Resolve(address), nr);
+        pool.FragmentPage(PagePool.ResolveAddress(address), nr);
     }
 
     /// <summary>
@@ -121,7 +121,7 @@ public static unsafe class PagePoolPointerExtensions
     public static long UnrefPage(this PagePool pool, byte* address, long nr)
     {
         ArgumentNullException.ThrowIfNull(pool);
-        return pool.UnrefPage(Resolve(address), nr);
+        return pool.UnrefPage(PagePool.ResolveAddress(address), nr);
     }
 
     /// <summary>
@@ -137,7 +137,7 @@ public static unsafe class PagePoolPointerExtensions
     public static void ReleasePage(this PagePool pool, byte* address)
     {
         ArgumentNullException.ThrowIfNull(pool);
-        pool.ReleasePage(Resolve(address));
+        pool.ReleasePage(PagePool.ResolveAddress(address));
     }
 
     // =====================================================================================================
@@ -184,13 +184,4 @@ public static unsafe class PagePoolPointerExtensions
     /// </exception>
     public static void RecycleDirect(this PagePoolConsumer consumer, byte* address) =>
         consumer.Pool.ConsumerPutAt(consumer, address, -1, allowDirect: true);
-
-    /// <summary>The page that holds <paramref name="address"/>; throws when it lies in no live page of a region.</summary>
-    private static NetMemRef Resolve(byte* address)
-    {
-        NetMemRef page = NetMemRef.FromAddress(address);
-        if (page.IsNull)
-            PoolThrowHelper.ThrowForeignAddress(address);
-        return page;
-    }
 }
