@@ -93,22 +93,26 @@ public sealed class Processor : IDisposable
 
     private QueueBase Create<TOps>(int i, NicQueue nic) where TOps : struct, IBufferOps
     {
-        int n = _options.Queues;
-        int ring = _options.RingSize;
-        bool x = _options.XdpFrames;
-        int p = _options.RxBuffer.PiecesPerPage();
-        bool m = _options.DmaMap;
-        int u = _options.Mtu ?? 0;
-        int b = _options.BusyPollMicroseconds;
         return _options.Program switch
         {
-            ProgramKind.Drop => new RxQueue<TOps, DropProgram>(i, n, ring, nic, new DropProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
-            ProgramKind.L2Fwd => new RxQueue<TOps, L2FwdProgram>(i, n, ring, nic, new L2FwdProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
-            ProgramKind.UdpFilter => new RxQueue<TOps, UdpFilterProgram>(i, n, ring, nic, new UdpFilterProgram(_options.Port)) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
-            ProgramKind.Redirect => new RxQueue<TOps, RedirectProgram>(i, n, ring, nic, new RedirectProgram()) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
-            ProgramKind.Count => new RxQueue<TOps, CountProgram>(i, n, ring, nic, new CountProgram(_options.Port)) { RedirectAsXdpFrames = x, RxPiecesPerPage = p, DmaMap = m, Mtu = u, BusyPollMicroseconds = b },
+            ProgramKind.Drop => Queue(new DropProgram()),
+            ProgramKind.L2Fwd => Queue(new L2FwdProgram()),
+            ProgramKind.UdpFilter => Queue(new UdpFilterProgram(_options.Port)),
+            ProgramKind.Redirect => Queue(new RedirectProgram()),
+            ProgramKind.Count => Queue(new CountProgram(_options.Port)),
             _ => throw new ArgumentOutOfRangeException(nameof(_options.Program), _options.Program, "Unknown program."),
         };
+
+        // The queue for one program type: its settings are the same whatever the program.
+        RxQueue<TOps, TProgram> Queue<TProgram>(TProgram program) where TProgram : struct, IXdpProgram =>
+            new(i, _options.Queues, _options.RingSize, nic, program)
+            {
+                RedirectAsXdpFrames = _options.XdpFrames,
+                RxPiecesPerPage = _options.RxBuffer.PiecesPerPage(),
+                DmaMap = _options.DmaMap,
+                Mtu = _options.Mtu ?? 0,
+                BusyPollMicroseconds = _options.BusyPollMicroseconds,
+            };
     }
 
     /// <summary>Set once every queue has posted its ring and polls.</summary>
