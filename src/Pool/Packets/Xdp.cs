@@ -93,9 +93,9 @@ public static unsafe class Xdp
     /// TX completion owns what it sent), so the claim has a race to lose only when two threads return the same
     /// frame at once. Both may then pass it and put the page: it lands in its pool twice, and the hand-out check
     /// (a page is handed out only from pp_ref_count 0) drops the second entry, so it is still never handed out
-    /// twice. A return after a return is refused as before. The locked compare-exchange cost about a sixth of the bulk return on one thread
-    /// (perf/RESULTS-cross-thread.md), and across threads it makes the frames' cache-line misses wait one after
-    /// the other.
+    /// twice. A return after a return is refused as before. The locked compare-exchange cost about a sixth of the
+    /// bulk return on one thread (perf/RESULTS-cross-thread.md), and across threads it makes the frames' cache-line
+    /// misses wait one after the other.
     /// </remarks>
     private static int ClaimAll(ReadOnlySpan<XdpFrame> frames, Span<NetMemRef> ahead)
     {
